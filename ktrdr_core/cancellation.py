@@ -1,0 +1,147 @@
+"""Cancellation: the token a mode checks, and the sources that fire it.
+
+A mode checks ``token.is_cancelled()`` at every batch (so a cancel lands in
+well under 100 ms) and raises :class:`CancellationError`. Whoever wants to stop
+a training — a signal handler, a deadline, an HTTP call, a remote flag — only
+calls ``token.cancel(reason=...)`` from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ktrdr_core.errors import CancellationError
+
+__all__ = [
+    "CancellationError",
+    "CancellationSource",
+    "CancellationToken",
+    "DeadlineCancellation",
+    "ThreadingCancellationToken",
+]
+
+
+@runtime_checkable
+class CancellationToken(Protocol):
+    """What a mode needs from a token (migration plan, Risk 4: every method)."""
+
+    @property
+    def reason(self) -> str | None:
+        """Why the token was cancelled, or ``None`` while it is not."""
+
+    def is_cancelled(self) -> bool:
+        """Cheap enough to call at every batch."""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Fire the token; later calls keep the first reason."""
+
+    async def wait_for_cancellation(self) -> None:
+        """Return once the token fires (for async watchers)."""
+
+
+class ThreadingCancellationToken:
+    """A thread-safe :class:`CancellationToken`.
+
+    It also remembers when it fired (``cancelled_at``, monotonic seconds), so
+    the manager can measure cancellation latency, and lets watchers register
+    callbacks that run once, in the cancelling thread.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._cancelled_at: float | None = None
+        self._callbacks: list[Callable[[str], None]] = []
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    @property
+    def cancelled_at(self) -> float | None:
+        """``time.monotonic()`` at the first :meth:`cancel`, or ``None``."""
+        return self._cancelled_at
+
+    def is_cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._reason = reason
+            self._cancelled_at = time.monotonic()
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(reason)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`CancellationError` if the token has fired."""
+        if self._event.is_set():
+            raise CancellationError(self._reason or "cancelled")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until cancelled or ``timeout`` passes; True when cancelled."""
+        return self._event.wait(timeout)
+
+    def add_callback(self, callback: Callable[[str], None]) -> None:
+        """Run ``callback(reason)`` once when the token fires (now, if it already has)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self._reason or "cancelled")
+
+    async def wait_for_cancellation(self) -> None:
+        if self._event.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        fired: asyncio.Future[None] = loop.create_future()
+
+        def wake(_reason: str) -> None:
+            loop.call_soon_threadsafe(lambda: fired.done() or fired.set_result(None))
+
+        self.add_callback(wake)
+        await fired
+
+
+@runtime_checkable
+class CancellationSource(Protocol):
+    """Something that can fire a request's token (a signal, a deadline, an HTTP call).
+
+    The manager attaches each source before the mode starts and detaches it
+    when the mode returns, whatever the outcome.
+    """
+
+    def attach(self, token: CancellationToken) -> None:
+        """Start watching; call ``token.cancel(reason=...)`` when it is time."""
+
+    def detach(self) -> None:
+        """Stop watching; must be safe to call more than once."""
+
+
+class DeadlineCancellation:
+    """Cancels the token once ``seconds`` have passed (``ktrdr train --timeout``)."""
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("a deadline must be a positive number of seconds")
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def attach(self, token: CancellationToken) -> None:
+        reason = f"deadline of {self.seconds:g} s reached"
+        self._timer = threading.Timer(self.seconds, token.cancel, kwargs={"reason": reason})
+        self._timer.daemon = True
+        self._timer.start()
+
+    def detach(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,1 @@
+"""The ``ktrdr`` command line. Commands live in their own modules, imported on demand."""

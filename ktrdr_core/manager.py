@@ -1,0 +1,251 @@
+"""The TrainingManager: route a request to a mode, run it, measure it, report it.
+
+It is the only place that knows about all the hooks at once: it asks the
+selector for a :class:`Decision`, attaches the cancellation sources, fans the
+mode's progress out to the sinks (timing each update), tells the lifecycle
+observers, and turns whatever the mode did — return, raise, stop on cancel —
+into a :class:`TrainingResult`. A mode that raises never takes it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ktrdr_core.cancellation import CancellationSource, CancellationToken, ThreadingCancellationToken
+from ktrdr_core.errors import CancellationError, KtrdrError
+from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
+from ktrdr_core.progress import ProgressCallback, ProgressFanout
+from ktrdr_core.report import RunReport
+from ktrdr_core.request import TrainingRequest
+from ktrdr_core.result import TrainingResult
+from ktrdr_core.rollout.policy import Decision, RolloutPolicy
+
+logger = logging.getLogger(__name__)
+
+
+class ObservedToken:
+    """Wraps a foreign token so the manager learns when it fired (for the latency metric)."""
+
+    def __init__(self, inner: CancellationToken) -> None:
+        self._inner = inner
+        self._seen_at: float | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return self._inner.reason
+
+    @property
+    def cancelled_at(self) -> float | None:
+        return self._seen_at
+
+    def is_cancelled(self) -> bool:
+        fired = self._inner.is_cancelled()
+        if fired and self._seen_at is None:
+            self._seen_at = time.monotonic()
+        return fired
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self._inner.cancel(reason=reason)
+        self.is_cancelled()
+
+    async def wait_for_cancellation(self) -> None:
+        await self._inner.wait_for_cancellation()
+        self.is_cancelled()
+
+
+class ProgressTimer:
+    """Records when each update reached the sinks, for the interval percentiles."""
+
+    def __init__(self, downstream: ProgressCallback) -> None:
+        self._downstream = downstream
+        self.times: list[float] = []
+
+    def __call__(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
+        self.times.append(time.monotonic())
+        self._downstream(epoch, total_epochs, metrics)
+
+    @property
+    def intervals(self) -> tuple[float, ...]:
+        return tuple(b - a for a, b in zip(self.times, self.times[1:], strict=False))
+
+
+def _call_each(pm: KtrdrPluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of a hook, isolating the ones that raise."""
+    results = []
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        try:
+            value = impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception:  # noqa: BLE001 - one observer's bug must not stop the others
+            logger.exception("plugin %s raised in %s", impl.plugin_name, hook_name)
+            continue
+        if value is not None:
+            results.append(value)
+    return results
+
+
+class TrainingManager:
+    """Routes training requests to execution modes and runs them.
+
+    The rollout policy is read for every request (``policy_provider``), so a
+    change of the rollout file or the environment applies to the next request
+    without a restart.
+    """
+
+    def __init__(
+        self,
+        plugin_manager: KtrdrPluginManager | None = None,
+        policy_provider: Callable[[], RolloutPolicy] | None = None,
+    ) -> None:
+        self.plugin_manager = plugin_manager or get_plugin_manager()
+        self._policy_provider = policy_provider or RolloutPolicy.from_env
+        self._active: Counter[str] = Counter()
+        self._active_lock = threading.Lock()
+
+    # -- deciding --------------------------------------------------------------
+    def decide(self, request: TrainingRequest, mode: str | None = None) -> Decision:
+        """The decision for ``request``: the selector's, or ``mode`` when forced."""
+        policy = self._policy_provider()
+        if mode is not None:
+            self.plugin_manager.get_mode(mode)
+            return policy.forced(request.user_id, mode)
+        modes = self.plugin_manager.execution_modes()
+        decision = self.plugin_manager.hook.select_mode(request=request, policy=policy, modes=modes)
+        if not isinstance(decision, Decision):
+            raise KtrdrError(f"the selector returned {decision!r} instead of a Decision")
+        return decision
+
+    def active_sessions(self) -> dict[str, int]:
+        """Trainings running now, by mode."""
+        with self._active_lock:
+            return {mode: count for mode, count in self._active.items() if count}
+
+    # -- running ---------------------------------------------------------------
+    def train(
+        self,
+        request: TrainingRequest,
+        progress: ProgressCallback | None = None,
+        cancel: CancellationToken | None = None,
+        *,
+        mode: str | None = None,
+        decision: Decision | None = None,
+    ) -> TrainingResult:
+        """Run ``request`` to the end on this thread and return its result.
+
+        Errors in the request's routing (bad configuration, a mode that is not
+        installed) are raised; anything that goes wrong *inside* the mode
+        becomes a failed or cancelled result.
+        """
+        decision = decision or self.decide(request, mode)
+        execution_mode = self.plugin_manager.get_mode(decision.mode)
+        token: Any = cancel if cancel is not None else ThreadingCancellationToken()
+        if not hasattr(token, "cancelled_at"):
+            token = ObservedToken(token)
+        pm = self.plugin_manager
+
+        sinks: list[ProgressCallback] = []
+        for found in _call_each(pm, "progress_sinks", request=request, decision=decision):
+            sinks.extend(found)
+        if progress is not None:
+            sinks.append(progress)
+        timer = ProgressTimer(ProgressFanout(sinks))
+
+        sources: list[CancellationSource] = []
+        for found in _call_each(pm, "cancellation_sources", request=request):
+            sources.extend(found)
+
+        _call_each(pm, "training_started", request=request, decision=decision)
+        with self._active_lock:
+            self._active[decision.mode] += 1
+        started_wall, started = time.time(), time.monotonic()
+        for source in sources:
+            source.attach(token)
+        try:
+            result = self._run_mode(execution_mode, request, timer, token)
+        finally:
+            ended = time.monotonic()
+            for source in sources:
+                try:
+                    source.detach()
+                except Exception:  # noqa: BLE001
+                    logger.exception("cancellation source %r failed to detach", source)
+            with self._active_lock:
+                self._active[decision.mode] -= 1
+
+        cancelled_at = token.cancelled_at
+        latency = ended - cancelled_at if result.status == "cancelled" and cancelled_at else None
+        duration = ended - started
+        result = result.with_metadata(
+            mode=decision.mode,
+            decision=decision.to_dict(),
+            duration_seconds=duration,
+            request_id=request.request_id,
+            user_id=request.user_id,
+            strategy=request.strategy,
+        )
+        report = RunReport(
+            request_id=request.request_id,
+            mode=decision.mode,
+            status=result.status,
+            started_at=started_wall,
+            duration_seconds=duration,
+            progress_updates=len(timer.times),
+            progress_intervals=timer.intervals,
+            cancellation_latency_seconds=latency,
+            error=result.error if result.status == "error" else None,
+        )
+        _call_each(pm, "training_finished", request=request, decision=decision,
+                   result=result, report=report)
+        return result
+
+    @staticmethod
+    def _run_mode(
+        execution_mode: Any, request: TrainingRequest, progress: ProgressCallback, token: Any
+    ) -> TrainingResult:
+        try:
+            result = execution_mode.execute(request, progress, token)
+        except CancellationError as exc:
+            return TrainingResult.cancelled(exc.reason)
+        except Exception as exc:  # noqa: BLE001 - a failing mode is a failed result
+            logger.warning("mode %s failed: %s", execution_mode.name, exc, exc_info=True)
+            message = str(exc) if isinstance(exc, KtrdrError) else f"{type(exc).__name__}: {exc}"
+            return TrainingResult.failed(message)
+        if not isinstance(result, TrainingResult):
+            return TrainingResult.failed(
+                f"mode {execution_mode.name!r} returned {type(result).__name__}, not a TrainingResult"
+            )
+        if token.is_cancelled() and not result.success and result.status != "cancelled":
+            return TrainingResult.cancelled(token.reason or "cancelled")
+        return result
+
+    async def train_async(
+        self,
+        request: TrainingRequest,
+        progress: ProgressCallback | None = None,
+        cancel: CancellationToken | None = None,
+        *,
+        mode: str | None = None,
+        decision: Decision | None = None,
+    ) -> TrainingResult:
+        """:meth:`train` on a worker thread, so the event loop never blocks.
+
+        If the awaiting task is cancelled, the training's token is cancelled
+        too and the task waits for the mode to stop (nothing keeps running
+        behind the caller's back).
+        """
+        token = cancel if cancel is not None else ThreadingCancellationToken()
+        decision = decision or self.decide(request, mode)
+        running = asyncio.ensure_future(
+            asyncio.to_thread(self.train, request, progress, token, decision=decision)
+        )
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            token.cancel(reason="the awaiting task was cancelled")
+            await asyncio.wait({running})
+            raise

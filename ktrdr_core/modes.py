@@ -1,0 +1,58 @@
+"""The execution-mode protocol every mode plugin implements.
+
+A mode is one way of running the training engine: ``legacy`` (the old
+monolithic flow), ``unified`` (the new composed pipeline), ``cloud`` (on Ray),
+or a third party's. The core knows modes only through this protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from ktrdr_core.cancellation import CancellationToken
+from ktrdr_core.progress import ProgressCallback
+from ktrdr_core.request import TrainingRequest
+from ktrdr_core.result import TrainingResult
+
+
+@attrs.frozen
+class ModeHealth:
+    """Whether a mode can take work now, and a sentence saying why not."""
+
+    healthy: bool
+    detail: str = "ok"
+
+    @classmethod
+    def ok(cls, detail: str = "ok") -> ModeHealth:
+        return cls(True, detail)
+
+    @classmethod
+    def unhealthy(cls, detail: str) -> ModeHealth:
+        return cls(False, detail)
+
+
+@runtime_checkable
+class ExecutionMode(Protocol):
+    """One way of running a training.
+
+    ``execute`` is synchronous and may take minutes; the manager runs it off
+    the event loop. It calls ``progress(epoch, total_epochs, metrics)`` as it
+    goes, checks ``cancel.is_cancelled()`` often enough to stop within 100 ms,
+    and raises :class:`~ktrdr_core.errors.CancellationError` when it stops
+    early. It must leave no half-written model behind.
+    """
+
+    name: str
+
+    def health(self) -> ModeHealth:
+        """Answer quickly (the selector asks before every decision)."""
+
+    def execute(
+        self,
+        request: TrainingRequest,
+        progress: ProgressCallback,
+        cancel: CancellationToken,
+    ) -> TrainingResult:
+        """Run the training and return its result."""

@@ -1,0 +1,88 @@
+"""What a user asks for: a training request.
+
+A request names a strategy (never a path: the engine resolves names itself,
+see migration plan Risk 5) and carries everything a mode needs, so that a
+request can be serialised, logged, and shipped to another machine unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+STRATEGY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+DEFAULT_USER_ID = "default"
+
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _as_tuple(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value)
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value or {})
+
+
+@attrs.frozen(kw_only=True)
+class TrainingRequest:
+    """One training to run.
+
+    ``symbols`` and ``timeframes`` may be empty: the strategy's own
+    ``training_data`` then decides. ``overrides`` carries per-run knobs such as
+    ``epochs``, ``seed`` and ``batch_size`` that win over the strategy file.
+    """
+
+    strategy: str
+    user_id: str = DEFAULT_USER_ID
+    symbols: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    timeframes: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+    start_date: str | None = None
+    end_date: str | None = None
+    overrides: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    request_id: str = attrs.field(factory=_new_request_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (tuples become lists)."""
+        data = attrs.asdict(self, recurse=False)
+        data["symbols"] = list(self.symbols)
+        data["timeframes"] = list(self.timeframes)
+        data["overrides"] = dict(self.overrides)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingRequest:
+        """Rebuild a request from :meth:`to_dict` output; unknown keys are an error."""
+        known = {field.name for field in attrs.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            from ktrdr_core.errors import BadInputError
+
+            raise BadInputError(f"unknown training request field(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+def check_strategy_name(name: str) -> str:
+    """Return ``name`` if it is a safe strategy name, else raise :class:`BadInputError`.
+
+    Only names are accepted: a path such as ``../x`` or ``/etc/passwd`` could
+    reach outside the strategies folder.
+    """
+    from ktrdr_core.errors import BadInputError
+
+    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.match(name):
+        raise BadInputError(
+            f"invalid strategy name {name!r}: use a name such as 'neuro_mean_reversion' "
+            "(letters, digits, '_' and '-', not a path)"
+        )
+    return name

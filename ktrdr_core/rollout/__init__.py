@@ -1,0 +1,17 @@
+"""The user-hash rollout of the migration plan (DESIGN.md §4)."""
+
+from ktrdr_core.rollout.bucket import bucket_for
+from ktrdr_core.rollout.policy import Decision, RolloutPolicy
+from ktrdr_core.rollout.settings import STAGES, RolloutSettings, stage_for
+from ktrdr_core.rollout.store import AuditEntry, RolloutStore
+
+__all__ = [
+    "STAGES",
+    "AuditEntry",
+    "Decision",
+    "RolloutPolicy",
+    "RolloutSettings",
+    "RolloutStore",
+    "bucket_for",
+    "stage_for",
+]

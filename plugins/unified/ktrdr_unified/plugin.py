@@ -1,0 +1,17 @@
+"""Entry point of ktrdr-unified: registers the 'unified' mode.
+
+Kept free of heavy imports (no torch) so that `ktrdr plugins` stays fast;
+the mode imports the training engine only when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ktrdr_core import ExecutionMode, hookimpl
+from ktrdr_unified.mode import UnifiedMode
+
+
+@hookimpl
+def register_execution_modes(register: Callable[[ExecutionMode], None]) -> None:
+    register(UnifiedMode())
