@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ktrdr_core.cancellation import CancellationSource, CancellationToken, ThreadingCancellationToken
-from ktrdr_core.errors import CancellationError, KtrdrError
+from ktrdr_core.errors import BadInputError, CancellationError, ConfigurationError, KtrdrError
 from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
 from ktrdr_core.progress import ProgressCallback, ProgressFanout
 from ktrdr_core.report import RunReport
@@ -211,10 +211,13 @@ class TrainingManager:
             result = execution_mode.execute(request, progress, token)
         except CancellationError as exc:
             return TrainingResult.cancelled(exc.reason)
+        except (BadInputError, ConfigurationError) as exc:
+            # The request cannot work anywhere: not the mode's fault, so gates can tell it apart.
+            return TrainingResult.failed(str(exc), metadata={"error_kind": "bad_input"})
         except Exception as exc:  # noqa: BLE001 - a failing mode is a failed result
             logger.warning("mode %s failed: %s", execution_mode.name, exc, exc_info=True)
             message = str(exc) if isinstance(exc, KtrdrError) else f"{type(exc).__name__}: {exc}"
-            return TrainingResult.failed(message)
+            return TrainingResult.failed(message, metadata={"error_kind": "exception"})
         if not isinstance(result, TrainingResult):
             return TrainingResult.failed(
                 f"mode {execution_mode.name!r} returned {type(result).__name__}, not a TrainingResult"
