@@ -51,7 +51,8 @@ def test_malformed_env_gives_exit_2_and_one_line(env: dict[str, str], needle: st
 
 
 def test_explain_alice_at_fifty_percent() -> None:
-    env = {"USE_UNIFIED_TRAINING": "true", "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "50"}
+    env = {"USE_UNIFIED_TRAINING": "true", "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "50",
+           "KTRDR_PLUGINS": "no-such-plugin"}  # no mode loads, whatever is installed
     proc = ktrdr("rollout", "explain", "alice", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     decision = json.loads(proc.stdout)["decision"]
