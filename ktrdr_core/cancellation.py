@@ -104,8 +104,12 @@ class ThreadingCancellationToken:
         loop = asyncio.get_running_loop()
         fired: asyncio.Future[None] = loop.create_future()
 
+        def settle() -> None:
+            if not fired.done():
+                fired.set_result(None)
+
         def wake(_reason: str) -> None:
-            loop.call_soon_threadsafe(lambda: fired.done() or fired.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         self.add_callback(wake)
         await fired

@@ -8,7 +8,7 @@ stopped), not about the model — the things the rollout's quality gates judge.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -29,6 +29,10 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
     return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
 
 
+def _float_tuple(values: Iterable[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
 @attrs.frozen(kw_only=True)
 class RunReport:
     """Timings of one run as the manager saw them."""
@@ -40,7 +44,7 @@ class RunReport:
     """Wall-clock start, seconds since the epoch."""
     duration_seconds: float
     progress_updates: int = 0
-    progress_intervals: tuple[float, ...] = attrs.field(default=(), converter=tuple)
+    progress_intervals: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple)
     """Seconds between consecutive updates, as delivered to the sinks."""
     cancellation_latency_seconds: float | None = None
     """From the cancel request to the mode returning; ``None`` when not cancelled."""

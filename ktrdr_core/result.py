@@ -6,7 +6,7 @@ legacy dict, the service's JSON and the run ledger are all built from it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -31,6 +31,10 @@ def _dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
 @attrs.frozen(kw_only=True)
 class TrainingResult:
     """The outcome of one training, successful or not.
@@ -46,7 +50,7 @@ class TrainingResult:
     model_id: str | None = None
     training_metrics: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
     test_metrics: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
-    feature_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    feature_names: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     feature_importance: Mapping[str, float] = attrs.field(factory=dict, converter=_dict)
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)

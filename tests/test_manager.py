@@ -23,9 +23,9 @@ from ktrdr_core import (
     TrainingManager,
     TrainingRequest,
     TrainingResult,
+    builtin,
     hookimpl,
 )
-from ktrdr_core import builtin
 from ktrdr_core.errors import NoModeInstalledError
 from ktrdr_core.plugins import KtrdrPluginManager
 from ktrdr_core.rollout.settings import RolloutSettings
