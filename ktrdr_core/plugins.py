@@ -223,6 +223,11 @@ def _build_manager() -> KtrdrPluginManager:
     pm = KtrdrPluginManager()
     version = metadata.version(BUILTIN_DISTRIBUTION) if _dist_installed() else "dev"
     pm.register_checked(builtin, name="ktrdr-core", distribution=BUILTIN_DISTRIBUTION, version=version)
+    from ktrdr_core.ledger.plugin import ledger_enabled, ledger_plugin
+
+    if ledger_enabled(os.environ):  # KTRDR_LEDGER=off skips the run ledger (docs/decisions.md)
+        pm.register_checked(ledger_plugin, name="ktrdr-ledger", distribution=BUILTIN_DISTRIBUTION,
+                            version=version)
     pm.load_entry_points()
     return pm
 

@@ -3,18 +3,27 @@
 Changes go to the rollout file under ``KTRDR_HOME`` and its audit log. An
 environment variable, when set, wins over the file; the commands say so
 rather than let an operator believe a change took effect when it did not.
+
+``stage`` jumps to a stage; ``gate`` judges the quality gate of the stage
+being left (exit 0 PASS, 1 FAIL, 3 INSUFFICIENT DATA); ``advance`` moves one
+stage forward only when that gate passes (``--force --reason`` overrides it,
+audited). See ``ktrdr_core.rollout.gates`` and docs/runbook.md.
 """
 
 from __future__ import annotations
 
 import os
 
+import attrs
 import click
 
 from ktrdr_core.cli.output import echo_json
+from ktrdr_core.errors import BadInputError
 from ktrdr_core.request import TrainingRequest
+from ktrdr_core.rollout.autorollback import auto_rollback_state
+from ktrdr_core.rollout.gates import NEXT_STAGE, PASS, GateConfig, GateReport, evaluate_gate
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
-from ktrdr_core.rollout.settings import ENV_FOR_FIELD, parse_percentage
+from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES, parse_percentage
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
 
 REASON_OPTION = click.option(
@@ -66,6 +75,8 @@ def status(as_json: bool) -> None:
     history = store.history()
     described = policy.describe()
     described["last_change"] = history[-1].to_dict() if history else None
+    auto = auto_rollback_state(store)
+    described["auto_rollback"] = auto
     if as_json:
         echo_json(described)
         return
@@ -81,6 +92,10 @@ def status(as_json: bool) -> None:
         last = history[-1]
         click.echo(f"last change: {last.timestamp} by {last.actor}: {last.action} "
                    f"{last.old!r} -> {last.new!r} ({last.reason})")
+    if auto["rolled_back"]:
+        click.echo(f"AUTO-ROLLED BACK at {auto['last']['timestamp']}: {auto['last']['reason']}")
+    click.echo(f"auto-rollback: {'enabled' if auto['enabled'] else 'disabled'}"
+               + (f" (window {auto['window_runs']} runs)" if auto["enabled"] else ""))
 
 
 @rollout.command()
@@ -153,3 +168,133 @@ def history(as_json: bool, limit: int | None) -> None:
         click.echo("No rollout changes recorded yet.")
     for e in entries:
         click.echo(f"{e.timestamp}  {e.actor}  {e.action}: {e.old!r} -> {e.new!r}  ({e.reason})")
+
+
+# -- stages and gates ------------------------------------------------------------
+
+
+def _gate_config(store: RolloutStore) -> GateConfig:
+    return GateConfig.from_mapping(store.read_raw().get("gates"), source=str(store.settings_path))
+
+
+def _warn_stage_env() -> None:
+    for field in ("enabled", "percentage"):
+        _warn_env_override(field)
+
+
+def _print_gate(report: GateReport) -> None:
+    click.echo(f"gate of stage {report.stage}: {report.title}")
+    click.echo(f"candidate {report.candidate!r} vs control {report.control!r}, window {report.window} "
+               f"(runs started {report.to_dict()['since'][:19]} .. {report.to_dict()['until'][:19]} UTC)")
+    rows = [("criterion", "threshold", "measured", "verdict")]
+    for c in report.criteria:
+        rows.append((c.name, c.threshold, c.measured_text(), c.verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for index, row in enumerate(rows):
+        click.echo("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if index and report.criteria[index - 1].detail:
+            click.echo("      " + report.criteria[index - 1].detail)
+    click.echo(f"verdict: {report.verdict}")
+
+
+@rollout.command("stage")
+@click.argument("name", type=click.Choice(list(STAGES)))
+@REASON_OPTION
+def set_stage(name: str, reason: str) -> None:
+    """Jump to stage NAME (off 0 %, canary 10 %, expanded 50 %, full 100 %) without a gate.
+
+    `ktrdr rollout advance` is the gated way forward; `stage off` is the quick rollback.
+    """
+    enabled, percentage = STAGES[name]
+    entry = RolloutStore().set_fields("set_stage", {"enabled": enabled, "percentage": percentage},
+                                      reason=f"stage {name}: {reason}")
+    if entry is None:
+        click.echo(f"No change: the rollout file is already at stage {name}.")
+    else:
+        click.echo(f"Stage {name}: enabled={enabled}, percentage={percentage} (by {entry.actor}).")
+    _warn_stage_env()
+
+
+@rollout.command("gate")
+@click.option("--stage", "stage_name", type=click.Choice(list(NEXT_STAGE)), default=None,
+              help="The stage whose gate to judge (default: the current stage).")
+@click.option("--window", default=None, help="Override the gate's window, e.g. 7d, 12h.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def gate(stage_name: str | None, window: str | None, as_json: bool) -> int:
+    """Judge the quality gate for leaving the current stage (exit 0 PASS, 1 FAIL, 3 INSUFFICIENT DATA)."""
+    report = _evaluate(stage_name, window)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        _print_gate(report)
+    return report.exit_code
+
+
+def _current_stage(policy: RolloutPolicy) -> str:
+    stage = policy.settings.stage
+    if stage == "custom":
+        raise BadInputError(
+            f"the rollout is at {policy.settings.percentage} %, between stages; name the gate with "
+            "--stage, or move to a stage with `ktrdr rollout stage NAME`"
+        )
+    return stage
+
+
+def _evaluate(stage_name: str | None, window: str | None) -> GateReport:
+    from ktrdr_core.ledger.store import RunLedger
+    from ktrdr_core.ledger.times import parse_duration
+
+    policy = RolloutPolicy.from_env()
+    store = RolloutStore()
+    config = _gate_config(store)
+    stage = stage_name or _current_stage(policy)
+    if window is not None:
+        parse_duration(window, what="--window")
+        config = GateConfig({**config.stages, stage: attrs.evolve(config[stage], window=window)})
+    return evaluate_gate(stage, ledger=RunLedger(), settings=policy.settings, config=config)
+
+
+@rollout.command("advance")
+@click.option("--force", is_flag=True, help="Advance even though the gate does not pass (needs --reason).")
+@click.option("--reason", default=None, help="Why; written to the audit log. Required with --force.")
+@click.option("--json", "as_json", is_flag=True, help="Print the gate as JSON.")
+def advance(force: bool, reason: str | None, as_json: bool) -> int:
+    """Move to the next stage, only if the current stage's gate passes.
+
+    Exit 0 when advanced; 1 (FAIL) or 3 (INSUFFICIENT DATA) when the gate
+    refused; 2 for bad usage (--force without --reason, a custom percentage).
+    """
+    if force and not (reason and reason.strip()):
+        raise BadInputError("--force needs --reason: say why the gate is overridden (it is audited)")
+    policy = RolloutPolicy.from_env()
+    stage = _current_stage(policy)
+    nxt = NEXT_STAGE[stage]
+    if nxt is None:
+        raise BadInputError(
+            "the rollout is already at the last stage, full; `ktrdr rollout gate` says whether "
+            "Phase 3 (removing the control mode) may begin"
+        )
+    report = _evaluate(stage, None)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        _print_gate(report)
+    if report.verdict != PASS and not force:
+        click.echo(f"ktrdr: refusing to advance {stage} -> {nxt}: the gate says {report.summary()}; "
+                   "nothing was changed (use --force --reason to override)", err=True)
+        return report.exit_code
+    enabled, percentage = STAGES[nxt]
+    if report.verdict == PASS:
+        action = "advance"
+        why = f"advance {stage} -> {nxt}: gate {stage} PASS" + (f"; {reason}" if reason else "")
+    else:
+        action = "advance_forced"
+        why = f"FORCED advance {stage} -> {nxt} although gate {stage} said {report.summary()}: {reason}"
+    entry = RolloutStore().set_fields(action, {"enabled": enabled, "percentage": percentage}, reason=why)
+    if entry is None:
+        click.echo(f"No change: the rollout file is already at stage {nxt}.")
+    else:
+        click.echo(f"Advanced {stage} -> {nxt} (percentage {percentage}, by {entry.actor})"
+                   + (" [FORCED]" if action == "advance_forced" else "") + ".")
+    _warn_stage_env()
+    return 0

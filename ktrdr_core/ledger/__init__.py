@@ -1,0 +1,28 @@
+"""The run ledger: every training run and side-by-side comparison, in SQLite under ``KTRDR_HOME``.
+
+It lets ``ktrdr runs``, the rollout gates and the automatic rollback work
+with no server: each process that runs a training writes its own rows.
+"""
+
+from ktrdr_core.ledger.schema import MIGRATIONS, SCHEMA_VERSION
+from ktrdr_core.ledger.store import (
+    FINISHED_STATUSES,
+    LEDGER_FILENAME,
+    STATUSES,
+    ComparisonRecord,
+    RunLedger,
+    RunRecord,
+    ledger_path,
+)
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "LEDGER_FILENAME",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "ComparisonRecord",
+    "RunLedger",
+    "RunRecord",
+    "ledger_path",
+]

@@ -1,0 +1,114 @@
+"""The lifecycle observer that writes every run to the ledger.
+
+Registered by default (``ktrdr-ledger``, after the core's own hooks) unless
+``KTRDR_LEDGER`` is ``off``/``false``/``0``/``no``. ``training_started``
+inserts the ``running`` row; ``training_finished`` completes it and then,
+when the rollout file enables it, runs the automatic-rollback check — after
+the write, so the run that tips the error rate is counted.
+
+The ledger resolves ``KTRDR_HOME`` at each call, so one long-lived process
+follows the environment it runs in. A ledger that cannot be written is
+logged and never fails the training (the manager isolates observers too).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ktrdr_core.hookspecs import hookimpl
+from ktrdr_core.ledger.store import RunLedger
+
+logger = logging.getLogger(__name__)
+
+ENV_LEDGER = "KTRDR_LEDGER"
+_OFF_VALUES = {"off", "false", "0", "no"}
+
+
+def ledger_enabled(environ: Mapping[str, str]) -> bool:
+    """False when ``KTRDR_LEDGER`` is ``off`` (or ``false``, ``0``, ``no``); on otherwise."""
+    return environ.get(ENV_LEDGER, "").strip().lower() not in _OFF_VALUES
+
+
+def _metrics(result: Any) -> dict[str, Any]:
+    """val_* from the training metrics, test_* from the test metrics (either may be missing)."""
+    training = dict(getattr(result, "training_metrics", None) or {})
+    test = dict(getattr(result, "test_metrics", None) or {})
+    return {
+        "val_loss": training.get("val_loss"),
+        "val_accuracy": training.get("val_accuracy"),
+        "test_accuracy": test.get("test_accuracy"),
+        "test_loss": test.get("test_loss"),
+    }
+
+
+class LedgerPlugin:
+    """Hook implementations writing to ``KTRDR_HOME/ledger.sqlite3``."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(ledger: RunLedger, request_id: str) -> tuple[str, str, int]:
+        # The manager calls both hooks on the thread that runs the training.
+        return (str(ledger.path), request_id, threading.get_ident())
+
+    @hookimpl
+    def training_started(self, request: Any, decision: Any) -> None:
+        ledger = RunLedger()
+        run_id = ledger.start_run(
+            request_id=request.request_id,
+            user_id=request.user_id,
+            strategy=request.strategy,
+            mode=decision.mode,
+            reason=decision.reason,
+            bucket=decision.bucket,
+            candidate=decision.candidate,
+            forced=decision.forced,
+            fallback=decision.fallback,
+        )
+        with self._lock:
+            self._open[self._key(ledger, request.request_id)] = run_id
+
+    @hookimpl
+    def training_finished(self, request: Any, decision: Any, result: Any, report: Any) -> None:
+        ledger = RunLedger()
+        with self._lock:
+            run_id = self._open.pop(self._key(ledger, request.request_id), None)
+        if run_id is None:  # the start was not recorded (ledger was unwritable then): record it now
+            run_id = ledger.start_run(
+                request_id=request.request_id, user_id=request.user_id, strategy=request.strategy,
+                mode=decision.mode, reason=decision.reason, bucket=decision.bucket,
+                candidate=decision.candidate, forced=decision.forced, fallback=decision.fallback,
+                started_at=report.started_at,
+            )
+        ledger.finish_run(
+            run_id,
+            status=report.status,
+            duration_seconds=report.duration_seconds,
+            error=result.error if report.status != "success" else None,
+            error_kind=(result.metadata or {}).get("error_kind") if report.status == "error" else None,
+            metrics=_metrics(result),
+            progress_updates=report.progress_updates,
+            interval_summary=report.interval_summary(),
+            cancellation_latency_seconds=report.cancellation_latency_seconds,
+        )
+        self._after_write(ledger, run_id)
+
+    @staticmethod
+    def _after_write(ledger: RunLedger, run_id: int) -> None:
+        from ktrdr_core.rollout.autorollback import maybe_auto_rollback
+
+        try:
+            record = ledger.get(run_id)
+            if record is not None:
+                maybe_auto_rollback(ledger, record)
+        except Exception:  # noqa: BLE001 - a broken rollout file must not fail the training
+            logger.exception("automatic-rollback check failed")
+
+
+ledger_plugin = LedgerPlugin()
+"""The instance registered by default as ``ktrdr-ledger``."""

@@ -1,0 +1,386 @@
+"""The run ledger: one SQLite row per training run, one per side-by-side comparison.
+
+Each thread has its own connection, and every operation holds a transaction
+only for the one statement it needs, so any number of threads and processes
+can write at once (WAL mode, a busy timeout). A run is inserted as ``running``
+when it starts and completed in one ``UPDATE`` when it ends: a process
+killed in between leaves a well-formed ``running`` row, never half a row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ktrdr_core.errors import BadInputError
+from ktrdr_core.home import ktrdr_home
+from ktrdr_core.ledger.schema import thread_connection
+from ktrdr_core.ledger.times import iso_utc
+
+LEDGER_FILENAME = "ledger.sqlite3"
+STATUSES = ("running", "success", "error", "cancelled")
+FINISHED_STATUSES = ("success", "error", "cancelled")
+
+
+def ledger_path(home: Path | None = None) -> Path:
+    """``KTRDR_HOME/ledger.sqlite3``."""
+    return (home if home is not None else ktrdr_home()) / LEDGER_FILENAME
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN is "no value"
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """One row of the ``runs`` table."""
+
+    id: int
+    request_id: str
+    user_id: str
+    strategy: str
+    mode: str
+    reason: str | None
+    bucket: int | None
+    candidate: bool
+    forced: bool
+    fallback: bool
+    status: str
+    error: str | None
+    error_kind: str | None
+    started_at: str
+    started_epoch: float
+    ended_at: str | None
+    ended_epoch: float | None
+    duration_seconds: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    test_loss: float | None
+    progress_updates: int | None
+    interval_p50: float | None
+    interval_p95: float | None
+    interval_min: float | None
+    interval_max: float | None
+    cancellation_latency_seconds: float | None
+    host: str | None
+    pid: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        data = {name: row[name] for name in row.keys()}  # noqa: SIM118 - sqlite3.Row
+        for flag in ("candidate", "forced", "fallback"):
+            data[flag] = bool(data[flag])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class ComparisonRecord:
+    """One side-by-side comparison outcome."""
+
+    id: int
+    strategy: str
+    control: str
+    candidate: str
+    equivalent: bool
+    differences: list[Any]
+    report_path: str | None
+    created_at: str
+    created_epoch: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ComparisonRecord:
+        data = {name: row[name] for name in row.keys()}  # noqa: SIM118 - sqlite3.Row
+        data["equivalent"] = bool(data["equivalent"])
+        try:
+            data["differences"] = json.loads(data["differences"] or "[]")
+        except json.JSONDecodeError:
+            data["differences"] = [data["differences"]]
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class RunLedger:
+    """The ledger at ``path`` (default ``KTRDR_HOME/ledger.sqlite3``)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else ledger_path()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        # One connection per thread and file (see schema.thread_connection); each
+        # statement is its own autocommit transaction, so nothing is held between calls.
+        yield thread_connection(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    # -- runs: writing -----------------------------------------------------
+    def start_run(
+        self,
+        *,
+        request_id: str,
+        user_id: str,
+        strategy: str,
+        mode: str,
+        reason: str | None = None,
+        bucket: int | None = None,
+        candidate: bool = False,
+        forced: bool = False,
+        fallback: bool = False,
+        started_at: float | None = None,
+    ) -> int:
+        """Insert a ``running`` row; returns its id (needed by :meth:`finish_run`)."""
+        started = time.time() if started_at is None else started_at
+        with self._connection() as conn:
+            cursor = conn.execute(
+                """
+                INSERT INTO runs (request_id, user_id, strategy, mode, reason, bucket, candidate,
+                                  forced, fallback, status, started_at, started_epoch, host, pid)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+                """,
+                (request_id, user_id, strategy, mode, reason, bucket, int(candidate), int(forced),
+                 int(fallback), iso_utc(started), started, socket.gethostname(), os.getpid()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        ended_at: float | None = None,
+        duration_seconds: float | None = None,
+        error: str | None = None,
+        error_kind: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        progress_updates: int | None = None,
+        interval_summary: Mapping[str, float | None] | None = None,
+        cancellation_latency_seconds: float | None = None,
+    ) -> None:
+        """Complete the row ``run_id`` in one statement (all of it, or nothing)."""
+        if status not in FINISHED_STATUSES:
+            raise BadInputError(f"a finished run's status is one of {FINISHED_STATUSES}, not {status!r}")
+        ended = time.time() if ended_at is None else ended_at
+        m = metrics or {}
+        s = interval_summary or {}
+        with self._connection() as conn:
+            cursor = conn.execute(
+                """
+                UPDATE runs SET status = ?, error = ?, error_kind = ?, ended_at = ?, ended_epoch = ?,
+                    duration_seconds = COALESCE(?, ? - started_epoch),
+                    val_loss = ?, val_accuracy = ?, test_accuracy = ?, test_loss = ?,
+                    progress_updates = ?, interval_p50 = ?, interval_p95 = ?, interval_min = ?,
+                    interval_max = ?, cancellation_latency_seconds = ?
+                WHERE id = ?
+                """,
+                (status, error, error_kind, iso_utc(ended), ended, _float(duration_seconds), ended,
+                 _float(m.get("val_loss")), _float(m.get("val_accuracy")),
+                 _float(m.get("test_accuracy")), _float(m.get("test_loss")),
+                 progress_updates, _float(s.get("p50")), _float(s.get("p95")), _float(s.get("min")),
+                 _float(s.get("max")), _float(cancellation_latency_seconds), run_id),
+            )
+            if cursor.rowcount != 1:
+                raise BadInputError(f"the ledger has no run with id {run_id}")
+
+    def record_run(
+        self,
+        *,
+        request_id: str,
+        user_id: str,
+        strategy: str,
+        mode: str,
+        status: str,
+        reason: str | None = None,
+        bucket: int | None = None,
+        candidate: bool = False,
+        forced: bool = False,
+        fallback: bool = False,
+        started_at: float | None = None,
+        ended_at: float | None = None,
+        duration_seconds: float | None = None,
+        error: str | None = None,
+        error_kind: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        progress_updates: int | None = None,
+        interval_summary: Mapping[str, float | None] | None = None,
+        cancellation_latency_seconds: float | None = None,
+    ) -> int:
+        """Insert a whole run in one statement (imports, tests, runs whose start was not seen).
+
+        With ``started_at`` and ``duration_seconds`` but no ``ended_at``, the end
+        is their sum; a ``running`` status records the start only.
+        """
+        if status not in STATUSES:
+            raise BadInputError(f"a run's status is one of {STATUSES}, not {status!r}")
+        started = time.time() if started_at is None else started_at
+        finished = status != "running"
+        if finished and ended_at is None:
+            ended_at = started + float(duration_seconds) if duration_seconds is not None else time.time()
+        if finished and duration_seconds is None and ended_at is not None:
+            duration_seconds = ended_at - started
+        m = metrics or {}
+        s = interval_summary or {}
+        values: dict[str, Any] = {
+            "request_id": request_id, "user_id": user_id, "strategy": strategy, "mode": mode,
+            "reason": reason, "bucket": bucket, "candidate": int(candidate), "forced": int(forced),
+            "fallback": int(fallback), "status": status, "error": error, "error_kind": error_kind,
+            "started_at": iso_utc(started), "started_epoch": started,
+            "ended_at": iso_utc(ended_at) if finished and ended_at is not None else None,
+            "ended_epoch": ended_at if finished else None,
+            "duration_seconds": _float(duration_seconds) if finished else None,
+            "val_loss": _float(m.get("val_loss")), "val_accuracy": _float(m.get("val_accuracy")),
+            "test_accuracy": _float(m.get("test_accuracy")), "test_loss": _float(m.get("test_loss")),
+            "progress_updates": progress_updates, "interval_p50": _float(s.get("p50")),
+            "interval_p95": _float(s.get("p95")), "interval_min": _float(s.get("min")),
+            "interval_max": _float(s.get("max")),
+            "cancellation_latency_seconds": _float(cancellation_latency_seconds),
+            "host": socket.gethostname(), "pid": os.getpid(),
+        }
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connection() as conn:
+            cursor = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", list(values.values()))
+            return int(cursor.lastrowid or 0)
+
+    # -- runs: reading -----------------------------------------------------
+    def runs(
+        self,
+        *,
+        mode: str | None = None,
+        status: str | Sequence[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        exclude_error_kind: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given (``since``/``until``: epoch of the start).
+
+        ``exclude_error_kind`` leaves out failures of that kind (the gates leave
+        out ``bad_input``: a request that cannot work anywhere is not the mode's fault).
+        """
+        if not self.exists():
+            return []
+        clauses: list[str] = []
+        params: list[Any] = []
+        if mode is not None:
+            clauses.append("mode = ?")
+            params.append(mode)
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        if since is not None:
+            clauses.append("started_epoch >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_epoch <= ?")
+            params.append(until)
+        if user is not None:
+            clauses.append("user_id = ?")
+            params.append(user)
+        if exclude_error_kind is not None:
+            clauses.append("(error_kind IS NULL OR error_kind != ?)")
+            params.append(exclude_error_kind)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT * FROM runs {where} ORDER BY started_epoch {order}, id {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._connection() as conn:
+            return [RunRecord.from_row(row) for row in conn.execute(sql, params)]
+
+    def get(self, run_id: int) -> RunRecord | None:
+        if not self.exists():
+            return None
+        with self._connection() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def find(self, request_id: str) -> list[RunRecord]:
+        """Every run of ``request_id``, oldest first (a request may be re-run)."""
+        if not self.exists():
+            return []
+        with self._connection() as conn:
+            rows = conn.execute("SELECT * FROM runs WHERE request_id = ? ORDER BY id", (request_id,))
+            return [RunRecord.from_row(row) for row in rows]
+
+    # -- comparisons -------------------------------------------------------
+    def record_comparison(
+        self,
+        *,
+        strategy: str,
+        control: str,
+        candidate: str,
+        equivalent: bool,
+        differences: Sequence[Any] | Mapping[str, Any] = (),
+        report_path: str | Path | None = None,
+        created_at: float | None = None,
+    ) -> ComparisonRecord:
+        """Record one side-by-side outcome; ``differences`` names the fields that differed."""
+        created = time.time() if created_at is None else created_at
+        diffs = [differences] if isinstance(differences, Mapping) else list(differences)
+        with self._connection() as conn:
+            cursor = conn.execute(
+                """
+                INSERT INTO comparisons (strategy, control, candidate, equivalent, differences,
+                                         report_path, created_at, created_epoch)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (strategy, control, candidate, int(bool(equivalent)),
+                 json.dumps(diffs, sort_keys=True, default=str),
+                 str(report_path) if report_path is not None else None, iso_utc(created), created),
+            )
+            row = conn.execute("SELECT * FROM comparisons WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return ComparisonRecord.from_row(row)
+
+    def comparisons(
+        self, *, control: str | None = None, candidate: str | None = None, limit: int | None = None
+    ) -> list[ComparisonRecord]:
+        """Comparisons, newest first, optionally for one control/candidate pair."""
+        if not self.exists():
+            return []
+        clauses: list[str] = []
+        params: list[Any] = []
+        if control is not None:
+            clauses.append("control = ?")
+            params.append(control)
+        if candidate is not None:
+            clauses.append("candidate = ?")
+            params.append(candidate)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM comparisons {where} ORDER BY created_epoch DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._connection() as conn:
+            return [ComparisonRecord.from_row(row) for row in conn.execute(sql, params)]
+
+    def latest_comparison(
+        self, *, control: str | None = None, candidate: str | None = None
+    ) -> ComparisonRecord | None:
+        found = self.comparisons(control=control, candidate=candidate, limit=1)
+        return found[0] if found else None

@@ -1,0 +1,65 @@
+"""Times in the ledger: UTC ISO text for people, epoch seconds for queries.
+
+``--since`` and the gates' ``window`` accept the forms an operator types:
+an ISO date or date-time (``2024-05-01``, ``2024-05-01T09:30``, with or
+without an offset; no offset means UTC) or a relative age (``90s``, ``30m``,
+``12h``, ``7d``, ``2w``). Anything else is a :class:`BadInputError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+from ktrdr_core.errors import BadInputError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+
+
+def iso_utc(epoch: float) -> str:
+    """``epoch`` as ISO 8601 in UTC, to the microsecond (``...+00:00``)."""
+    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """``7d`` / ``12h`` / ``30m`` / ``90s`` / ``2w`` as seconds (> 0)."""
+    match = _RELATIVE.match(str(text))
+    if not match:
+        raise BadInputError(
+            f"{what}: expected a duration such as 7d, 12h, 30m or 90s, got {text!r}"
+        )
+    seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if seconds <= 0:
+        raise BadInputError(f"{what}: the duration must be more than zero, got {text!r}")
+    return seconds
+
+
+def parse_since(text: str, *, now: float | None = None, what: str = "--since") -> float:
+    """The epoch that ``text`` (an ISO date/date-time or a relative age) stands for."""
+    now = time.time() if now is None else now
+    raw = str(text).strip()
+    if _RELATIVE.match(raw):
+        return now - parse_duration(raw, what=what)
+    try:
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    except ValueError:
+        raise BadInputError(
+            f"{what}: expected an ISO date (2024-05-01), an ISO date-time (2024-05-01T09:30) "
+            f"or a relative age such as 7d or 12h, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def parse_audit_timestamp(text: str) -> float | None:
+    """An audit-log timestamp as epoch seconds; ``None`` if it is not one."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
