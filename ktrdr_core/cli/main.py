@@ -21,6 +21,7 @@ from ktrdr_core.errors import KtrdrError
 COMMANDS: dict[str, str] = {
     "plugins": "ktrdr_core.cli.plugins:plugins",
     "rollout": "ktrdr_core.cli.rollout:rollout",
+    "strategies": "ktrdr_core.cli.strategies:strategies",
     "runs": "ktrdr_core.cli.runs:runs",
     "train": "ktrdr_core.cli.train:train",
 }

@@ -1,0 +1,231 @@
+"""OHLCV data: ``{SYMBOL}_{timeframe}.csv`` files, checked before anything trains on them.
+
+The data folder is, in order: ``request.overrides["data_dir"]``, the
+environment variable ``KTRDR_DATA_DIR``, else the embedded SYNTHETIC sample set
+in ``ktrdr_core/training/sample_data/`` (see its README). A file may be plain
+(``.csv``) or gzip-compressed (``.csv.gz``); the plain one wins when both exist.
+
+Format: a header row with ``timestamp, open, high, low, close, volume`` (any
+order, extra columns ignored). Timestamps are ISO 8601 (``2023-01-02T00:00:00Z``,
+``2023-01-02 00:00:00``, ``2023-01-02T01:00:00+01:00``; no offset means UTC) or
+Unix epoch seconds. Rows must be strictly increasing in time, with no missing
+values, positive prices and ``high >= low``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ktrdr_core.errors import BadInputError
+
+__all__ = [
+    "COLUMNS",
+    "SAMPLE_DATA_DIR",
+    "OHLCV",
+    "data_file",
+    "load_ohlcv",
+    "parse_date_bound",
+    "resolve_data_dir",
+]
+
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@attrs.frozen(eq=False)
+class OHLCV:
+    """One symbol's bars: ``timestamps`` (datetime64[s], UTC) and float64 columns."""
+
+    symbol: str
+    timeframe: str
+    timestamps: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {"open": self.open, "high": self.high, "low": self.low, "close": self.close,
+                "volume": self.volume}
+
+    def first(self) -> str:
+        return _iso(self.timestamps[0]) if len(self) else ""
+
+    def last(self) -> str:
+        return _iso(self.timestamps[-1]) if len(self) else ""
+
+
+def _iso(ts: np.datetime64) -> str:
+    return str(np.datetime_as_string(ts, unit="s")) + "Z"
+
+
+def resolve_data_dir(overrides: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """``(folder, where it came from)``: override, ``KTRDR_DATA_DIR``, or the sample set."""
+    env = os.environ if environ is None else environ
+    override = (overrides or {}).get("data_dir")
+    if override not in (None, ""):
+        return Path(str(override)).expanduser(), "overrides.data_dir"
+    configured = env.get("KTRDR_DATA_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser(), "KTRDR_DATA_DIR"
+    return SAMPLE_DATA_DIR, "embedded synthetic sample data"
+
+
+def data_file(data_dir: Path, symbol: str, timeframe: str) -> Path:
+    """The file for one symbol and timeframe; raises a clear error when there is none."""
+    base = f"{symbol}_{timeframe}.csv"
+    for candidate in (data_dir / base, data_dir / f"{base}.gz"):
+        if candidate.is_file():
+            return candidate
+    if not data_dir.is_dir():
+        raise BadInputError(f"data folder {data_dir} does not exist (looking for {base})")
+    available = sorted(p.name for p in data_dir.glob("*.csv*"))
+    hint = f"; it has {', '.join(available[:8])}{' ...' if len(available) > 8 else ''}" \
+        if available else "; it has no CSV files"
+    raise BadInputError(f"no data file {base} (or {base}.gz) for {symbol} {timeframe} "
+                        f"in {data_dir}{hint}")
+
+
+def parse_date_bound(value: str | None, *, end: bool = False, what: str = "date"
+                     ) -> np.datetime64 | None:
+    """A start/end bound in UTC seconds; a bare date as an end bound includes that whole day."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            if end:
+                moment += timedelta(days=1) - timedelta(seconds=1)
+        else:
+            moment = _parse_datetime(text)
+    except ValueError:
+        raise BadInputError(f"{what} {value!r} is not a date such as 2023-01-31 or "
+                            "2023-01-31T12:00:00Z") from None
+    return np.datetime64(int(moment.timestamp()), "s")
+
+
+def _parse_datetime(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def _parse_timestamps(raw: list[str], path: Path) -> np.ndarray:
+    out = np.empty(len(raw), dtype="datetime64[s]")
+    numeric = bool(raw) and raw[0].replace(".", "", 1).isdigit()
+    for i, text in enumerate(raw):
+        try:
+            if numeric:
+                out[i] = np.datetime64(int(float(text)), "s")
+            else:
+                out[i] = np.datetime64(int(_parse_datetime(text).timestamp()), "s")
+        except (ValueError, OverflowError):
+            raise BadInputError(f"{path}: row {i + 2}: timestamp {text!r} is not an ISO 8601 "
+                                "time or epoch seconds") from None
+    return out
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+                text = handle.read()
+        else:
+            text = path.read_text(encoding="utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read data file: {exc}") from exc
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise BadInputError(f"{path}: the file is empty (expected a header row with "
+                            f"{', '.join(COLUMNS)})")
+    return [h.strip().lower() for h in header], [row for row in reader if row]
+
+
+def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
+               start: np.datetime64 | None = None, end: np.datetime64 | None = None
+               ) -> OHLCV:
+    """Read, check and date-filter one file (``start``/``end`` inclusive, UTC)."""
+    path = data_file(Path(data_dir), symbol, timeframe)
+    header, rows = _read_rows(path)
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise BadInputError(f"{path}: missing column(s) {', '.join(missing)} "
+                            f"(the header has {', '.join(header) or 'nothing'})")
+    index = {name: header.index(name) for name in COLUMNS}
+    width = max(index.values()) + 1
+    for i, row in enumerate(rows):
+        if len(row) < width:
+            raise BadInputError(f"{path}: row {i + 2} has {len(row)} fields, "
+                                f"expected {len(header)}")
+    if not rows:
+        raise BadInputError(f"{path}: the file has a header but no rows")
+    timestamps = _parse_timestamps([row[index["timestamp"]].strip() for row in rows], path)
+    values: dict[str, np.ndarray] = {}
+    for name in COLUMNS[1:]:
+        column = [row[index[name]].strip() for row in rows]
+        try:
+            values[name] = np.array([float(v) if v else np.nan for v in column])
+        except ValueError:
+            row_index = next(i for i, v in enumerate(column) if not _is_float(v))
+            raise BadInputError(f"{path}: row {row_index + 2}: {name} {column[row_index]!r} "
+                                "is not a number") from None
+        nan_rows = np.flatnonzero(~np.isfinite(values[name]))
+        if len(nan_rows):
+            raise BadInputError(f"{path}: {len(nan_rows)} missing or NaN value(s) in column "
+                                f"{name} (first at row {nan_rows[0] + 2})")
+    steps = np.diff(timestamps.astype(np.int64))
+    if len(steps) and (steps <= 0).any():
+        first = int(np.flatnonzero(steps <= 0)[0])
+        kind = "duplicate" if steps[first] == 0 else "unsorted"
+        raise BadInputError(f"{path}: {kind} timestamps at rows {first + 2} and {first + 3} "
+                            f"({_iso(timestamps[first])}, {_iso(timestamps[first + 1])}); "
+                            "rows must be strictly increasing in time")
+    for name in PRICE_COLUMNS:
+        bad = np.flatnonzero(values[name] <= 0)
+        if len(bad):
+            raise BadInputError(f"{path}: row {bad[0] + 2}: {name} must be positive, "
+                                f"got {values[name][bad[0]]}")
+    bad = np.flatnonzero(values["high"] < values["low"])
+    if len(bad):
+        raise BadInputError(f"{path}: row {bad[0] + 2}: high is below low")
+    keep = np.ones(len(timestamps), dtype=bool)
+    if start is not None:
+        keep &= timestamps >= start
+    if end is not None:
+        keep &= timestamps <= end
+    if not keep.any():
+        bounds = f"{_iso(start) if start is not None else '...'} to " \
+                 f"{_iso(end) if end is not None else '...'}"
+        raise BadInputError(f"{path}: no rows between {bounds} (the file covers "
+                            f"{_iso(timestamps[0])} to {_iso(timestamps[-1])})")
+    return OHLCV(symbol=symbol, timeframe=timeframe, timestamps=timestamps[keep],
+                 path=str(path), **{name: values[name][keep] for name in COLUMNS[1:]})
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

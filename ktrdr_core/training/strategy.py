@@ -1,0 +1,694 @@
+"""Strategy files: the YAML schema, its validation, and name-only resolution.
+
+A strategy is named, never given as a path (migration plan, Risk 5): the name
+resolves to ``NAME.yaml`` in ``KTRDR_STRATEGIES_DIR`` and then to the built-in
+strategies shipped in ``ktrdr_core/training/strategies/``. Every validation
+error names the file and the offending key, e.g.
+``strategies/x.yaml: model.architecture.dropout must be between 0 and 1``.
+Unknown keys are errors: a typo must never be silently ignored.
+
+This module imports no torch, so ``ktrdr strategies`` stays quick.
+The full schema is documented in ``docs/engine.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from ktrdr_core.errors import BadInputError
+from ktrdr_core.request import STRATEGY_NAME_PATTERN, check_strategy_name
+
+__all__ = [
+    "BUILTIN_STRATEGIES_DIR",
+    "DataSplitConfig",
+    "EarlyStoppingConfig",
+    "FuzzySetConfig",
+    "IndicatorConfig",
+    "LabelConfig",
+    "ModelConfig",
+    "StrategyConfig",
+    "StrategyInfo",
+    "TrainingDataConfig",
+    "TrainingParams",
+    "iter_strategy_files",
+    "list_strategies",
+    "load_strategy",
+    "load_strategy_file",
+    "resolve_strategy_path",
+    "strategies_dir",
+]
+
+BUILTIN_STRATEGIES_DIR = Path(__file__).resolve().parent / "strategies"
+
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=-]*$")
+TIMEFRAME_PATTERN = re.compile(r"^[0-9]+[A-Za-z]+$")
+
+#: indicator name -> (default period or None when ``period`` is not used, allowed params)
+INDICATORS: dict[str, tuple[int | None, frozenset[str]]] = {
+    "rsi": (14, frozenset()),
+    "sma": (20, frozenset({"relative"})),
+    "ema": (20, frozenset({"relative"})),
+    "macd": (None, frozenset({"fast_period", "slow_period", "signal_period", "output",
+                              "relative"})),
+    "bollinger_percent_b": (20, frozenset({"num_std"})),
+    "atr": (14, frozenset({"relative"})),
+    "roc": (10, frozenset()),
+}
+PRICE_SOURCES = ("open", "high", "low", "close")
+MACD_OUTPUTS = ("line", "signal", "histogram")
+FUZZY_TYPES = {"triangular": 3, "trapezoidal": 4, "gaussian": 2}
+ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "elu", "sigmoid")
+OPTIMIZERS = ("adam",)
+MONITORS = ("val_loss", "val_accuracy")
+SPLIT_METHODS = ("chronological", "random")
+
+
+# --------------------------------------------------------------------------- config classes
+
+
+@attrs.frozen
+class TrainingDataConfig:
+    symbols: tuple[str, ...]
+    timeframes: tuple[str, ...]
+
+
+@attrs.frozen
+class IndicatorConfig:
+    """One indicator; ``feature_id`` names its column (and its ``fuzzy_sets`` entry)."""
+
+    name: str
+    feature_id: str
+    period: int | None
+    source: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FuzzySetConfig:
+    name: str
+    type: str
+    parameters: tuple[float, ...]
+
+
+@attrs.frozen
+class EarlyStoppingConfig:
+    enabled: bool = True
+    patience: int = 10
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+
+
+@attrs.frozen
+class TrainingParams:
+    """``model.training``: what :class:`~ktrdr_core.training.trainer.ModelTrainer` reads."""
+
+    learning_rate: float = 0.001
+    batch_size: int = 32
+    epochs: int = 100
+    optimizer: str = "adam"
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+
+
+@attrs.frozen
+class ModelConfig:
+    type: str = "mlp"
+    hidden_layers: tuple[int, ...] = (64, 32)
+    activation: str = "relu"
+    dropout: float = 0.2
+    lookback_periods: int = 0
+    training: TrainingParams = TrainingParams()
+
+
+@attrs.frozen
+class LabelConfig:
+    source: str = "zigzag"
+    zigzag_threshold: float = 0.02
+    label_lookahead: int = 20
+
+
+@attrs.frozen
+class DataSplitConfig:
+    train: float = 0.7
+    validation: float = 0.15
+    test: float = 0.15
+    method: str = "chronological"
+
+
+@attrs.frozen
+class StrategyConfig:
+    """A parsed, validated strategy file."""
+
+    name: str
+    description: str
+    training_data: TrainingDataConfig
+    indicators: tuple[IndicatorConfig, ...]
+    fuzzy_sets: Mapping[str, tuple[FuzzySetConfig, ...]]
+    model: ModelConfig
+    labels: LabelConfig
+    data_split: DataSplitConfig
+    source_path: str | None = attrs.field(default=None, eq=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The strategy in the YAML schema's shape, JSON-ready (the resolved config)."""
+        training = self.model.training
+        return {
+            "name": self.name,
+            "description": self.description,
+            "training_data": {
+                "symbols": list(self.training_data.symbols),
+                "timeframes": list(self.training_data.timeframes),
+            },
+            "indicators": [
+                {
+                    "name": ind.name,
+                    "feature_id": ind.feature_id,
+                    **({"period": ind.period} if ind.period is not None else {}),
+                    "source": ind.source,
+                    **({"params": dict(ind.params)} if ind.params else {}),
+                }
+                for ind in self.indicators
+            ],
+            "fuzzy_sets": {
+                feature_id: {
+                    fs.name: {"type": fs.type, "parameters": [_json_float(p) for p in fs.parameters]}
+                    for fs in sets
+                }
+                for feature_id, sets in self.fuzzy_sets.items()
+            },
+            "model": {
+                "type": self.model.type,
+                "architecture": {
+                    "hidden_layers": list(self.model.hidden_layers),
+                    "activation": self.model.activation,
+                    "dropout": self.model.dropout,
+                },
+                "features": {"lookback_periods": self.model.lookback_periods},
+                "training": {
+                    "learning_rate": training.learning_rate,
+                    "batch_size": training.batch_size,
+                    "epochs": training.epochs,
+                    "optimizer": training.optimizer,
+                    "early_stopping": attrs.asdict(training.early_stopping),
+                },
+            },
+            "training": {
+                "labels": attrs.asdict(self.labels),
+                "data_split": attrs.asdict(self.data_split),
+            },
+        }
+
+    def with_training(self, **changes: Any) -> StrategyConfig:
+        """A copy whose ``model.training`` has ``changes`` (request overrides)."""
+        training = attrs.evolve(self.model.training, **changes)
+        return attrs.evolve(self, model=attrs.evolve(self.model, training=training))
+
+
+def _json_float(value: float) -> float | str:
+    """JSON has no infinity: shoulders are written as the strings "inf" / "-inf"."""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys (YAML would silently keep the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _read_yaml(path: Path, display: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"{display}: cannot read strategy file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{display}: strategy file is not UTF-8 text") from exc
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise BadInputError(f"{display}: {where}invalid YAML: {problem}") from exc
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    """Validates one file's raw data; every error names the file and the key path."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+
+    def fail(self, key: str, problem: str) -> BadInputError:
+        return BadInputError(f"{self.display}: {key} {problem}")
+
+    def mapping(self, value: Any, key: str, allowed: Sequence[str],
+                required: Sequence[str] = ()) -> Mapping[str, Any]:
+        label = key or "the file"
+        if not isinstance(value, Mapping):
+            if key:
+                raise self.fail(key, f"must be a mapping, got {_type_name(value)}")
+            raise BadInputError(f"{self.display}: a strategy file must be a mapping of keys, "
+                                f"got {_type_name(value)}")
+        for name in value:
+            if not isinstance(name, str):
+                raise self.fail(label, f"has a non-text key {name!r}")
+            if name not in allowed:
+                where = f"{key}.{name}" if key else name
+                raise BadInputError(f"{self.display}: unknown key {where!r} "
+                                    f"(allowed here: {', '.join(allowed)})")
+        for name in required:
+            if name not in value:
+                raise BadInputError(
+                    f"{self.display}: {f'{key}.{name}' if key else name} is required"
+                )
+        return value
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "must be a non-empty string")
+        return value
+
+    def choice(self, value: Any, key: str, choices: Sequence[str]) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    def integer(self, value: Any, key: str, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, f"must be a number, got {value!r}")
+        if math.isnan(value):
+            raise self.fail(key, "must be a number, got NaN")
+        return float(value)
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def string_list(self, value: Any, key: str, pattern: re.Pattern[str], what: str
+                    ) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"must be a non-empty list of {what}s")
+        out = []
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not pattern.match(item):
+                raise self.fail(f"{key}[{index}]", f"is not a valid {what}: {item!r}")
+            if item in out:
+                raise self.fail(f"{key}[{index}]", f"repeats {item!r}")
+            out.append(item)
+        return tuple(out)
+
+
+def _type_name(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
+    key = f"indicators[{index}]"
+    data = ck.mapping(raw, key, ("name", "feature_id", "period", "params", "source"), ("name",))
+    name = ck.choice(data["name"], f"{key}.name", tuple(INDICATORS))
+    default_period, allowed_params = INDICATORS[name]
+    feature_id = data.get("feature_id", name)
+    if not isinstance(feature_id, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", feature_id):
+        raise ck.fail(f"{key}.feature_id", f"must be an identifier such as 'rsi_14', "
+                      f"got {feature_id!r}")
+    params_raw = data.get("params", {}) or {}
+    if not isinstance(params_raw, Mapping):
+        raise ck.fail(f"{key}.params", f"must be a mapping, got {_type_name(params_raw)}")
+    params = dict(params_raw)
+    if "period" in params:
+        if "period" in data:
+            raise ck.fail(f"{key}.params.period", "repeats the indicator's period")
+        data = {**data, "period": params.pop("period")}
+    for param in params:
+        if param not in allowed_params:
+            allowed = ", ".join(sorted(allowed_params)) or "none"
+            raise ck.fail(f"{key}.params.{param}", f"is not a parameter of {name} "
+                          f"(allowed: {allowed})")
+    period: int | None
+    if default_period is None:
+        if "period" in data:
+            raise ck.fail(f"{key}.period", f"is not used by {name} (use params)")
+        period = None
+    else:
+        period = ck.integer(data.get("period", default_period), f"{key}.period", 1)
+        if name in ("rsi", "bollinger_percent_b") and period < 2:
+            raise ck.fail(f"{key}.period", f"must be at least 2 for {name}, got {period}")
+    if name == "atr":
+        if "source" in data:
+            raise ck.fail(f"{key}.source", "is not used by atr (it reads high, low and close)")
+        source = "close"
+    else:
+        source = ck.choice(data.get("source", "close"), f"{key}.source", PRICE_SOURCES)
+    clean: dict[str, Any] = {}
+    for param, value in params.items():
+        pkey = f"{key}.params.{param}"
+        if param in ("fast_period", "slow_period", "signal_period"):
+            clean[param] = ck.integer(value, pkey, 1)
+        elif param == "output":
+            clean[param] = ck.choice(value, pkey, MACD_OUTPUTS)
+        elif param == "relative":
+            clean[param] = ck.boolean(value, pkey)
+        elif param == "num_std":
+            clean[param] = ck.number(value, pkey)
+            if clean[param] <= 0:
+                raise ck.fail(pkey, f"must be positive, got {value}")
+    if name == "macd":
+        fast = clean.setdefault("fast_period", 12)
+        slow = clean.setdefault("slow_period", 26)
+        clean.setdefault("signal_period", 9)
+        clean.setdefault("output", "histogram")
+        if fast >= slow:
+            raise ck.fail(f"{key}.params.fast_period", f"must be less than slow_period "
+                          f"({fast} >= {slow})")
+    if name == "bollinger_percent_b":
+        clean.setdefault("num_std", 2.0)
+    if "relative" in allowed_params:
+        clean.setdefault("relative", False)
+    return IndicatorConfig(name=name, feature_id=feature_id, period=period, source=source,
+                           params=clean)
+
+
+def _parse_fuzzy_set(ck: _Checker, raw: Any, key: str, set_name: str) -> FuzzySetConfig:
+    data = ck.mapping(raw, key, ("type", "parameters"), ("type", "parameters"))
+    kind = ck.choice(data["type"], f"{key}.type", tuple(FUZZY_TYPES))
+    params_raw = data["parameters"]
+    count = FUZZY_TYPES[kind]
+    if not isinstance(params_raw, list) or len(params_raw) != count:
+        raise ck.fail(f"{key}.parameters", f"must be a list of {count} numbers for {kind}, "
+                      f"got {params_raw!r}")
+    params = tuple(ck.number(p, f"{key}.parameters[{i}]") for i, p in enumerate(params_raw))
+    if any(b < a for a, b in zip(params, params[1:], strict=False)) and kind != "gaussian":
+        raise ck.fail(f"{key}.parameters", f"must be in ascending order, got {list(params)}")
+    if kind == "triangular":
+        if any(math.isinf(p) for p in params):
+            raise ck.fail(f"{key}.parameters", "must be finite for triangular "
+                          "(use trapezoidal with -.inf/.inf for a shoulder)")
+        if params[0] == params[2]:
+            raise ck.fail(f"{key}.parameters", f"must span a range (a < c), got {list(params)}")
+    elif kind == "trapezoidal":
+        a, b, c, d = params
+        left = math.isinf(a) or math.isinf(b)
+        right = math.isinf(c) or math.isinf(d)
+        if ((left and not a == b == -math.inf) or (right and not c == d == math.inf)
+                or (left and right)):
+            raise ck.fail(f"{key}.parameters", "may hold infinities only as one shoulder: "
+                          "[-.inf, -.inf, c, d] or [a, b, .inf, .inf]")
+        if a == d:
+            raise ck.fail(f"{key}.parameters", f"must span a range (a < d), got {list(params)}")
+    else:
+        mean, sigma = params
+        if math.isinf(mean) or math.isinf(sigma) or sigma <= 0:
+            raise ck.fail(f"{key}.parameters", f"must be [mean, sigma] with a finite mean and "
+                          f"sigma > 0, got {list(params)}")
+    return FuzzySetConfig(name=set_name, type=kind, parameters=params)
+
+
+def _parse_model(ck: _Checker, raw: Any) -> ModelConfig:
+    data = ck.mapping(raw, "model", ("type", "architecture", "features", "training"), ("type",))
+    kind = ck.choice(data["type"], "model.type", ("mlp",))
+    arch = ck.mapping(data.get("architecture", {}) or {}, "model.architecture",
+                      ("hidden_layers", "activation", "dropout"))
+    layers_raw = arch.get("hidden_layers", [64, 32])
+    if not isinstance(layers_raw, list) or not layers_raw:
+        raise ck.fail("model.architecture.hidden_layers", "must be a non-empty list of "
+                      f"layer sizes, got {layers_raw!r}")
+    layers = tuple(ck.integer(v, f"model.architecture.hidden_layers[{i}]", 1)
+                   for i, v in enumerate(layers_raw))
+    activation = ck.choice(arch.get("activation", "relu"), "model.architecture.activation",
+                           ACTIVATIONS)
+    dropout = ck.number(arch.get("dropout", 0.2), "model.architecture.dropout")
+    if not 0 <= dropout < 1:
+        raise ck.fail("model.architecture.dropout", f"must be between 0 and 1, got {dropout}")
+    features = ck.mapping(data.get("features", {}) or {}, "model.features", ("lookback_periods",))
+    lookback = ck.integer(features.get("lookback_periods", 0), "model.features.lookback_periods",
+                          0)
+    tr = ck.mapping(data.get("training", {}) or {}, "model.training",
+                    ("learning_rate", "batch_size", "epochs", "optimizer", "early_stopping"))
+    lr = ck.number(tr.get("learning_rate", 0.001), "model.training.learning_rate")
+    if not 0 < lr <= 10:
+        raise ck.fail("model.training.learning_rate", f"must be between 0 and 10, got {lr}")
+    es_raw = tr.get("early_stopping", {})
+    if isinstance(es_raw, bool):
+        es_raw = {"enabled": es_raw}
+    es = ck.mapping(es_raw or {}, "model.training.early_stopping",
+                    ("enabled", "patience", "monitor", "min_delta"))
+    min_delta = ck.number(es.get("min_delta", 0.0), "model.training.early_stopping.min_delta")
+    if min_delta < 0:
+        raise ck.fail("model.training.early_stopping.min_delta", "must not be negative")
+    early = EarlyStoppingConfig(
+        enabled=ck.boolean(es.get("enabled", True), "model.training.early_stopping.enabled"),
+        patience=ck.integer(es.get("patience", 10), "model.training.early_stopping.patience", 1),
+        monitor=ck.choice(es.get("monitor", "val_loss"), "model.training.early_stopping.monitor",
+                          MONITORS),
+        min_delta=min_delta,
+    )
+    params = TrainingParams(
+        learning_rate=lr,
+        batch_size=ck.integer(tr.get("batch_size", 32), "model.training.batch_size", 1),
+        epochs=ck.integer(tr.get("epochs", 100), "model.training.epochs", 1),
+        optimizer=ck.choice(tr.get("optimizer", "adam"), "model.training.optimizer", OPTIMIZERS),
+        early_stopping=early,
+    )
+    return ModelConfig(type=kind, hidden_layers=layers, activation=activation, dropout=dropout,
+                       lookback_periods=lookback, training=params)
+
+
+def _parse_training(ck: _Checker, raw: Any) -> tuple[LabelConfig, DataSplitConfig]:
+    data = ck.mapping(raw or {}, "training", ("labels", "data_split"))
+    lab = ck.mapping(data.get("labels", {}) or {}, "training.labels",
+                     ("source", "zigzag_threshold", "label_lookahead"))
+    threshold = ck.number(lab.get("zigzag_threshold", 0.02), "training.labels.zigzag_threshold")
+    if not 0 < threshold < 1:
+        raise ck.fail("training.labels.zigzag_threshold", f"must be between 0 and 1 (a fraction: "
+                      f"0.02 is 2 %), got {threshold}")
+    labels = LabelConfig(
+        source=ck.choice(lab.get("source", "zigzag"), "training.labels.source", ("zigzag",)),
+        zigzag_threshold=threshold,
+        label_lookahead=ck.integer(lab.get("label_lookahead", 20),
+                                   "training.labels.label_lookahead", 1),
+    )
+    sp = ck.mapping(data.get("data_split", {}) or {}, "training.data_split",
+                    ("train", "validation", "test", "method"))
+    fractions = {}
+    for part, default in (("train", 0.7), ("validation", 0.15), ("test", 0.15)):
+        value = ck.number(sp.get(part, default), f"training.data_split.{part}")
+        if not 0 < value < 1:
+            raise ck.fail(f"training.data_split.{part}", f"must be between 0 and 1, got {value}")
+        fractions[part] = value
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ck.fail("training.data_split", f"fractions must add up to 1, got {total:g}")
+    split = DataSplitConfig(
+        **fractions,
+        method=ck.choice(sp.get("method", "chronological"), "training.data_split.method",
+                         SPLIT_METHODS),
+    )
+    return labels, split
+
+
+def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
+                   source_path: str | None = None) -> StrategyConfig:
+    """Validate the raw YAML data of one strategy file (``display`` names it in errors)."""
+    ck = _Checker(display)
+    data = ck.mapping(raw, "", ("name", "description", "training_data", "indicators",
+                                "fuzzy_sets", "model", "training"),
+                      ("name", "training_data", "indicators", "fuzzy_sets", "model"))
+    name = data["name"]
+    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.match(name):
+        raise ck.fail("name", f"must match {STRATEGY_NAME_PATTERN.pattern}, got {name!r}")
+    if expected_name is not None and name != expected_name:
+        raise ck.fail("name", f"is {name!r} but the file is named {expected_name!r}.yaml; "
+                      "they must match")
+    description = data.get("description", "") or ""
+    if not isinstance(description, str):
+        raise ck.fail("description", "must be a string")
+    td = ck.mapping(data["training_data"], "training_data", ("symbols", "timeframes"),
+                    ("symbols", "timeframes"))
+    training_data = TrainingDataConfig(
+        symbols=ck.string_list(td["symbols"], "training_data.symbols", SYMBOL_PATTERN, "symbol"),
+        timeframes=ck.string_list(td["timeframes"], "training_data.timeframes",
+                                  TIMEFRAME_PATTERN, "timeframe (such as 1h)"),
+    )
+    if not isinstance(data["indicators"], list) or not data["indicators"]:
+        raise ck.fail("indicators", "must be a non-empty list")
+    indicators = tuple(_parse_indicator(ck, item, i) for i, item in enumerate(data["indicators"]))
+    seen: set[str] = set()
+    for i, ind in enumerate(indicators):
+        if ind.feature_id in seen:
+            raise ck.fail(f"indicators[{i}].feature_id", f"repeats {ind.feature_id!r}; give "
+                          "each indicator its own feature_id")
+        seen.add(ind.feature_id)
+    fz = data["fuzzy_sets"]
+    if not isinstance(fz, Mapping):
+        raise ck.fail("fuzzy_sets", f"must be a mapping, got {_type_name(fz)}")
+    fuzzy: dict[str, tuple[FuzzySetConfig, ...]] = {}
+    for feature_id, sets in fz.items():
+        if feature_id not in seen:
+            raise ck.fail(f"fuzzy_sets.{feature_id}", f"names no indicator (feature_ids: "
+                          f"{', '.join(sorted(seen))})")
+        if not isinstance(sets, Mapping) or not sets:
+            raise ck.fail(f"fuzzy_sets.{feature_id}", "must be a non-empty mapping of named sets")
+        parsed = []
+        for set_name, spec in sets.items():
+            if not isinstance(set_name, str) or not re.match(r"^[A-Za-z0-9_]+$", set_name):
+                raise ck.fail(f"fuzzy_sets.{feature_id}", f"has an invalid set name {set_name!r}")
+            parsed.append(_parse_fuzzy_set(ck, spec, f"fuzzy_sets.{feature_id}.{set_name}",
+                                           set_name))
+        fuzzy[feature_id] = tuple(parsed)
+    for ind in indicators:
+        if ind.feature_id not in fuzzy:
+            raise ck.fail("fuzzy_sets", f"has no sets for indicator {ind.feature_id!r} "
+                          "(every indicator feeds the model through its fuzzy sets)")
+    fuzzy = {ind.feature_id: fuzzy[ind.feature_id] for ind in indicators}
+    model = _parse_model(ck, data["model"])
+    labels, split = _parse_training(ck, data.get("training", {}))
+    return StrategyConfig(name=name, description=description.strip(),
+                          training_data=training_data, indicators=indicators, fuzzy_sets=fuzzy,
+                          model=model, labels=labels, data_split=split, source_path=source_path)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def strategies_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``KTRDR_STRATEGIES_DIR``, or ``None`` when unset."""
+    env = os.environ if environ is None else environ
+    value = env.get("KTRDR_STRATEGIES_DIR", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _display(path: Path, builtin: bool) -> str:
+    return f"strategies/{path.name} (built-in)" if builtin else str(path)
+
+
+def resolve_strategy_path(name: str, environ: Mapping[str, str] | None = None) -> Path:
+    """``NAME.yaml`` in ``KTRDR_STRATEGIES_DIR``, else the built-in; names only, never paths."""
+    check_strategy_name(name)
+    searched = []
+    user_dir = strategies_dir(environ)
+    if user_dir is not None:
+        candidate = user_dir / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+        searched.append(str(user_dir))
+    candidate = BUILTIN_STRATEGIES_DIR / f"{name}.yaml"
+    if candidate.is_file():
+        return candidate
+    searched.append("the built-in strategies")
+    known = sorted({info.name for info in list_strategies(environ) if info.error is None})
+    hint = f" (available: {', '.join(known)})" if known else ""
+    raise BadInputError(f"unknown strategy {name!r}: no {name}.yaml in {' or '.join(searched)}"
+                        f"{hint}")
+
+
+def load_strategy_file(path: Path, *, builtin: bool | None = None) -> StrategyConfig:
+    """Parse and validate one strategy file (its stem must be its ``name``)."""
+    path = Path(path)
+    if builtin is None:
+        builtin = path.resolve().parent == BUILTIN_STRATEGIES_DIR
+    display = _display(path, builtin)
+    raw = _read_yaml(path, display)
+    return parse_strategy(raw, display, expected_name=path.stem, source_path=str(path))
+
+
+def load_strategy(name: str, environ: Mapping[str, str] | None = None) -> StrategyConfig:
+    """Resolve a strategy *name* and load it (the pipeline's first step)."""
+    return load_strategy_file(resolve_strategy_path(name, environ))
+
+
+@attrs.frozen
+class StrategyInfo:
+    """One row of ``ktrdr strategies``."""
+
+    name: str
+    path: str
+    source: str  # "built-in" or the file path
+    active: bool  # False when a KTRDR_STRATEGIES_DIR file of the same name shadows it
+    description: str = ""
+    symbols: tuple[str, ...] = ()
+    timeframes: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["symbols"] = list(self.symbols)
+        data["timeframes"] = list(self.timeframes)
+        return data
+
+
+def iter_strategy_files(environ: Mapping[str, str] | None = None
+                        ) -> Iterator[tuple[Path, bool]]:
+    """``(path, is_builtin)`` for every ``*.yaml`` the resolver could see, user dir first."""
+    user_dir = strategies_dir(environ)
+    if user_dir is not None and user_dir.is_dir():
+        for path in sorted(user_dir.glob("*.yaml")):
+            yield path, False
+    for path in sorted(BUILTIN_STRATEGIES_DIR.glob("*.yaml")):
+        yield path, True
+
+
+def list_strategies(environ: Mapping[str, str] | None = None) -> list[StrategyInfo]:
+    """Every strategy file, each validated; an invalid one carries its error instead."""
+    rows: list[StrategyInfo] = []
+    seen: set[str] = set()
+    for path, builtin in iter_strategy_files(environ):
+        name = path.stem
+        source = "built-in" if builtin else str(path)
+        active = name not in seen
+        seen.add(name)
+        if not STRATEGY_NAME_PATTERN.match(name):
+            rows.append(StrategyInfo(name=name, path=str(path), source=source, active=False,
+                                     error=f"{path.name}: the file name is not a valid "
+                                     "strategy name, so it cannot be selected"))
+            continue
+        try:
+            config = load_strategy_file(path, builtin=builtin)
+        except BadInputError as exc:
+            rows.append(StrategyInfo(name=name, path=str(path), source=source, active=active,
+                                     error=str(exc)))
+            continue
+        rows.append(StrategyInfo(name=name, path=str(path), source=source, active=active,
+                                 description=config.description,
+                                 symbols=config.training_data.symbols,
+                                 timeframes=config.training_data.timeframes))
+    return rows

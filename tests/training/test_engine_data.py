@@ -1,0 +1,123 @@
+"""The OHLCV loader: every bad file gets a clear message naming the file."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ktrdr_core.errors import BadInputError
+from ktrdr_core.training.data import (
+    SAMPLE_DATA_DIR,
+    load_ohlcv,
+    parse_date_bound,
+    resolve_data_dir,
+)
+
+HEADER = "timestamp,open,high,low,close,volume"
+
+
+def test_reads_a_valid_file(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA", bars=30)
+    data = load_ohlcv("AAA", "1h", tmp_path)
+    assert len(data) == 30
+    assert data.timestamps.dtype == np.dtype("datetime64[s]")
+    assert data.first() == "2024-01-01T00:00:00Z" and data.last() == "2024-01-02T05:00:00Z"
+    assert (data.high >= data.low).all()
+
+
+def test_reads_gzip_and_epoch_seconds_and_offsets(tmp_path: Path,
+                                                  write_csv: Callable[..., Path]) -> None:
+    text = (f"{HEADER}\n1704067200,1,1,1,1,1\n1704070800,1,1,1,1,1\n")
+    (tmp_path / "EPO_1h.csv.gz").write_bytes(gzip.compress(text.encode()))
+    data = load_ohlcv("EPO", "1h", tmp_path)
+    assert data.first() == "2024-01-01T00:00:00Z" and len(data) == 2
+    write_csv(tmp_path, "OFF", rows=["2024-01-01T01:00:00+01:00,1,1,1,1,1"])
+    assert load_ohlcv("OFF", "1h", tmp_path).first() == "2024-01-01T00:00:00Z"
+
+
+def test_date_filter_is_inclusive_and_end_date_covers_the_day(tmp_path: Path,
+                                                              write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA", bars=72)  # 2024-01-01 00:00 .. 2024-01-03 23:00
+    data = load_ohlcv("AAA", "1h", tmp_path, start=parse_date_bound("2024-01-02"),
+                      end=parse_date_bound("2024-01-02", end=True))
+    assert len(data) == 24
+    assert data.first() == "2024-01-02T00:00:00Z" and data.last() == "2024-01-02T23:00:00Z"
+
+
+def test_missing_file_names_the_file_and_the_folder(tmp_path: Path,
+                                                    write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA")
+    with pytest.raises(BadInputError) as err:
+        load_ohlcv("ZZZ", "1h", tmp_path)
+    message = str(err.value)
+    assert "ZZZ_1h.csv" in message and str(tmp_path) in message and "AAA_1h.csv" in message
+
+
+def test_missing_folder(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    with pytest.raises(BadInputError, match="does not exist"):
+        load_ohlcv("AAA", "1h", tmp_path / "nope")
+
+
+def test_missing_columns(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    path = write_csv(tmp_path, "AAA", header="timestamp,open,high,low,close",
+                     rows=["2024-01-01T00:00:00Z,1,1,1,1"])
+    with pytest.raises(BadInputError, match=r"missing column\(s\) volume") as err:
+        load_ohlcv("AAA", "1h", tmp_path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(("rows", "pattern"), [
+    (["2024-01-01T01:00:00Z,1,1,1,1,1", "2024-01-01T00:00:00Z,1,1,1,1,1"], "unsorted timestamps"),
+    (["2024-01-01T00:00:00Z,1,1,1,1,1", "2024-01-01T00:00:00Z,1,1,1,1,1"],
+     "duplicate timestamps"),
+    (["2024-01-01T00:00:00Z,1,1,1,nan,1"], "NaN value.*close"),
+    (["2024-01-01T00:00:00Z,1,1,1,,1"], "missing or NaN value.*close"),
+    (["2024-01-01T00:00:00Z,1,1,1,abc,1"], "close 'abc' is not a number"),
+    (["yesterday,1,1,1,1,1"], "timestamp 'yesterday'"),
+    (["2024-01-01T00:00:00Z,1,1,2,1,1"], "high is below low"),
+    (["2024-01-01T00:00:00Z,1,1,1,-1,1"], "close must be positive"),
+])
+def test_bad_rows(tmp_path: Path,
+                  write_csv: Callable[..., Path], rows: list[str], pattern: str) -> None:
+    path = write_csv(tmp_path, "BAD", rows=rows)
+    with pytest.raises(BadInputError, match=pattern) as err:
+        load_ohlcv("BAD", "1h", tmp_path)
+    assert str(path) in str(err.value)
+
+
+def test_empty_range_after_filtering(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA", bars=10)
+    with pytest.raises(BadInputError, match="no rows between 2025-01-01") as err:
+        load_ohlcv("AAA", "1h", tmp_path, start=parse_date_bound("2025-01-01"))
+    assert "the file covers 2024-01-01T00:00:00Z" in str(err.value)
+
+
+def test_empty_file(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    (tmp_path / "E_1h.csv").write_text("")
+    with pytest.raises(BadInputError, match="empty"):
+        load_ohlcv("E", "1h", tmp_path)
+
+
+def test_bad_date_bound() -> None:
+    with pytest.raises(BadInputError, match="start_date 'soon'"):
+        parse_date_bound("soon", what="start_date")
+
+
+def test_data_dir_resolution_order(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    assert resolve_data_dir({"data_dir": str(tmp_path)}, {"KTRDR_DATA_DIR": "/x"})[0] == tmp_path
+    assert resolve_data_dir({}, {"KTRDR_DATA_DIR": str(tmp_path)}) == (tmp_path, "KTRDR_DATA_DIR")
+    assert resolve_data_dir({}, {})[0] == SAMPLE_DATA_DIR
+
+
+def test_sample_data_is_synthetic_and_big_enough() -> None:
+    files = sorted(SAMPLE_DATA_DIR.glob("*_1h.csv.gz"))
+    assert len(files) >= 3 and all("SYNTH" in f.name for f in files)
+    assert "SYNTHETIC" in (SAMPLE_DATA_DIR / "README.md").read_text()
+    for path in files:
+        symbol = path.name.split("_1h")[0]
+        data = load_ohlcv(symbol, "1h", SAMPLE_DATA_DIR)
+        assert len(data) >= 5000

@@ -1,0 +1,200 @@
+"""Strategy files: name-only resolution and validation naming the file and the key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ktrdr_core.errors import BadInputError
+from ktrdr_core.training.strategy import (
+    StrategyConfig,
+    list_strategies,
+    load_strategy,
+    resolve_strategy_path,
+)
+
+
+def test_builtins_load_as_frozen_attrs() -> None:
+    config = load_strategy("neuro_mean_reversion")
+    assert isinstance(config, StrategyConfig)
+    assert config.model.hidden_layers == (50, 25) and config.model.dropout == 0.2
+    assert [i.name for i in config.indicators] == ["rsi", "macd", "bollinger_percent_b"]
+    with pytest.raises(AttributeError):
+        config.name = "other"  # type: ignore[misc]
+    trend = load_strategy("trend_momentum")
+    assert trend.training_data.timeframes == ("1h",)
+    # to_dict round-trips through the validator
+    from ktrdr_core.training.strategy import parse_strategy
+
+    again = parse_strategy(config.to_dict() | {"fuzzy_sets": _inf_back(config.to_dict())},
+                           "roundtrip")
+    assert again == config
+
+
+def _inf_back(data: dict[str, Any]) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        return float(v) if isinstance(v, str) else v
+    return {fid: {name: {"type": s["type"], "parameters": [fix(p) for p in s["parameters"]]}
+                  for name, s in sets.items()} for fid, sets in data["fuzzy_sets"].items()}
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "x.yaml", "", "-x", "a b"])
+def test_paths_and_odd_names_are_refused(name: str) -> None:
+    with pytest.raises(BadInputError, match="invalid strategy name"):
+        load_strategy(name)
+
+
+def test_unknown_name_lists_what_exists() -> None:
+    with pytest.raises(BadInputError, match="unknown strategy 'nope'.*neuro_mean_reversion"):
+        resolve_strategy_path("nope")
+
+
+def test_strategies_dir_wins_over_builtin(write_strategy: Callable[..., Path]) -> None:
+    path = write_strategy("neuro_mean_reversion",
+                          edit=lambda raw: raw.update(description="mine"))
+    assert resolve_strategy_path("neuro_mean_reversion") == path
+    assert load_strategy("neuro_mean_reversion").description == "mine"
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        raw = raw[key]
+    raw[keys[-1]] = value
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("model.architecture.dropout", 1.5, "model.architecture.dropout must be between 0 and 1"),
+    ("model.architecture.hidden_layers", [50, 0], r"hidden_layers\[1\] must be at least 1"),
+    ("model.architecture.activation", "swish", "activation must be one of"),
+    ("model.training.batch_size", "big", "model.training.batch_size must be an integer"),
+    ("model.training.learning_rate", -1, "learning_rate must be between 0 and 10"),
+    ("model.training.early_stopping.monitor", "loss", "early_stopping.monitor must be one of"),
+    ("model.type", "lstm", "model.type must be one of mlp"),
+    ("training.labels.zigzag_threshold", 2, "zigzag_threshold must be between 0 and 1"),
+    ("training.data_split.train", 0.9, "training.data_split fractions must add up to 1"),
+    ("training_data.symbols", ["A/B"], r"training_data.symbols\[0\] is not a valid symbol"),
+    ("training_data.timeframes", [], "training_data.timeframes must be a non-empty list"),
+    ("fuzzy_sets.rsi.neutral", {"type": "triangular", "parameters": [1, 2]},
+     r"fuzzy_sets.rsi.neutral.parameters must be a list of 3 numbers"),
+    ("fuzzy_sets.rsi.neutral", {"type": "triangular", "parameters": [3, 2, 1]},
+     "must be in ascending order"),
+    ("fuzzy_sets.rsi.neutral", {"type": "gaussian", "parameters": [0, 0]}, "sigma > 0"),
+    ("fuzzy_sets.rsi.neutral", {"type": "blob", "parameters": [0, 1]},
+     "fuzzy_sets.rsi.neutral.type must be one of"),
+    ("fuzzy_sets.volume", {"high": {"type": "gaussian", "parameters": [0, 1]}},
+     "fuzzy_sets.volume names no indicator"),
+    ("name", "other", "name is 'other' but the file is named 'bad'"),
+])
+def test_schema_errors_name_file_and_key(write_strategy: Callable[..., Path], key: str,
+                                         value: Any, message: str) -> None:
+    path = write_strategy("bad", edit=lambda raw: _set(raw, key, value))
+    with pytest.raises(BadInputError, match=message) as err:
+        load_strategy("bad")
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_indicator_errors(write_strategy: Callable[..., Path]) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"][0]["period"] = 0
+    write_strategy("bad", edit=edit)
+    with pytest.raises(BadInputError, match=r"indicators\[0\].period must be at least 1"):
+        load_strategy("bad")
+
+    def edit2(raw: dict[str, Any]) -> None:
+        raw["indicators"][1]["params"]["wobble"] = 3
+    write_strategy("bad", edit=edit2)
+    with pytest.raises(BadInputError, match=r"indicators\[1\].params.wobble is not a parameter"):
+        load_strategy("bad")
+
+    def edit3(raw: dict[str, Any]) -> None:
+        del raw["fuzzy_sets"]["rsi"]
+    write_strategy("bad", edit=edit3)
+    with pytest.raises(BadInputError, match="fuzzy_sets has no sets for indicator 'rsi'"):
+        load_strategy("bad")
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("top", "unknown key 'colour'"),
+    ("model", "unknown key 'model.colour'"),
+    ("early", "unknown key 'model.training.early_stopping.colour'"),
+    ("indicator", r"unknown key 'indicators\[0\].colour'"),
+])
+def test_unknown_keys_are_errors(write_strategy: Callable[..., Path], where: str,
+                                 message: str) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        target = {"top": raw, "model": raw["model"],
+                  "early": raw["model"]["training"]["early_stopping"],
+                  "indicator": raw["indicators"][0]}[where]
+        target["colour"] = "blue"
+    path = write_strategy("typo", edit=edit)
+    with pytest.raises(BadInputError, match=message) as err:
+        load_strategy("typo")
+    assert str(path) in str(err.value)
+
+
+def test_malformed_yaml_names_file_and_line(write_strategy: Callable[..., Path]) -> None:
+    path = write_strategy("broken", text="name: broken\ndescription: x\nmodel: [1, 2\n")
+    with pytest.raises(BadInputError, match=r"line \d+, column \d+: invalid YAML") as err:
+        load_strategy("broken")
+    assert str(path) in str(err.value)
+
+
+def test_duplicate_keys_are_errors(write_strategy: Callable[..., Path]) -> None:
+    write_strategy("dup", text="name: dup\nname: dup\n")
+    with pytest.raises(BadInputError, match=r"line 2, column 1: invalid YAML: duplicate key"):
+        load_strategy("dup")
+
+
+def test_not_a_mapping(write_strategy: Callable[..., Path]) -> None:
+    write_strategy("list", text="- 1\n- 2\n")
+    with pytest.raises(BadInputError, match="must be a mapping of keys"):
+        load_strategy("list")
+
+
+def test_list_strategies_reports_broken_files(write_strategy: Callable[..., Path],
+                                              strategies_dir: Path) -> None:
+    write_strategy("good")
+    write_strategy("broken", text="name: [\n")
+    (strategies_dir / "bad name.yaml").write_text("name: x\n")
+    rows = {(row.name, row.source): row for row in list_strategies()}
+    assert rows[("good", str(strategies_dir / "good.yaml"))].error is None
+    assert "invalid YAML" in rows[("broken", str(strategies_dir / "broken.yaml"))].error
+    assert "not a valid strategy name" in rows[("bad name", str(strategies_dir / "bad name.yaml"))
+                                               ].error
+    builtin = rows[("neuro_mean_reversion", "built-in")]
+    assert builtin.active and builtin.symbols == ("SYNTH_A", "SYNTH_B", "SYNTH_C")
+
+
+@pytest.mark.parametrize(("parameters", "ok"), [
+    ([float("-inf"), float("-inf"), 0, 1], True),
+    ([0, 1, float("inf"), float("inf")], True),
+    ([float("-inf"), 0, 1, 2], False),  # a sloped side cannot start at infinity
+    ([0, 1, 2, float("inf")], False),
+    ([float("-inf"), float("-inf"), float("inf"), float("inf")], False),  # 1 everywhere
+])
+def test_trapezoid_infinities_only_as_one_shoulder(write_strategy: Callable[..., Path],
+                                                   parameters: list[float], ok: bool) -> None:
+    write_strategy("inf", edit=lambda raw: _set(raw, "fuzzy_sets.rsi.neutral",
+                                                {"type": "trapezoidal",
+                                                 "parameters": parameters}))
+    if ok:
+        sets = load_strategy("inf").fuzzy_sets["rsi"]
+        assert next(s for s in sets if s.name == "neutral").parameters == tuple(parameters)
+    else:
+        with pytest.raises(BadInputError, match="infinities only as one shoulder"):
+            load_strategy("inf")
+
+
+def test_early_stopping_shorthand_and_defaults(write_strategy: Callable[..., Path]) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["model"]["training"] = {"early_stopping": False}
+        del raw["training"]
+    write_strategy("short", edit=edit)
+    config = load_strategy("short")
+    assert config.model.training.early_stopping.enabled is False
+    assert config.model.training.epochs == 100 and config.labels.label_lookahead == 20
+    assert (config.data_split.train, config.data_split.method) == (0.7, "chronological")
