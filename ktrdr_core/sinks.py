@@ -62,13 +62,23 @@ class JsonLinesSink:
 
 
 class LogSummarySink:
-    """Logs one line per finished epoch — never per batch (progress is not logging)."""
+    """Logs one line per finished epoch — never per batch (progress is not logging).
+
+    A throttled mode may fold epoch ends into a later update (``folded_epochs``,
+    DESIGN.md §6); each folded epoch is logged under its own number.
+    """
 
     def __init__(self, logger: logging.Logger = summary_logger) -> None:
         self._logger = logger
         self._last_epoch_logged = 0
 
     def __call__(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
+        for folded in metrics.get("folded_epochs") or ():
+            self._log_epoch(int(folded["epoch"]), total_epochs, folded)
+        if metrics.get("progress_type") == "epoch":
+            self._log_epoch(epoch, total_epochs, metrics)
+
+    def _log_epoch(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
         if "val_loss" not in metrics or epoch <= self._last_epoch_logged:
             return
         self._last_epoch_logged = epoch
