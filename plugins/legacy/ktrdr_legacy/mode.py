@@ -1,26 +1,71 @@
-"""The 'legacy' execution mode (skeleton until its issue lands)."""
+"""The 'legacy' execution mode: a request in, the old ``StrategyTrainer`` call, a result out.
+
+The mode is only an adapter around the old API (DESIGN.md §6): it turns the
+:class:`TrainingRequest` into the ``train_multi_symbol_strategy`` arguments
+and the old result dict back into a :class:`TrainingResult`. The progress
+callback goes through untouched — every batch reaches the sinks.
+
+The training engine (and torch) is imported inside :meth:`LegacyMode.execute`,
+so registering the mode stays cheap (``ktrdr plugins`` never imports torch).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+
 from ktrdr_core import (
+    BadInputError,
     CancellationToken,
     ModeHealth,
     ProgressCallback,
-    TrainingFailedError,
     TrainingRequest,
     TrainingResult,
 )
 
+# train_multi_symbol_strategy's own parameters: an override may not pose as one
+# (``validation_split`` may: it is an old-API knob the request can carry).
+_RESERVED = frozenset({"strategy_config_path", "symbols", "timeframes", "start_date", "end_date",
+                       "progress_callback", "cancellation_token", "request_id"})
+
 
 class LegacyMode:
-    """the old monolithic StrategyTrainer flow, kept unchanged as the rollout's control."""
+    """The old monolithic StrategyTrainer flow, kept unchanged as the rollout's control."""
 
     name = "legacy"
 
     def health(self) -> ModeHealth:
-        return ModeHealth.unhealthy("the legacy mode is not implemented yet")
+        """Healthy when the engine and torch can be imported (checked without importing them)."""
+        for module in ("torch", "ktrdr_core.training.pipeline", "ktrdr_legacy.strategy_trainer"):
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return ModeHealth.unhealthy(f"the legacy mode cannot run: {module} is not installed")
+        return ModeHealth.ok()
 
     def execute(
         self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
     ) -> TrainingResult:
-        raise TrainingFailedError("the legacy mode is not implemented yet")
+        """Run ``StrategyTrainer.train_multi_symbol_strategy`` for ``request``.
+
+        Raises :class:`~ktrdr_core.CancellationError` when ``cancel`` fires.
+        """
+        from ktrdr_legacy.strategy_trainer import StrategyTrainer
+
+        overrides = dict(request.overrides)
+        clash = sorted(set(overrides) & _RESERVED)
+        if clash:
+            raise BadInputError(f"override(s) {', '.join(clash)} cannot be set through overrides")
+        result = StrategyTrainer().train_multi_symbol_strategy(
+            request.strategy,
+            list(request.symbols),
+            list(request.timeframes),
+            request.start_date,
+            request.end_date,
+            progress_callback=progress,
+            cancellation_token=cancel,
+            request_id=request.request_id,
+            **overrides,
+        )
+        return TrainingResult.from_dict(result)

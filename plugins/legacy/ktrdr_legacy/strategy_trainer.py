@@ -1,0 +1,246 @@
+"""``StrategyTrainer``: the old monolithic training flow, kept as the rollout's control.
+
+``train_multi_symbol_strategy`` is one long method that does everything in
+order — strategy, data, indicators, fuzzy sets, features, labels, balancing,
+split, model, ``ModelTrainer``, test metrics, feature importance, save — the
+way the old code did, built from the engine's own step functions so that its
+numbers are the engine's numbers (migration plan Risk 6: side by side, the
+same seed gives the same model as the unified mode).
+
+Two old behaviours are kept on purpose:
+
+- the progress callback is handed to ``ModelTrainer`` untouched, so it gets
+  *every* batch (the "progress flooding" of migration plan Risk 3 — the
+  unified mode's bridge is the fix; this is the control it is measured against);
+- the result is the old API's plain ``dict`` (the keys of DESIGN.md §5).
+
+``strategy_config_path`` keeps its old name but is a strategy *name*
+(migration plan Risk 5): a path is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ktrdr_core._version import __version__
+from ktrdr_core.cancellation import CancellationToken
+from ktrdr_core.errors import BadInputError, CancellationError, KtrdrError, TrainingFailedError
+from ktrdr_core.progress import ProgressCallback
+from ktrdr_core.request import TrainingRequest, check_strategy_name
+from ktrdr_core.training import pipeline
+from ktrdr_core.training.data import resolve_data_dir
+from ktrdr_core.training.dataset import split_series
+from ktrdr_core.training.evaluation import evaluate_model
+from ktrdr_core.training.labels import LABEL_NAMES, label_distribution
+from ktrdr_core.training.model import select_device
+from ktrdr_core.training.trainer import ModelTrainer
+
+__all__ = ["StrategyTrainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class StrategyTrainer:
+    """The old entry point: ``StrategyTrainer().train_multi_symbol_strategy(...)``.
+
+    ``environ`` (default ``os.environ``) supplies ``KTRDR_STRATEGIES_DIR`` and
+    ``KTRDR_DATA_DIR``; ``home`` (default ``KTRDR_HOME``) is where models go.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None, home: Any = None) -> None:
+        self.environ = environ
+        self.home = home
+
+    @staticmethod
+    def _check_cancelled(token: CancellationToken | None) -> None:
+        if token is not None and token.is_cancelled():
+            raise CancellationError(token.reason or "cancelled")
+
+    def train_multi_symbol_strategy(  # noqa: C901 - the old flow is one long method, on purpose
+        self,
+        strategy_config_path: str,
+        symbols: Sequence[str] | None,
+        timeframes: Sequence[str] | None,
+        start_date: str | None,
+        end_date: str | None,
+        validation_split: float | None = None,
+        progress_callback: ProgressCallback | None = None,
+        cancellation_token: CancellationToken | None = None,
+        request_id: str | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """Train one model on several symbols; return the old result dict.
+
+        ``validation_split``: ``None`` keeps the strategy's ``data_split``; a
+        fraction replaces its validation share (the train share shrinks, the
+        test share stays). ``overrides``: ``epochs``, ``seed``, ``batch_size``,
+        ``learning_rate``, ``data_dir``, ``save_model``, ``device``.
+
+        Raises :class:`BadInputError` for anything the caller can fix,
+        :class:`CancellationError` when the token fires (no model is left),
+        :class:`TrainingFailedError` for anything else.
+        """
+        started = time.perf_counter()
+        token = cancellation_token
+        step = "load strategy"
+        try:
+            # -- strategy (by name only: Risk 5) ---------------------------------------------
+            check_strategy_name(strategy_config_path)
+            request = TrainingRequest(strategy=strategy_config_path, symbols=symbols or (),
+                                      timeframes=timeframes or (), start_date=start_date,
+                                      end_date=end_date, overrides=overrides,
+                                      **({"request_id": request_id} if request_id else {}))
+            options = pipeline.resolve_options(request.overrides)
+            strategy = pipeline.load_strategy_step(request, options, self.environ)
+            symbols_used, timeframes_used = pipeline.select_series(request, strategy)
+            split_config = strategy.data_split
+            train_share, validation_share = split_config.train, split_config.validation
+            if validation_split is not None:
+                if not 0 < validation_split < 1 - split_config.test:
+                    raise BadInputError(f"validation_split must be between 0 and "
+                                        f"{1 - split_config.test:g}, got {validation_split!r}")
+                validation_share = float(validation_split)
+                train_share = 1.0 - split_config.test - validation_share
+            logger.info("legacy: training %s on %s %s", strategy.name, ",".join(symbols_used),
+                        ",".join(timeframes_used))
+            self._check_cancelled(token)
+
+            # -- data --------------------------------------------------------------------------
+            step = "load data"
+            data_dir, data_source = resolve_data_dir({"data_dir": options.data_dir}, self.environ)
+            data = pipeline.load_data(symbols_used, timeframes_used, data_dir,
+                                      start_date=start_date, end_date=end_date)
+            logger.info("legacy: loaded %d series from %s", len(data), data_source)
+            self._check_cancelled(token)
+
+            # -- indicators, fuzzy memberships, features --------------------------------------
+            step = "indicators"
+            values = pipeline.compute_indicators(strategy, data)
+            self._check_cancelled(token)
+            step = "fuzzy memberships"
+            memberships = pipeline.compute_memberships(strategy, values)
+            self._check_cancelled(token)
+            step = "features"
+            matrices, feature_names = pipeline.build_features(strategy, memberships)
+            self._check_cancelled(token)
+
+            # -- labels, balance, split --------------------------------------------------------
+            step = "labels"
+            labelled = pipeline.build_labels(strategy, data, matrices)
+            self._check_cancelled(token)
+            step = "balance symbols"
+            balanced = pipeline.balance_step(labelled)
+            self._check_cancelled(token)
+            step = "split"
+            split = split_series(balanced, train_share, validation_share,
+                                 method=split_config.method,
+                                 gap=strategy.labels.label_lookahead, seed=options.seed)
+            logger.info("legacy: %d features, split %s", len(feature_names), split.sizes())
+            self._check_cancelled(token)
+
+            # -- model and training (ModelTrainer unchanged, callback passed straight through) -
+            step = "build model"
+            device = select_device(options.device)
+            model = pipeline.build_model(strategy, len(feature_names), options.seed)
+            self._check_cancelled(token)
+            step = "train"
+            trainer = ModelTrainer(pipeline.trainer_settings(strategy, options),
+                                   progress_callback, token)
+            raw_metrics = trainer.train(model, split.X_train, split.y_train, split.X_val, split.y_val)
+            training_metrics = {key: value for key, value in raw_metrics.items()
+                                if key not in ("device", "samples_per_second")}
+            logger.info("legacy: trained %s epochs, val_loss %.4f val_accuracy %.3f",
+                        raw_metrics["epochs_trained"], raw_metrics["val_loss"],
+                        raw_metrics["val_accuracy"])
+            self._check_cancelled(token)
+
+            # -- evaluation and feature importance --------------------------------------------
+            step = "evaluate"
+            test_metrics = evaluate_model(model, split.X_test, split.y_test, device)
+            self._check_cancelled(token)
+            step = "feature importance"
+            importance = pipeline.feature_importance_step(
+                model, split, feature_names, options.seed, device,
+                check=lambda: self._check_cancelled(token))
+            self._check_cancelled(token)
+
+            # -- metadata, then the (atomic, versioned) save -----------------------------------
+            metadata: dict[str, Any] = {
+                "engine_version": __version__,
+                "implementation": "legacy",
+                "request_id": request.request_id,
+                "strategy": strategy_config_path,
+                "strategy_source": strategy.source_path,
+                "symbols": list(symbols_used),
+                "timeframes": list(timeframes_used),
+                "start_date": start_date,
+                "end_date": end_date,
+                "seed": options.seed,
+                "device": raw_metrics.get("device", str(device)),
+                "samples_per_second": raw_metrics.get("samples_per_second"),
+                "training_seconds": raw_metrics.get("training_seconds"),
+                "duration_seconds": time.perf_counter() - started,
+                "torch_version": torch.__version__,
+                "torch_threads": torch.get_num_threads(),
+                "python_version": platform.python_version(),
+                "ignored_overrides": list(options.ignored),
+                "save_model": options.save_model,
+                "validation_split": validation_share,
+            }
+            step = "save model"
+            saved = None
+            if options.save_model:
+                saved = pipeline.save_step(model, strategy, symbols_used, timeframes_used,
+                                           feature_names, training_metrics=training_metrics,
+                                           test_metrics=test_metrics, feature_importance=importance,
+                                           metadata=metadata, home=self.home)
+                metadata["model_version"] = saved.version
+                logger.info("legacy: saved %s", saved.path)
+        except KtrdrError:
+            raise
+        except Exception as exc:
+            raise TrainingFailedError(f"legacy training failed at '{step}': "
+                                      f"{type(exc).__name__}: {exc}") from exc
+
+        used = {s.key: s for s in balanced}
+        series = []
+        for bars, samples in zip(data, labelled, strict=True):
+            kept = used[samples.key]
+            series.append({
+                "symbol": bars.symbol, "timeframe": bars.timeframe, "file": bars.path,
+                "first": bars.first(), "last": bars.last(), "bars": len(bars),
+                "samples": len(samples), "samples_used": len(kept),
+                "label_distribution": label_distribution(kept.y),
+            })
+        metadata["duration_seconds"] = time.perf_counter() - started
+        return {
+            "success": True,
+            "model_path": str(saved.path) if saved else None,
+            "model_id": saved.model_id if saved else None,
+            "training_metrics": training_metrics,
+            "test_metrics": test_metrics,
+            "feature_names": list(feature_names),
+            "feature_importance": importance,
+            "config": strategy.to_dict(),
+            "metadata": metadata,
+            "data_summary": {
+                "data_dir": str(data_dir),
+                "data_source": data_source,
+                "series": series,
+                "samples_per_series": len(balanced[0]) if balanced else 0,
+                "split_method": split_config.method,
+                "split_sizes": split.sizes(),
+                "label_distribution": {
+                    "train": label_distribution(split.y_train),
+                    "validation": label_distribution(split.y_val),
+                    "test": label_distribution(split.y_test),
+                },
+                "label_encoding": {name: i for i, name in enumerate(LABEL_NAMES)},
+            },
+        }
