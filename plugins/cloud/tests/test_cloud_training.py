@@ -1,0 +1,306 @@
+"""The cloud mode end to end, on the session's local Ray cluster.
+
+Trainings are small (a few epochs on two months of the sample data); the
+"long" strategy never stops by itself and is used where a test stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloud_helpers import ProgressRecorder, model_dirs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ktrdr_core import (
+    ThreadingCancellationToken,
+    TrainingManager,
+    TrainingRequest,
+    TrainingResult,
+)
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+KTRDR = str(Path(sys.executable).with_name("ktrdr"))
+SMALL = {"start_date": "2023-01-01", "end_date": "2023-03-15"}
+
+
+def _request(strategy: str = "neuro_mean_reversion", **overrides: Any) -> TrainingRequest:
+    return TrainingRequest(strategy=strategy, overrides={"seed": 7, **overrides}, **SMALL)
+
+
+class Background:
+    """``manager.train`` on a thread, so the test can act while it runs."""
+
+    def __init__(self, request: TrainingRequest, progress: Any = None,
+                 token: ThreadingCancellationToken | None = None, mode: str = "cloud") -> None:
+        self.token = token or ThreadingCancellationToken()
+        self.result: TrainingResult | None = None
+        self.ended_at: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(request, progress, mode),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, request: TrainingRequest, progress: Any, mode: str) -> None:
+        try:
+            self.result = TrainingManager().train(request, progress, self.token, mode=mode)
+        finally:
+            self.ended_at = time.monotonic()
+
+    def join(self, timeout: float) -> TrainingResult:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the training did not end within {timeout} s"
+        assert self.result is not None
+        return self.result
+
+
+def _jobs() -> dict[str, dict[str, Any]]:
+    import ray
+
+    from ktrdr_cloud.cluster import get_connection
+
+    return ray.get(get_connection().control().jobs.remote())
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
+        ktrdr_home: Path, recorder: ProgressRecorder) -> None:
+    import torch
+
+    from ktrdr_cloud.cluster import get_connection
+    from ktrdr_core.training.storage import load_model
+
+    request = _request(epochs=4)
+    manager = TrainingManager()
+    before = manager.train(request, mode="cloud")
+    actor = get_connection().control()
+    cloud = manager.train(request, recorder, mode="cloud")
+    assert get_connection().control()._actor_id == actor._actor_id  # one actor, reused
+    assert before.training_metrics["val_loss"] == cloud.training_metrics["val_loss"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the Ray task; on a busy 2-core box this is 10x faster
+    try:
+        unified = manager.train(request, mode="unified")
+    finally:
+        torch.set_num_threads(threads)
+    assert cloud.status == "success", cloud.error
+    assert unified.status == "success", unified.error
+    for key in ("val_loss", "val_accuracy"):
+        assert abs(cloud.training_metrics[key] - unified.training_metrics[key]) <= 0.01, key
+    assert cloud.training_metrics["epochs_trained"] == unified.training_metrics["epochs_trained"]
+    assert cloud.test_metrics["test_accuracy"] == pytest.approx(
+        unified.test_metrics["test_accuracy"], abs=0.01)
+    assert cloud.metadata["mode"] == "cloud"
+    assert cloud.metadata["cloud"]["worker_pid"] != os.getpid()  # it really ran elsewhere
+    # the driver saved it, with the core's storage, under the driver's KTRDR_HOME
+    assert cloud.model_path is not None
+    assert Path(cloud.model_path).parent.parent == ktrdr_home / "models"
+    assert before.model_id is not None and before.model_id.endswith("_v1")
+    assert cloud.model_id is not None and cloud.model_id.endswith("_v2")
+    assert unified.model_id is not None and unified.model_id.endswith("_v3")
+    loaded = load_model(cloud.model_path)
+    assert loaded.feature_names == list(cloud.feature_names)
+    assert loaded.metadata["model_id"] == cloud.model_id
+    assert "ktrdr-cloud-" not in json.dumps(loaded.metadata)  # no worker temp path leaked
+    # the result reads like unified's: driver-side paths, same keys
+    assert set(cloud.to_dict()) == set(unified.to_dict())
+    assert cloud.data_summary["data_dir"] == unified.data_summary["data_dir"]
+    assert [s["file"] for s in cloud.data_summary["series"]] == \
+        [s["file"] for s in unified.data_summary["series"]]
+    assert cloud.metadata["strategy_source"] == unified.metadata["strategy_source"]
+    # progress reached the driver's callback, on the thread that ran execute()
+    assert recorder.calls
+    assert {thread for _, thread, _ in recorder.calls} == {threading.get_ident()}
+    last = recorder.calls[-1][2]
+    assert last[0] == last[1] == 4 and last[2]["progress_type"] == "epoch"
+
+
+def test_progress_has_the_exact_signature_and_is_throttled(
+        long_strategy: str, recorder: ProgressRecorder, ktrdr_home: Path) -> None:
+    run = Background(_request(long_strategy), recorder)
+    _wait_for(lambda: len(recorder.calls) >= 6, 60, "six progress updates")
+    run.token.cancel(reason="enough updates")
+    result = run.join(30)
+    assert result.status == "cancelled"
+    for _, _, (epoch, total, metrics) in recorder.calls:
+        assert type(epoch) is int and type(total) is int
+        assert isinstance(metrics, Mapping)
+        assert metrics["progress_type"] in ("batch", "epoch")
+        assert total == 100000
+    intervals = recorder.intervals
+    # ~300 ms apart (the worker's bridge), never under 100 ms except the final update
+    assert all(gap >= 0.1 for gap in intervals[:-1]), intervals
+    assert len(recorder.calls) < 40  # not one per batch: the sample strategy has ~30 per epoch
+    assert model_dirs(ktrdr_home) == []
+
+
+def test_bad_input_is_reported_before_anything_runs_on_the_cluster() -> None:
+    result = TrainingManager().train(
+        TrainingRequest(strategy="neuro_mean_reversion", symbols=["NOPE"]), mode="cloud")
+    assert result.status == "error"
+    assert result.metadata["error_kind"] == "bad_input"
+    assert "NOPE" in (result.error or "")
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+@settings(max_examples=5, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(delay=st.floats(min_value=0.0, max_value=1.5))
+def test_cancel_at_any_point_ends_cancelled_with_no_model(
+        delay: float, long_strategy: str, ktrdr_home: Path) -> None:
+    run = Background(_request(long_strategy))
+    time.sleep(delay)
+    cancelled_at = time.monotonic()
+    run.token.cancel(reason=f"test cancel after {delay:.2f} s")
+    result = run.join(30)
+    assert result.status == "cancelled", result.error
+    assert result.error == f"test cancel after {delay:.2f} s"
+    assert result.model_path is None
+    assert model_dirs(ktrdr_home) == []
+    assert not (ktrdr_home / "models").exists()
+    assert run.ended_at is not None
+    # cooperative stop (no force: the grace period is 5 s)
+    assert run.ended_at - cancelled_at < 2.0
+
+
+def test_cancel_before_the_task_starts_is_honoured(long_strategy: str, ktrdr_home: Path) -> None:
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def occupy(seconds: float) -> None:
+        time.sleep(seconds)
+
+    blockers = [occupy.remote(1.5) for _ in range(2)]  # every CPU of the cluster is busy
+    _wait_for(lambda: len(ray.wait(blockers, timeout=0)[0]) == 0 and
+              ray.available_resources().get("CPU", 0) == 0, 10, "the blockers to start")
+    run = Background(_request(long_strategy))
+    job = _wait_for(lambda: next(iter(_jobs().values()), None), 10, "the job to open")
+    assert "pid" not in job  # queued, not started
+    cancelled_at = time.monotonic()
+    run.token.cancel(reason="cancelled while queued")
+    result = run.join(30)
+    ray.get(blockers)
+    assert result.status == "cancelled" and result.error == "cancelled while queued"
+    # the task saw the flag when it started: no force-cancel (the grace period is 5 s)
+    assert run.ended_at is not None and run.ended_at - cancelled_at < 5
+    assert model_dirs(ktrdr_home) == []
+
+
+def test_a_worker_that_cannot_be_told_is_force_cancelled_after_the_grace_period(
+        long_strategy: str, ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch,
+        recorder: ProgressRecorder, caplog: pytest.LogCaptureFixture) -> None:
+    import ray
+
+    from ktrdr_cloud.cluster import get_connection
+
+    monkeypatch.setenv("KTRDR_CLOUD_GRACE_SECONDS", "1")
+    caplog.set_level(logging.WARNING, logger="ktrdr_cloud")
+    run = Background(_request(long_strategy), recorder)
+    assert recorder.first.wait(60)
+    # the worker can no longer hear the cooperative cancel: its control actor is gone
+    ray.kill(get_connection().control())
+    time.sleep(0.3)
+    cancelled_at = time.monotonic()
+    run.token.cancel(reason="stop it anyway")
+    result = run.join(30)
+    assert result.status == "cancelled" and result.error == "stop it anyway"
+    assert run.ended_at is not None and run.ended_at - cancelled_at < 15
+    assert "force-cancelling" in caplog.text
+    assert model_dirs(ktrdr_home) == []
+    # the next job gets a new control actor and works
+    again = TrainingManager().train(_request(epochs=1), mode="cloud")
+    assert again.status == "success", again.error
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_a_killed_worker_gives_a_failed_result_not_a_hang(
+        long_strategy: str, ktrdr_home: Path, recorder: ProgressRecorder) -> None:
+    run = Background(_request(long_strategy), recorder)
+    assert recorder.first.wait(60)
+    job = _wait_for(lambda: next((j for j in _jobs().values() if "pid" in j), None), 10,
+                    "the worker pid")
+    killed_at = time.monotonic()
+    os.kill(job["pid"], signal.SIGKILL)
+    result = run.join(60)
+    assert result.status == "error"
+    assert (result.error or "").startswith("the Ray worker died: "), result.error
+    assert run.ended_at is not None and run.ended_at - killed_at < 30
+    assert model_dirs(ktrdr_home) == []
+
+
+def test_a_task_the_cluster_cannot_place_fails_after_the_start_timeout(
+        monkeypatch: pytest.MonkeyPatch, ktrdr_home: Path) -> None:
+    monkeypatch.setenv("KTRDR_CLOUD_TASK_CPUS", "3")  # the session cluster has 2
+    monkeypatch.setenv("KTRDR_CLOUD_START_TIMEOUT", "1.5")
+    started = time.monotonic()
+    result = TrainingManager().train(_request(epochs=1), mode="cloud")
+    assert result.status == "error"
+    assert "did not start the training within 1.5 s" in (result.error or "")
+    assert time.monotonic() - started < 10
+    assert model_dirs(ktrdr_home) == []
+
+
+def _cli_env(ktrdr_home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_", "ROLLBACK_"))}
+    env.update({"KTRDR_HOME": str(ktrdr_home), "RAY_AUTH_MODE": "disabled", **extra})
+    return env
+
+
+def test_cli_rollout_candidate_cloud_on_a_cluster_given_by_address(
+        ray_cluster: str, ktrdr_home: Path) -> None:
+    env = _cli_env(ktrdr_home, KTRDR_RAY_ADDRESS=ray_cluster, USE_UNIFIED_TRAINING="true",
+                   UNIFIED_TRAINING_ROLLOUT_PERCENTAGE="100", KTRDR_ROLLOUT_CONTROL="unified",
+                   KTRDR_ROLLOUT_CANDIDATE="cloud")
+    proc = subprocess.run(
+        [KTRDR, "train", "neuro_mean_reversion",
+         "--epochs", "2", "--start", SMALL["start_date"], "--end", SMALL["end_date"],
+         "--no-progress", "--json"],
+        env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "mode: cloud" in proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["metadata"]["mode"] == "cloud"
+    assert result["metadata"]["cloud"]["ray_address"] == ray_cluster
+    assert Path(result["model_path"]).is_dir()
+
+
+def test_cli_with_an_unreachable_cluster_fails_fast_with_a_clear_error(
+        ktrdr_home: Path) -> None:
+    env = _cli_env(ktrdr_home, KTRDR_RAY_ADDRESS="127.0.0.1:1", KTRDR_CLOUD_CONNECT_TIMEOUT="2")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [KTRDR, "train", "neuro_mean_reversion",
+         "--mode", "cloud", "--epochs", "1", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "unreachable" in proc.stderr and "127.0.0.1:1" in proc.stderr
+    assert time.monotonic() - started < 60
+    assert model_dirs(ktrdr_home) == []
