@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "rollout": "ktrdr_core.cli.rollout:rollout",
     "strategies": "ktrdr_core.cli.strategies:strategies",
     "runs": "ktrdr_core.cli.runs:runs",
+    "serve": "ktrdr_core.cli.serve:serve",
     "train": "ktrdr_core.cli.train:train",
 }
 

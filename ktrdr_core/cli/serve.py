@@ -1,0 +1,58 @@
+"""``ktrdr serve``: the HTTP service (see docs/service.md).
+
+FastAPI and uvicorn are imported inside the command, so ``ktrdr --help``
+stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback exposes the API to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trainings that run at once.")
+@click.option("--queue-size", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Trainings that may wait for a slot; one more is answered 429.")
+@click.option("--keep-finished", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Finished trainings kept in memory for GET /api/v1/trainings/{id}.")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for cancelled trainings to stop on SIGTERM.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finished: int,
+          shutdown_timeout: float, log_level: str) -> int:
+    """Run the HTTP API: trainings, progress streams, rollout, /metrics.
+
+    Rollout changes need KTRDR_API_TOKEN set in the environment (sent as
+    'Authorization: Bearer <token>'). SIGTERM cancels running trainings,
+    waits for them to stop, and exits 0.
+    """
+    import uvicorn
+
+    from ktrdr_core.service import create_app
+    from ktrdr_core.service.app import ENV_API_TOKEN
+    from ktrdr_core.service.server import KtrdrServer
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not os.environ.get(ENV_API_TOKEN, "").strip():
+        click.echo(f"ktrdr serve: {ENV_API_TOKEN} is not set: rollout changes over HTTP are disabled",
+                   err=True)
+    if host not in LOOPBACK:
+        click.echo(f"ktrdr serve: binding {host}: the API (trainings included) is reachable from the "
+                   "network; put it behind a reverse proxy with TLS", err=True)
+    app = create_app(max_concurrent=max_concurrent, queue_size=queue_size, keep_finished=keep_finished,
+                     shutdown_timeout=shutdown_timeout)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=int(shutdown_timeout) + 5, access_log=False)
+    server = KtrdrServer(config, app.state.service)
+    server.run()
+    return 0 if server.started else 1
