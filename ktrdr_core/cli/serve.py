@@ -38,10 +38,12 @@ def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finis
     """
     import uvicorn
 
+    from ktrdr_core.runtime import torch_threads_from_env
     from ktrdr_core.service import create_app
     from ktrdr_core.service.app import ENV_API_TOKEN
     from ktrdr_core.service.server import KtrdrServer
 
+    torch_threads_from_env()  # a malformed KTRDR_TORCH_THREADS stops start-up (exit 2), not a training
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.environ.get(ENV_API_TOKEN, "").strip():
         click.echo(f"ktrdr serve: {ENV_API_TOKEN} is not set: rollout changes over HTTP are disabled",

@@ -79,6 +79,7 @@ def train(
 ) -> int:
     """Train STRATEGY (a name such as neuro_mean_reversion)."""
     from ktrdr_core.manager import TrainingManager
+    from ktrdr_core.runtime import configure_torch_threads
     from ktrdr_core.sinks import CliPlugin, JsonLinesSink, LogSummarySink
 
     logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
@@ -97,6 +98,7 @@ def train(
     request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
                               start_date=start_date, end_date=end_date, overrides=overrides)
 
+    configure_torch_threads()
     manager = TrainingManager()
     decision = manager.decide(request, mode)
     click.echo(f"mode: {decision.mode} — {decision.reason}", err=True)

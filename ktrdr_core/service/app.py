@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -405,6 +406,10 @@ def _preload_engine() -> None:
                 importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - a broken engine shows up in the modes' health
             logger.warning("could not preload %s: %s", module, exc)
+    if "torch" in sys.modules:
+        from ktrdr_core.runtime import configure_torch_threads
+
+        configure_torch_threads()
 
 
 class _AuthError(Exception):
