@@ -15,7 +15,7 @@ import pytest
 from ktrdr_core import ModeHealth, TrainingManager, TrainingRequest, TrainingResult, hookimpl
 from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.ledger import RunLedger
-from ktrdr_core.plugins import get_plugin_manager
+from ktrdr_core.plugins import get_plugin_manager, reset_plugin_manager
 from ktrdr_core.rollout.autorollback import (
     AUTO_ROLLBACK_ACTION,
     AutoRollbackConfig,
@@ -23,6 +23,14 @@ from ktrdr_core.rollout.autorollback import (
     maybe_auto_rollback,
 )
 from ktrdr_core.rollout.store import RolloutStore
+
+
+@pytest.fixture(autouse=True)
+def only_in_test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load no installed mode plugin: these tests register their own 'legacy'/'unified'."""
+    monkeypatch.setenv("KTRDR_PLUGINS", "no-installed-plugins")
+    reset_plugin_manager()
+
 
 
 def rollout(stage_pct: int = 10, *, window: int = 20, threshold: float | None = None,

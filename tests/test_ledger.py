@@ -34,6 +34,14 @@ from ktrdr_core.ledger.times import parse_duration, parse_since
 from ktrdr_core.plugins import get_plugin_manager, reset_plugin_manager
 
 
+@pytest.fixture(autouse=True)
+def only_in_test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load no installed mode plugin: these tests register their own 'legacy'/'unified'."""
+    monkeypatch.setenv("KTRDR_PLUGINS", "no-installed-plugins")
+    reset_plugin_manager()
+
+
+
 class TinyMode:
     """A real ExecutionMode in miniature: progress, cancellation, failure, metrics."""
 
