@@ -19,6 +19,7 @@ from ktrdr_core._version import __version__
 from ktrdr_core.errors import KtrdrError
 
 COMMANDS: dict[str, str] = {
+    "compare": "ktrdr_core.cli.compare:compare",
     "plugins": "ktrdr_core.cli.plugins:plugins",
     "rollout": "ktrdr_core.cli.rollout:rollout",
     "strategies": "ktrdr_core.cli.strategies:strategies",
