@@ -15,6 +15,7 @@ from ktrdr_unified.progress_bridge import (
     INITIAL_STRIDE,
     MAX_STRIDE,
     MIN_INTERVAL,
+    SLOW_INTERVAL,
     TARGET_INTERVAL,
     ProgressBridge,
 )
@@ -138,24 +139,169 @@ def test_epoch_end_too_soon_is_folded_into_the_next_update() -> None:
     for b in range(2, 11):
         clock.advance(0.04)
         bridge(2, 3, batch(2, b, 10))
-    assert len(sink.got) == 2
-    _t, epoch, _total, carried = sink.got[1]
-    assert epoch == 2 and carried["progress_type"] == "batch"
+    assert len(sink.got) >= 2
+    # an epoch of unknown length (no candidate yet) is folded only for the 100 ms floor,
+    # so the first batch past the floor carries it, candidate or not (rule 6)
+    t, epoch, _total, carried = sink.got[1]
+    assert epoch == 2 and carried["progress_type"] == "batch" and carried["batch"] == 3
+    assert t - sink.got[0][0] == pytest.approx(0.14)
     assert carried["val_loss"] == 1.0 and carried["val_accuracy"] == pytest.approx(0.1)
     assert carried["epochs_completed"] == 1
     assert [f["epoch"] for f in carried["folded_epochs"]] == [1]
     assert carried["folded_epochs"][0]["val_loss"] == 1.0
 
 
-def test_epoch_end_after_100_ms_passes_on_its_own() -> None:
+def test_epoch_end_near_the_target_passes_on_its_own() -> None:
     clock = FakeClock()
     bridge, sink = make(clock)
     bridge(1, 3, batch(1, 1, 10))
-    clock.advance(0.1)
+    clock.advance(0.3)
     bridge(1, 3, epoch_end(1, 3))
     assert [m["progress_type"] for *_x, m in sink.got] == ["batch", "epoch"]
     assert sink.got[1][3]["epochs_completed"] == 1
     assert "folded_epochs" not in sink.got[1][3]
+
+
+def test_epoch_end_short_of_the_target_is_folded_even_after_100_ms() -> None:
+    # The epoch end follows the candidates' rule: 150 ms after the last delivered update,
+    # with the next chance ~150 ms away, waiting lands nearer 300 ms, so it is folded
+    # (before, any epoch end 100 ms or more after the last update passed).
+    clock = FakeClock()
+    bridge, sink = make(clock)
+    bridge(1, 3, batch(1, 1, 30))
+    for b in range(2, 16):
+        clock.advance(0.01)
+        bridge(1, 3, batch(1, b, 30))
+    clock.advance(0.01)
+    bridge(1, 3, epoch_end(1, 3))
+    assert len(sink.got) == 1 and bridge.folded == 1
+    for b in range(1, 31):  # the next delivered update carries epoch 1
+        clock.advance(0.01)
+        bridge(2, 3, batch(2, b, 30))
+    assert len(sink.got) == 2
+    carried = sink.got[1][3]
+    assert carried["progress_type"] == "batch" and carried["epochs_completed"] == 1
+    assert carried["val_loss"] == 1.0 and [f["epoch"] for f in carried["folded_epochs"]] == [1]
+    assert 0.25 <= sink.intervals()[0] <= SLOW_INTERVAL
+
+
+def epochs_seen(sink: Sink) -> dict[int, float]:
+    """Each epoch's val_loss as the sink got it, alone or folded."""
+    seen: dict[int, float] = {}
+    for _t, _e, _tot, m in sink.got:
+        if m["progress_type"] == "epoch":
+            seen[m["epoch"]] = m["val_loss"]
+        for folded in m.get("folded_epochs", []):
+            seen[folded["epoch"]] = folded["val_loss"]
+    return seen
+
+
+@pytest.mark.parametrize(("batches", "batch_seconds", "val_seconds"), [
+    (390, 0.2 / 390, 0.0),     # the sample strategy at batch size 32: ~200 ms epochs
+    (390, 0.18 / 390, 0.02),   # the same with some validation time
+    (195, 0.1 / 195, 0.01),    # ~110 ms epochs
+    (40, 0.15 / 40, 0.005),    # ~155 ms epochs, slower batches
+    (5, 0.02, 0.0),            # 100 ms epochs of fewer batches than the stride
+])
+def test_short_epochs_do_not_set_the_pace(batches: int, batch_seconds: float,
+                                          val_seconds: float) -> None:
+    clock = FakeClock()
+    bridge, sink = make(clock)
+    epochs = 60
+    simulate(bridge, clock, epochs, batches, batch_seconds, val_seconds)
+    intervals = sink.intervals()
+    median = statistics.median(intervals[:-1])
+    assert TARGET_INTERVAL * 0.85 <= median <= TARGET_INTERVAL * 1.15, median
+    assert max(intervals) <= 1.0, max(intervals)
+    assert min(intervals[:-1]) >= MIN_INTERVAL - 1e-12
+    assert epochs_seen(sink) == {e: 1.0 / e for e in range(1, epochs + 1)}
+    assert bridge.folded > 0
+
+
+def test_flush_delivers_the_last_folded_epoch_of_a_cut_short_training() -> None:
+    clock = FakeClock()
+    bridge, sink = make(clock)
+    epoch = 0
+    while True:  # 200 ms epochs until one is folded, then training stops (e.g. cancelled)
+        epoch += 1
+        for b in range(1, 391):
+            clock.advance(0.2 / 390)
+            bridge(epoch, 50, batch(epoch, b, 390))
+        folded_before = bridge.folded
+        bridge(epoch, 50, epoch_end(epoch, 50))
+        if bridge.folded > folded_before:
+            break
+    assert epoch < 50 and not bridge.finished
+    assert epochs_seen(sink).keys() < set(range(1, epoch + 1))
+    assert bridge.flush() is True
+    _t, last_epoch, total, flushed = sink.got[-1]
+    assert (last_epoch, total) == (epoch, 50) and flushed["flushed"] is True
+    assert flushed["val_loss"] == 1.0 / epoch and bridge.finished
+    assert epochs_seen(sink) == {e: 1.0 / e for e in range(1, epoch + 1)}
+    assert bridge.flush() is False
+
+
+def test_long_epochs_of_slow_batches_pass_as_before() -> None:
+    # 2 s epochs of one 2 s batch: the next chance to deliver is far, so an epoch end
+    # 100 ms after the last update passes on its own, as it always did.
+    clock = FakeClock()
+    bridge, sink = make(clock)
+    for e in range(1, 6):
+        clock.advance(2.0)
+        bridge(e, 5, batch(e, 1, 1))
+        clock.advance(0.1)
+        bridge(e, 5, epoch_end(e, 5))
+    epoch_updates = [m for *_x, m in sink.got if m["progress_type"] == "epoch"]
+    assert [m["epoch"] for m in epoch_updates] == [1, 2, 3, 4, 5]
+    assert bridge.folded == 0 and all("folded_epochs" not in m for m in epoch_updates)
+
+
+def test_long_epochs_of_fast_batches_reach_the_sink_at_once() -> None:
+    # 2 s epochs of fast batches: the batch throttle sets the pace; an epoch end is
+    # delivered on its own when it is on target, else carried by the next candidate,
+    # at most one candidate gap (~50 ms here) later.
+    clock = FakeClock()
+    sink = Sink(clock)
+    bridge = ProgressBridge(sink, clock=clock)
+    epochs, batches = 8, 4000
+    ends: dict[int, float] = {}
+    for e in range(1, epochs + 1):
+        for b in range(1, batches + 1):
+            clock.advance(2.0 / batches)
+            bridge(e, epochs, batch(e, b, batches))
+        ends[e] = clock.now
+        bridge(e, epochs, epoch_end(e, epochs))
+    arrived: dict[int, float] = {}
+    for t, _e, _tot, m in sink.got:
+        if m["progress_type"] == "epoch":
+            arrived[m["epoch"]] = t
+        for folded in m.get("folded_epochs", []):
+            arrived[folded["epoch"]] = t
+    assert arrived.keys() == ends.keys()
+    assert all(arrived[e] - ends[e] <= 0.06 for e in ends), {e: arrived[e] - ends[e] for e in ends}
+    median = statistics.median(sink.intervals()[1:-1])
+    assert TARGET_INTERVAL * 0.85 <= median <= TARGET_INTERVAL * 1.15, median
+
+
+def test_a_folded_epoch_waits_no_longer_than_the_slow_bound() -> None:
+    # The epoch end is folded expecting a candidate 100 ms on, but then the batches
+    # slow down 20-fold: the first batch 450 ms after the last update carries it.
+    clock = FakeClock()
+    bridge, sink = make(clock)
+    bridge(1, 3, batch(1, 1, 11))
+    for b in range(2, 12):
+        clock.advance(0.005)
+        bridge(1, 3, batch(1, b, 11))
+    clock.advance(0.01)
+    bridge(1, 3, epoch_end(1, 3))
+    assert bridge.folded == 1 and len(sink.got) == 1 and bridge.stride == 20
+    for b in range(1, 21):
+        clock.advance(0.1)
+        bridge(2, 3, batch(2, b, 20))
+    assert len(sink.got) >= 2
+    carried = sink.got[1][3]
+    assert carried["batch"] == 4 and [f["epoch"] for f in carried["folded_epochs"]] == [1]
+    assert SLOW_INTERVAL <= sink.intervals()[0] <= SLOW_INTERVAL + 0.1
 
 
 def test_final_update_always_passes_and_carries_folded_epochs() -> None:
@@ -218,9 +364,12 @@ def test_rules_hold_for_any_training_shape(epochs: int, batches: int, batch_seco
     clock = FakeClock()
     bridge, sink = make(clock)
     received = 0
+    longest_silence = 0.0  # the longest time between two updates the bridge received
     for e in range(1, epochs + 1):
         for b in range(1, batches + 1):
-            clock.advance(batch_seconds + jitter[(e * b) % len(jitter)] * batch_seconds)
+            step = batch_seconds + jitter[(e * b) % len(jitter)] * batch_seconds
+            longest_silence = max(longest_silence, step + (val_seconds if b == 1 else 0.0))
+            clock.advance(step)
             bridge(e, epochs, batch(e, b, batches))
             received += 1
             if received == 1:  # the first update passes at once
@@ -234,13 +383,11 @@ def test_rules_hold_for_any_training_shape(epochs: int, batches: int, batch_seco
     # never two updates closer than MIN_INTERVAL, except the final one
     assert all(gap >= MIN_INTERVAL - 1e-12 for gap in sink.intervals()[:-1])
     # every epoch's validation numbers reached the sink, alone or folded
-    seen = {}
-    for _t, _e, _tot, m in sink.got:
-        if m["progress_type"] == "epoch":
-            seen[m["epoch"]] = m["val_loss"]
-        for folded in m.get("folded_epochs", []):
-            seen[folded["epoch"]] = folded["val_loss"]
-    assert seen == {e: 1.0 / e for e in range(1, epochs + 1)}
+    assert epochs_seen(sink) == {e: 1.0 / e for e in range(1, epochs + 1)}
+    # folding never stretches an interval past SLOW_INTERVAL and one silence
+    for gap, (_t, _e, _tot, m) in zip(sink.intervals(), sink.got[1:], strict=True):
+        if m.get("folded_epochs"):
+            assert gap <= SLOW_INTERVAL + longest_silence + 1e-9
     assert 1 <= bridge.stride <= MAX_STRIDE
     assert bridge.received == epochs * (batches + 1)
 
