@@ -1,31 +1,3 @@
-"""Shared fixtures: every test gets its own KTRDR_HOME and a clean environment."""
+"""Every test gets its own KTRDR_HOME and a clean ktrdr environment (ktrdr_core.testing.fixtures)."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-from ktrdr_core.plugins import reset_plugin_manager
-
-ROLLOUT_ENV = (
-    "USE_UNIFIED_TRAINING",
-    "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE",
-    "ROLLBACK_USER_IDS",
-    "KTRDR_ROLLOUT_CONTROL",
-    "KTRDR_ROLLOUT_CANDIDATE",
-    "KTRDR_PLUGINS",
-    "KTRDR_DISABLE_PLUGINS",
-)
-
-
-@pytest.fixture(autouse=True)
-def ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh KTRDR_HOME per test, with no rollout variables leaking in."""
-    home = tmp_path / "ktrdr-home"
-    monkeypatch.setenv("KTRDR_HOME", str(home))
-    for name in ROLLOUT_ENV:
-        monkeypatch.delenv(name, raising=False)
-    reset_plugin_manager()
-    yield home
-    reset_plugin_manager()
+from ktrdr_core.testing.fixtures import ktrdr_home  # noqa: F401

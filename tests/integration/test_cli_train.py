@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from integration_support import SHORT, model_dirs
+from integration_support import SHORT
 
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
 SHORT_ARGS = ["--start", SHORT["start_date"], "--end", SHORT["end_date"]]
 

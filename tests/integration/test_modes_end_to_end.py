@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_support import SHORT, STRATEGY, model_dirs
+from integration_support import SHORT, STRATEGY
 
 from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequest
 from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
 
 class Counter:

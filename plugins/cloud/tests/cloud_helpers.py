@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 #: a strategy that trains until it is stopped (no early stopping, many epochs)
@@ -32,7 +31,3 @@ class ProgressRecorder:
         return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
-def model_dirs(home: Path) -> list[Path]:
-    """Every model folder (or leftover) under ``home/models``."""
-    root = home / "models"
-    return sorted(p for p in root.rglob("*") if p.is_dir()) if root.exists() else []

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from cloud_helpers import LONG_STRATEGY, ProgressRecorder
 
-from ktrdr_core.plugins import reset_plugin_manager
+from ktrdr_core.testing.fixtures import ktrdr_home  # noqa: F401
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -27,29 +27,14 @@ CLOUD_ENV = (
     "KTRDR_CLOUD_CONNECT_TIMEOUT",
     "KTRDR_CLOUD_HEALTH_TTL",
     "KTRDR_CLOUD_LOG_TO_DRIVER",
-    "KTRDR_STRATEGIES_DIR",
-    "KTRDR_DATA_DIR",
-    "USE_UNIFIED_TRAINING",
-    "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE",
-    "ROLLBACK_USER_IDS",
-    "KTRDR_ROLLOUT_CONTROL",
-    "KTRDR_ROLLOUT_CANDIDATE",
-    "KTRDR_PLUGINS",
-    "KTRDR_DISABLE_PLUGINS",
 )
 
 
-
 @pytest.fixture(autouse=True)
-def ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh KTRDR_HOME per test, and no cloud or rollout variable leaking in."""
-    home = tmp_path / "ktrdr-home"
-    monkeypatch.setenv("KTRDR_HOME", str(home))
+def no_cloud_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Besides the core's isolation (ktrdr_home): no cloud variable leaks in from the shell."""
     for name in CLOUD_ENV:
         monkeypatch.delenv(name, raising=False)
-    reset_plugin_manager()
-    yield home
-    reset_plugin_manager()
 
 
 @pytest.fixture(scope="session")

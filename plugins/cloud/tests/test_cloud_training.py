@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cloud_helpers import ProgressRecorder, model_dirs
+from cloud_helpers import ProgressRecorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +29,7 @@ from ktrdr_core import (
     TrainingRequest,
     TrainingResult,
 )
+from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from legacy_support import SHORT, model_dirs
+from legacy_support import SHORT
 
 from ktrdr_core import (
     BadInputError,
@@ -23,6 +23,7 @@ from ktrdr_core import (
     TrainingResult,
 )
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import leftover_model_dirs as model_dirs
 from ktrdr_legacy.mode import LegacyMode
 from ktrdr_legacy.strategy_trainer import StrategyTrainer
 

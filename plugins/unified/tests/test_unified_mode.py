@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from unified_support import SHORT, model_dirs
+from unified_support import SHORT
 
 from ktrdr_core import CancellationError, ThreadingCancellationToken, TrainingRequest, TrainingResult
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import leftover_model_dirs as model_dirs
 from ktrdr_unified.executor import TrainingExecutor
 from ktrdr_unified.mode import UnifiedMode
 from ktrdr_unified.progress_bridge import MIN_INTERVAL
