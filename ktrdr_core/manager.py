@@ -242,7 +242,8 @@ class TrainingManager:
         behind the caller's back).
         """
         token = cancel if cancel is not None else ThreadingCancellationToken()
-        decision = decision or self.decide(request, mode)
+        if decision is None:  # reads the rollout file and asks the candidate's health: off the loop too
+            decision = await asyncio.to_thread(self.decide, request, mode)
         running = asyncio.ensure_future(
             asyncio.to_thread(self.train, request, progress, token, decision=decision)
         )

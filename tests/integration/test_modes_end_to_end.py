@@ -66,8 +66,9 @@ def test_the_rollout_routes_to_unified_when_enabled(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("mode", ["legacy", "unified"])
 def test_train_async_keeps_the_event_loop_responsive(mode: str, ktrdr_home: Path) -> None:
+    manager = TrainingManager()  # built before the loop runs, as the service does at start-up
+
     async def scenario() -> tuple[Any, float, int]:
-        manager = TrainingManager()
         async with EventLoopLagMonitor(interval=0.01) as monitor:
             result = await manager.train_async(request(epochs=4), Counter(), mode=mode)
         return result, monitor.max_lag, len(monitor.samples)
