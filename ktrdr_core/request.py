@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 STRATEGY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+"""DESIGN.md §5's pattern; always applied with ``fullmatch`` ('$' alone lets a trailing newline in)."""
 DEFAULT_USER_ID = "default"
 
 
@@ -80,7 +81,7 @@ def check_strategy_name(name: str) -> str:
     """
     from ktrdr_core.errors import BadInputError
 
-    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
         raise BadInputError(
             f"invalid strategy name {name!r}: use a name such as 'neuro_mean_reversion' "
             "(letters, digits, '_' and '-', not a path)"

@@ -124,8 +124,11 @@ def train(
         click.echo(f"ktrdr: cancelled ({result.error}); no model was saved", err=True)
         return EXIT_CANCELLED
     if not result.success:
+        if result.metadata.get("error_kind") == "bad_input":
+            click.echo(f"ktrdr: error: {result.error}", err=True)
+            return EXIT_BAD_INPUT
         click.echo(f"ktrdr: error: training failed: {result.error}", err=True)
-        return EXIT_BAD_INPUT if result.metadata.get("error_kind") == "bad_input" else EXIT_FAILED
+        return EXIT_FAILED
     if not as_json:
         _summary(result)
     return 0

@@ -82,7 +82,7 @@ def parse_user_list(raw: str | Iterable[str]) -> frozenset[str]:
 
 def parse_mode_name(raw: str, *, source: str) -> str:
     text = raw.strip()
-    if not MODE_NAME_PATTERN.match(text):
+    if not MODE_NAME_PATTERN.fullmatch(text):
         raise ConfigurationError(f"{source} must be a mode name such as 'unified', got {raw!r}")
     return text
 

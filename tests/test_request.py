@@ -1,0 +1,38 @@
+"""Strategy names (DESIGN.md §5): names only, never paths; and the request's round trip."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ktrdr_core import BadInputError, TrainingRequest
+from ktrdr_core.request import check_strategy_name
+
+DESIGN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "", "-x", "_x", "x.yaml",
+                                  "neuro_mean_reversion\n", "a b", "x\x00"])
+def test_paths_and_near_misses_are_refused(name: str) -> None:
+    with pytest.raises(BadInputError, match="invalid strategy name"):
+        check_strategy_name(name)
+
+
+@given(st.text(max_size=20))
+def test_accepted_exactly_when_the_whole_name_matches(name: str) -> None:
+    if DESIGN_PATTERN.fullmatch(name):
+        assert check_strategy_name(name) == name
+    else:
+        with pytest.raises(BadInputError):
+            check_strategy_name(name)
+
+
+def test_request_round_trip_and_unknown_fields() -> None:
+    request = TrainingRequest(strategy="s", user_id="alice", symbols="A, B", overrides={"epochs": 2})
+    assert request.symbols == ("A", "B")
+    assert TrainingRequest.from_dict(request.to_dict()) == request
+    with pytest.raises(BadInputError, match="colour"):
+        TrainingRequest.from_dict({**request.to_dict(), "colour": "red"})
