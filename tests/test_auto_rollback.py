@@ -212,3 +212,11 @@ def test_end_to_end_rollback_and_status(ktrdr_home: Path) -> None:
 
     store.set_fields("set_stage", {"enabled": True, "percentage": 10}, reason="fixed, back to canary")
     assert auto_rollback_state(store)["rolled_back"] is False
+
+
+def test_a_rollout_change_over_the_api_ends_the_rolled_back_state(ktrdr_home: Path) -> None:
+    store = RolloutStore(ktrdr_home)
+    store.set_fields(AUTO_ROLLBACK_ACTION, {"enabled": True, "percentage": 0}, reason="auto")
+    assert auto_rollback_state(store)["rolled_back"] is True
+    store.set_fields("api_update", {"percentage": 10}, reason="fixed, canary again", actor="api")
+    assert auto_rollback_state(store)["rolled_back"] is False

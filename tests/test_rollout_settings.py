@@ -126,3 +126,14 @@ def test_torn_audit_line_is_skipped(ktrdr_home: Path) -> None:
 def test_stage_names(enabled: bool, pct: int, stage: str) -> None:
     assert stage_for(enabled, pct) == stage
     assert RolloutSettings(enabled=enabled, percentage=pct).stage == stage
+
+
+def test_empty_variables_count_as_unset(ktrdr_home: Path) -> None:
+    store = RolloutStore(ktrdr_home)
+    store.set_enabled(True, reason="test")
+    store.exclude("bob", reason="test")
+    env = {"KTRDR_HOME": str(ktrdr_home), "USE_UNIFIED_TRAINING": "", "ROLLBACK_USER_IDS": " ",
+           "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": ""}
+    policy = RolloutPolicy.from_env(env)
+    assert policy.settings.enabled is True and policy.settings.excluded_users == {"bob"}
+    assert policy.sources["enabled"] == "file" and policy.sources["excluded_users"] == "file"

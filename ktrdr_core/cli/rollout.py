@@ -45,7 +45,7 @@ def explain_decision(user_id: str) -> tuple[RolloutPolicy, Decision]:
 
 def _warn_env_override(field: str) -> None:
     name = ENV_FOR_FIELD[field]
-    if name in os.environ:
+    if os.environ.get(name, "").strip():
         click.echo(
             f"warning: {name}={os.environ[name]!r} is set in this environment and wins over the "
             "rollout file; unset it for the file's value to apply.",

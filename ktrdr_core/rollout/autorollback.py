@@ -43,7 +43,8 @@ from ktrdr_core.rollout.store import AuditEntry, RolloutStore
 AUTO_ROLLBACK_ACTION = "auto_rollback"
 AUTO_ROLLBACK_ACTOR = "ktrdr-auto-rollback"
 ROLLOUT_CHANGING_ACTIONS = frozenset(
-    {"set_percentage", "set_enabled", "set_stage", "advance", "advance_forced", AUTO_ROLLBACK_ACTION}
+    {"set_percentage", "set_enabled", "set_stage", "advance", "advance_forced", "api_update",
+     AUTO_ROLLBACK_ACTION}
 )
 """Audit actions that change who gets the candidate (exclusions aside)."""
 

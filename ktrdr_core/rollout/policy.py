@@ -78,7 +78,7 @@ class RolloutPolicy:
             field: "env" if field in from_env else "file" if field in file_data else "default"
             for field in ("enabled", "percentage", "excluded_users", "control", "candidate")
         }
-        return cls(settings=merged, sources=sources, raw_enabled=env.get(ENV_ENABLED))
+        return cls(settings=merged, sources=sources, raw_enabled=env.get(ENV_ENABLED, "").strip() or None)
 
     @property
     def control(self) -> str:

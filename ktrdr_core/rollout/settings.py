@@ -142,12 +142,12 @@ class RolloutSettings:
 def overrides_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     """The settings the environment sets, parsed; unset (or empty) variables are absent."""
     found: dict[str, Any] = {}
-    if ENV_ENABLED in environ:
+    if environ.get(ENV_ENABLED, "").strip():
         found["enabled"] = parse_enabled(environ[ENV_ENABLED])
     raw_pct = environ.get(ENV_PERCENTAGE, "")
     if raw_pct.strip():
         found["percentage"] = parse_percentage(raw_pct, source=ENV_PERCENTAGE)
-    if ENV_EXCLUDED in environ:
+    if environ.get(ENV_EXCLUDED, "").strip():
         found["excluded_users"] = parse_user_list(environ[ENV_EXCLUDED])
     for field, name in ((("control", ENV_CONTROL)), ("candidate", ENV_CANDIDATE)):
         raw = environ.get(name, "")
