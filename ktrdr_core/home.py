@@ -12,3 +12,21 @@ def ktrdr_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     configured = env.get("KTRDR_HOME", "").strip()
     return Path(configured).expanduser() if configured else Path.home() / ".ktrdr"
+
+
+def writable_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``KTRDR_HOME``, created if need be; a :class:`ConfigurationError` if it cannot hold state.
+
+    Checked before a training starts, so an unusable home is a one-line error
+    up front rather than a failure after minutes of training.
+    """
+    from ktrdr_core.errors import ConfigurationError
+
+    home = ktrdr_home(environ)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"KTRDR_HOME {home} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"KTRDR_HOME {home} is not writable")
+    return home

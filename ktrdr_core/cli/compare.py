@@ -15,6 +15,7 @@ Exit codes: 0 equivalent, 1 different (the differing fields on stderr),
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -165,15 +166,21 @@ def compare(
         on_event=lambda message: click.echo(f"compare: {message}", err=True),
     )
     experiment.check_modes()  # an unknown mode is a configuration error (exit 2)
+    target = report_dir if report_dir is not None else default_report_dir()
+    try:  # before training: an unwritable report folder is bad input, found in a second, not after
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot create the report folder {target}: {exc.strerror or exc}") from None
     outcome = experiment.run(request, check_cancel=check_cancel, cancel_delay=cancel_after,
                              warm_up=warm_up)
 
     ctl = outcome.control
     if not ctl.succeeded and ctl.result is not None and ctl.result.metadata.get("error_kind") == "bad_input":
         # The request cannot work at all: nothing was compared, nothing is recorded.
+        with contextlib.suppress(OSError):
+            target.rmdir()  # only if still empty
         raise BadInputError(f"the control mode {control} refused the request: {ctl.error}")
 
-    target = report_dir if report_dir is not None else default_report_dir()
     comparison_id = _record(strategy, control, candidate, outcome.equivalent, outcome.differences,
                             target / "report.md")
     data = write_report(outcome, target, ledger_comparison_id=comparison_id)

@@ -11,6 +11,8 @@ import os
 
 import click
 
+from ktrdr_core.errors import ConfigurationError
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -56,5 +58,27 @@ def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finis
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=int(shutdown_timeout) + 5, access_log=False)
     server = KtrdrServer(config, app.state.service)
+    _check_can_bind(host, port)
     server.run()
     return 0 if server.started else 1
+
+
+def _check_can_bind(host: str, port: int) -> None:
+    """Fail with one line (exit 2) when the address is taken or invalid, before uvicorn starts.
+
+    uvicorn would log its own error and call ``sys.exit(3)``; a busy port is a
+    configuration problem of the user's, so it gets ktrdr's exit code 2.
+    """
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, OverflowError) as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -78,6 +78,7 @@ def train(
     no_progress: bool,
 ) -> int:
     """Train STRATEGY (a name such as neuro_mean_reversion)."""
+    from ktrdr_core.home import writable_home
     from ktrdr_core.manager import TrainingManager
     from ktrdr_core.runtime import configure_torch_threads
     from ktrdr_core.sinks import CliPlugin, JsonLinesSink, LogSummarySink
@@ -98,6 +99,7 @@ def train(
     request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
                               start_date=start_date, end_date=end_date, overrides=overrides)
 
+    writable_home()
     configure_torch_threads()
     manager = TrainingManager()
     decision = manager.decide(request, mode)
@@ -109,7 +111,10 @@ def train(
 
         sinks.append(ConsoleProgressBar())
     if progress_jsonl is not None:
-        sinks.append(JsonLinesSink(progress_jsonl))
+        try:
+            sinks.append(JsonLinesSink(progress_jsonl))
+        except OSError as exc:
+            raise BadInputError(f"cannot write {progress_jsonl}: {exc.strerror or exc}") from None
     plugin = CliPlugin(request, sinks=sinks, timeout=timeout)
     pm = manager.plugin_manager
     pm.register(plugin, name=f"ktrdr-cli-{request.request_id}")

@@ -152,7 +152,13 @@ def open_ledger(path: Path) -> sqlite3.Connection:
     key = str(path)
     with _ready_lock:
         known = key in _ready
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigurationError(f"{path} is a folder, not a ledger database; move it away")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {path.parent} for the run ledger: "
+                                 f"{exc.strerror or exc} (check KTRDR_HOME)") from None
     conn: sqlite3.Connection | None = None
     try:
         conn = connect(path)

@@ -23,6 +23,9 @@ def iso_utc(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).isoformat(timespec="microseconds")
 
 
+MAX_DURATION_SECONDS = 100 * 365.25 * 86_400
+
+
 def parse_duration(text: str, *, what: str = "duration") -> float:
     """``7d`` / ``12h`` / ``30m`` / ``90s`` / ``2w`` as seconds (> 0)."""
     match = _RELATIVE.match(str(text))
@@ -33,6 +36,8 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if seconds <= 0:
         raise BadInputError(f"{what}: the duration must be more than zero, got {text!r}")
+    if seconds > MAX_DURATION_SECONDS:
+        raise BadInputError(f"{what}: at most 100 years, got {text!r}")
     return seconds
 
 

@@ -113,25 +113,42 @@ class RolloutStore:
         The new data is validated before anything is written; a change that
         changes nothing writes nothing and returns ``None``.
         """
-        with locked(self._lock_path):
-            data = self.read_raw()
-            updates = dict(mutate(dict(data)))
-            old = {key: data.get(key) for key in updates}
-            if all(data.get(key) == value for key, value in updates.items()):
-                return None
-            new_data = {**data, **updates, "version": FILE_VERSION}
-            RolloutSettings.from_mapping(new_data, source=str(self.settings_path))
-            entry = AuditEntry(
-                timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                actor=actor or default_actor(),
-                action=action,
-                old=old if len(old) > 1 else next(iter(old.values()), None),
-                new=updates if len(updates) > 1 else next(iter(updates.values()), None),
-                reason=reason,
-            )
-            write_json_atomic(self.settings_path, new_data)
-            self._append_audit(entry)
-            return entry
+        try:
+            with locked(self._lock_path):
+                return self._change_locked(action, mutate, reason=reason, actor=actor)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot change the rollout file under {self.home}: {exc.strerror or exc} "
+                "(check KTRDR_HOME)"
+            ) from None
+
+    def _change_locked(
+        self,
+        action: str,
+        mutate: Callable[[dict[str, Any]], Mapping[str, Any]],
+        *,
+        reason: str,
+        actor: str | None,
+    ) -> AuditEntry | None:
+        """The body of :meth:`change`, run while holding the lock."""
+        data = self.read_raw()
+        updates = dict(mutate(dict(data)))
+        old = {key: data.get(key) for key in updates}
+        if all(data.get(key) == value for key, value in updates.items()):
+            return None
+        new_data = {**data, **updates, "version": FILE_VERSION}
+        RolloutSettings.from_mapping(new_data, source=str(self.settings_path))
+        entry = AuditEntry(
+            timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            actor=actor or default_actor(),
+            action=action,
+            old=old if len(old) > 1 else next(iter(old.values()), None),
+            new=updates if len(updates) > 1 else next(iter(updates.values()), None),
+            reason=reason,
+        )
+        write_json_atomic(self.settings_path, new_data)
+        self._append_audit(entry)
+        return entry
 
     def _append_audit(self, entry: AuditEntry) -> None:
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
