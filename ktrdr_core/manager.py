@@ -30,7 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class ObservedToken:
-    """Wraps a foreign token so the manager learns when it fired (for the latency metric)."""
+    """Wraps a foreign token to time its cancellation (for the latency metric).
+
+    A foreign token cannot tell when it fired, so this records when it was first
+    *seen* fired — by the mode's checks, which come at every batch: the latency
+    it yields can be short by at most one check interval.
+    """
 
     def __init__(self, inner: CancellationToken) -> None:
         self._inner = inner
@@ -81,8 +86,10 @@ def _call_each(pm: KtrdrPluginManager, hook_name: str, **kwargs: Any) -> list[An
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         try:
             value = impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except Exception:  # noqa: BLE001 - one observer's bug must not stop the others
-            logger.exception("plugin %s raised in %s", impl.plugin_name, hook_name)
+        except Exception as exc:  # noqa: BLE001 - one observer's bug must not stop the others
+            logger.warning("plugin %s raised in %s: %s: %s", impl.plugin_name, hook_name,
+                           type(exc).__name__, exc)
+            logger.debug("traceback of plugin %s in %s", impl.plugin_name, hook_name, exc_info=True)
             continue
         if value is not None:
             results.append(value)
@@ -163,17 +170,23 @@ class TrainingManager:
         with self._active_lock:
             self._active[decision.mode] += 1
         started_wall, started = time.time(), time.monotonic()
-        for source in sources:
-            source.attach(token)
+        attached: list[CancellationSource] = []
         try:
+            for source in sources:
+                source.attach(token)
+                attached.append(source)
             result = self._run_mode(execution_mode, request, timer, token)
+        except Exception as exc:  # noqa: BLE001 - a source that cannot attach fails this run only
+            logger.warning("cancellation source could not attach: %s", exc)
+            result = TrainingResult.failed(f"a cancellation source failed to attach: {exc}",
+                                           metadata={"error_kind": "exception"})
         finally:
             ended = time.monotonic()
-            for source in sources:
+            for source in attached:
                 try:
                     source.detach()
-                except Exception:  # noqa: BLE001
-                    logger.exception("cancellation source %r failed to detach", source)
+                except Exception as exc:  # noqa: BLE001
+                    logger.warning("cancellation source %r failed to detach: %s", source, exc)
             with self._active_lock:
                 self._active[decision.mode] -= 1
 
@@ -215,7 +228,8 @@ class TrainingManager:
             # The request cannot work anywhere: not the mode's fault, so gates can tell it apart.
             return TrainingResult.failed(str(exc), metadata={"error_kind": "bad_input"})
         except Exception as exc:  # noqa: BLE001 - a failing mode is a failed result
-            logger.warning("mode %s failed: %s", execution_mode.name, exc, exc_info=True)
+            logger.warning("mode %s failed: %s", execution_mode.name, exc)
+            logger.debug("traceback of mode %s", execution_mode.name, exc_info=True)
             message = str(exc) if isinstance(exc, KtrdrError) else f"{type(exc).__name__}: {exc}"
             return TrainingResult.failed(message, metadata={"error_kind": "exception"})
         if not isinstance(result, TrainingResult):

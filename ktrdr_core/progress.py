@@ -40,7 +40,9 @@ class ProgressFanout:
         for index, callback in enumerate(self._callbacks):
             try:
                 callback(epoch, total_epochs, metrics)
-            except Exception:  # noqa: BLE001 - a sink's bug is not the training's
+            except Exception as exc:  # noqa: BLE001 - a sink's bug is not the training's
                 if index not in self._reported:
                     self._reported.add(index)
-                    logger.exception("progress sink %r raised; its later errors are ignored", callback)
+                    logger.warning("progress sink %r raised %s: %s; its later errors are ignored",
+                                   callback, type(exc).__name__, exc)
+                    logger.debug("traceback of progress sink %r", callback, exc_info=True)

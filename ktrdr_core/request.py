@@ -39,9 +39,11 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 class TrainingRequest:
     """One training to run.
 
-    ``symbols`` and ``timeframes`` may be empty: the strategy's own
-    ``training_data`` then decides. ``overrides`` carries per-run knobs such as
-    ``epochs``, ``seed`` and ``batch_size`` that win over the strategy file.
+    Frozen: no field can be reassigned (``overrides`` is a plain dict so that
+    requests pickle to Ray workers; treat it as read-only). ``symbols`` and
+    ``timeframes`` may be empty: the strategy's own ``training_data`` then decides.
+    ``overrides`` carries per-run knobs such as ``epochs``, ``seed`` and
+    ``batch_size`` that win over the strategy file.
     """
 
     strategy: str
