@@ -19,23 +19,11 @@ from typing import IO, Any
 
 from ktrdr_core.cancellation import CancellationSource, CancellationToken, DeadlineCancellation
 from ktrdr_core.hookspecs import hookimpl
+from ktrdr_core.jsonutil import json_safe
 from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.request import TrainingRequest
 
 summary_logger = logging.getLogger("ktrdr.progress")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 class JsonLinesSink:
@@ -48,7 +36,7 @@ class JsonLinesSink:
 
     def __call__(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
         record = {"timestamp": time.monotonic(), "epoch": epoch, "total_epochs": total_epochs,
-                  **_json_safe(dict(metrics))}
+                  **json_safe(dict(metrics))}
         with self._lock:
             if self._handle is not None:
                 self._handle.write(json.dumps(record) + "\n")

@@ -16,18 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ktrdr_core.compare.experiment import ExperimentResult
+from ktrdr_core.fileutil import write_text_atomic
 from ktrdr_core.home import ktrdr_home
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 CURVES_PNG = "curves.png"
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that a reader sees the whole file or none of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def default_report_dir(home: Path | None = None, now: float | None = None) -> Path:
@@ -219,7 +213,7 @@ def write_report(outcome: ExperimentResult, report_dir: Path, *,
     report_dir.mkdir(parents=True, exist_ok=True)
     data = report_data(outcome, report_dir, ledger_comparison_id=ledger_comparison_id)
     write_plot(outcome, report_dir / CURVES_PNG)
-    _write_text(report_dir / REPORT_JSON,
+    write_text_atomic(report_dir / REPORT_JSON,
                       json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    _write_text(report_dir / REPORT_MD, render_markdown(data))
+    write_text_atomic(report_dir / REPORT_MD, render_markdown(data))
     return data

@@ -27,7 +27,6 @@ import datetime as dt
 import functools
 import itertools
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -35,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ktrdr_core.cancellation import ThreadingCancellationToken
+from ktrdr_core.jsonutil import json_safe
 from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.result import TrainingResult
@@ -82,25 +82,6 @@ def _iso(wall: float | None) -> str | None:
     if wall is None:
         return None
     return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def json_safe(value: Any) -> Any:
-    """Numbers, strings, lists and dicts only; NaN and infinities become ``None``."""
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    item = getattr(value, "item", None)  # numpy / torch scalars
-    if callable(item):
-        try:
-            return json_safe(item())
-        except (TypeError, ValueError):
-            pass
-    return str(value)
 
 
 class Subscriber:
