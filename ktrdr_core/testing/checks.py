@@ -29,6 +29,7 @@ __all__ = [
     "TRAINING_METRIC_KEYS",
     "TEST_METRIC_KEYS",
     "METADATA_KEYS",
+    "PROGRESS_KEYS",
     "ContractViolation",
     "ModeRun",
     "ProgressProbe",
@@ -46,6 +47,14 @@ METADATA_KEYS = ("seed", "duration_seconds")
 _FRACTIONS = ("val_accuracy",)
 _TEST_FRACTIONS = ("test_accuracy", "precision", "recall", "f1", "baseline_accuracy")
 PROGRESS_TYPES = ("batch", "epoch")
+#: keys DESIGN.md §5 requires in the metrics of each kind of progress update (extra keys are fine,
+#: e.g. a throttle's ``folded_epochs``/``epochs_completed`` and val metrics carried on a batch update)
+PROGRESS_KEYS: dict[str, tuple[str, ...]] = {
+    "batch": ("batch", "total_batches_per_epoch", "train_loss", "train_accuracy"),
+    "epoch": ("total_batches_per_epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"),
+}
+_PROGRESS_COUNTS = ("batch", "total_batches_per_epoch")
+_EPOCH_VAL_KEYS = ("val_loss", "val_accuracy")
 SIGNATURE = "progress(epoch, total_epochs, metrics)"
 
 
@@ -160,6 +169,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_real(value: Any) -> bool:
+    """A plain int or float (numpy's float64 is one; nan is allowed: a diverging loss is news)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class ProgressProbe:
     """A progress callback that records every call and checks it against the contract.
 
@@ -221,6 +235,8 @@ class ProgressProbe:
         if kind not in PROGRESS_TYPES:
             self._problem("progress_type", f"{where}: metrics['progress_type'] is {kind!r}; it must be "
                           "'batch' or 'epoch'")
+        if kind in PROGRESS_KEYS:
+            self._check_metrics(where, kind, metrics)
         if self.valid:
             last_epoch, last_total, _ = self.valid[-1]
             if epoch < last_epoch:
@@ -230,6 +246,47 @@ class ProgressProbe:
                 self._problem("total", f"{where}: total_epochs changed from {last_total} to {total} "
                               "during one training; report the configured maximum throughout")
         self.valid.append((epoch, total, metrics))
+
+    def _check_metrics(self, where: str, kind: str, metrics: Mapping[str, Any]) -> None:
+        """The keys DESIGN.md §5 requires of a ``kind`` update, and that their values are numbers."""
+        required = PROGRESS_KEYS[kind]
+        missing = _missing(metrics, required)
+        if missing:
+            if kind == "batch":
+                advice = ("a 'batch' update carries batch (1-based), total_batches_per_epoch, train_loss "
+                          "and train_accuracy (the running means over the epoch so far); pass "
+                          "ModelTrainer's batch metrics on whole, adding keys if you like")
+            else:
+                advice = ("every 'epoch' update carries total_batches_per_epoch, train_loss, train_accuracy, "
+                          "val_loss and val_accuracy; pass ModelTrainer's epoch metrics on whole — a "
+                          "throttle or transport that rebuilds updates must keep the validation metrics")
+            self._problem(f"{kind}_keys", f"{where}: the {kind!r} update lacks {', '.join(missing)} "
+                          f"(DESIGN.md §5); {advice}")
+        for key in required:
+            if key not in metrics:
+                continue
+            value = metrics[key]
+            if key in _PROGRESS_COUNTS:
+                if not _is_int(value) or value < 1:
+                    self._problem("metric_types", f"{where}: metrics[{key!r}] must be a positive int, got "
+                                  f"{type(value).__name__} {_short(value, 30)}; send plain ints "
+                                  "(int(x) for numpy or torch values)")
+            elif not _is_real(value):
+                self._problem("metric_types", f"{where}: metrics[{key!r}] must be a number, got "
+                              f"{type(value).__name__} {_short(value, 30)}; send plain floats "
+                              "(float(x) or tensor.item() for numpy or torch values)")
+        folded = metrics.get("folded_epochs")
+        if folded is None:
+            return
+        entries = folded if isinstance(folded, (list, tuple)) else None
+        bad = [entry for entry in entries or ()
+               if not isinstance(entry, Mapping)
+               or not all(_is_real(entry.get(key)) for key in _EPOCH_VAL_KEYS)]
+        if entries is None or bad:
+            self._problem("folded", f"{where}: metrics['folded_epochs'] must be a list of the folded epochs' "
+                          f"full epoch metrics, each with numeric val_loss and val_accuracy, got "
+                          f"{_short(bad[0] if bad else folded)}; fold the epoch updates themselves, "
+                          "oldest first")
 
     def final_problems(self, result: Any, request: TrainingRequest | None = None) -> list[str]:
         """The per-update problems plus those about the run as a whole, once it returned."""

@@ -59,6 +59,15 @@ class DropsTheFinalUpdate(QuickMode):
             super().report(progress, epoch, total, metrics)
 
 
+class EpochUpdatesWithoutValMetrics(QuickMode):
+    """A transport that rebuilds each update from the batch keys only, so epoch updates lose val_loss/val_accuracy."""
+
+    KEPT = ("progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss", "train_accuracy")
+
+    def report(self, progress: Any, epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
+        super().report(progress, epoch, total, {key: metrics[key] for key in self.KEPT if key in metrics})
+
+
 class LetsCallbackErrorsEscape(QuickMode):
     """Calls the progress callback bare: a sink's bug kills the training."""
 

@@ -70,6 +70,40 @@ def test_the_probe_reports_each_kind_of_bad_call_once_with_a_count() -> None:
     assert "metrics['progress_type'] is 'step'" in problems
 
 
+BATCH = {"progress_type": "batch", "batch": 1, "total_batches_per_epoch": 4, "train_loss": 1.0,
+         "train_accuracy": 0.4}
+EPOCH = {"progress_type": "epoch", "total_batches_per_epoch": 4, "train_loss": 1.0, "train_accuracy": 0.4,
+         "val_loss": 1.1, "val_accuracy": 0.35}
+
+
+def test_the_probe_accepts_design_metrics_and_a_throttles_extra_keys() -> None:
+    probe = ProgressProbe()
+    probe(1, 2, BATCH)
+    probe(1, 2, EPOCH)
+    folded = {**BATCH, "epoch": 2, "batch": 2, "epochs_completed": 1, "folded_epochs": [{**EPOCH, "epoch": 1}],
+              "val_loss": 1.1, "val_accuracy": 0.35}
+    probe(2, 2, folded)
+    probe(2, 2, {**EPOCH, "best_epoch": 2, "stopped_early": False, "train_loss": float("nan")})
+    assert probe.problems == []
+
+
+def test_the_probe_requires_the_design_progress_keys() -> None:
+    probe = ProgressProbe()
+    probe(1, 2, {"progress_type": "batch", "batch": 1, "train_loss": 1.0})
+    probe(1, 2, {key: value for key, value in EPOCH.items() if key != "val_loss"})
+    probe(1, 2, {**EPOCH, "val_accuracy": "0.3"})
+    probe(1, 2, {**BATCH, "batch": 1.0})
+    probe(2, 2, {**BATCH, "folded_epochs": [{"epoch": 1, "train_loss": 1.0}]})
+    problems = "\n".join(probe.problems)
+    assert "update 1: the 'batch' update lacks total_batches_per_epoch, train_accuracy (DESIGN.md §5)" in problems
+    assert "pass ModelTrainer's batch metrics on whole" in problems
+    assert "update 2: the 'epoch' update lacks val_loss (DESIGN.md §5)" in problems
+    assert "must keep the validation metrics" in problems
+    assert "update 3: metrics['val_accuracy'] must be a number, got str '0.3'" in problems
+    assert "(and 1 more update(s) like it)" in problems  # update 4's float batch number
+    assert "update 5: metrics['folded_epochs'] must be a list of the folded epochs' full epoch metrics" in problems
+
+
 def test_the_probe_checks_the_run_as_a_whole() -> None:
     assert "never called the progress callback" in ProgressProbe().final_problems(good_result(), REQUEST)[0]
     probe = ProgressProbe()
