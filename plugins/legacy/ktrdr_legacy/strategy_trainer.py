@@ -46,6 +46,25 @@ __all__ = ["StrategyTrainer"]
 logger = logging.getLogger(__name__)
 
 
+def _parse_validation_split(value: Any, test_share: float) -> float:
+    """``validation_split`` as a float in (0, 1 - test share); a string such as "0.2" is fine.
+
+    Raises :class:`BadInputError`, naming the value, for anything else.
+    """
+    upper = 1.0 - test_share
+    try:
+        if isinstance(value, bool):
+            raise TypeError("a bool is not a fraction")
+        share = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"validation_split must be a number between 0 and {upper:g} (exclusive), "
+                            f"got {value!r}") from None
+    if not 0.0 < share < upper:  # also refuses nan
+        raise BadInputError(f"validation_split must be between 0 and {upper:g} (exclusive; the "
+                            f"strategy keeps {test_share:g} for the test set), got {value!r}")
+    return share
+
+
 class StrategyTrainer:
     """The old entry point: ``StrategyTrainer().train_multi_symbol_strategy(...)``.
 
@@ -69,7 +88,7 @@ class StrategyTrainer:
         timeframes: Sequence[str] | None,
         start_date: str | None,
         end_date: str | None,
-        validation_split: float | None = None,
+        validation_split: float | str | None = None,
         progress_callback: ProgressCallback | None = None,
         cancellation_token: CancellationToken | None = None,
         request_id: str | None = None,
@@ -78,7 +97,8 @@ class StrategyTrainer:
         """Train one model on several symbols; return the old result dict.
 
         ``validation_split``: ``None`` keeps the strategy's ``data_split``; a
-        fraction replaces its validation share (the train share shrinks, the
+        fraction (or a string of one, "0.2", as overrides from the CLI or JSON
+        carry it) replaces its validation share (the train share shrinks, the
         test share stays). ``overrides``: ``epochs``, ``seed``, ``batch_size``,
         ``learning_rate``, ``data_dir``, ``save_model``, ``device``.
 
@@ -102,10 +122,7 @@ class StrategyTrainer:
             split_config = strategy.data_split
             train_share, validation_share = split_config.train, split_config.validation
             if validation_split is not None:
-                if not 0 < validation_split < 1 - split_config.test:
-                    raise BadInputError(f"validation_split must be between 0 and "
-                                        f"{1 - split_config.test:g}, got {validation_split!r}")
-                validation_share = float(validation_split)
+                validation_share = _parse_validation_split(validation_split, split_config.test)
                 train_share = 1.0 - split_config.test - validation_share
             logger.info("legacy: training %s on %s %s", strategy.name, ",".join(symbols_used),
                         ",".join(timeframes_used))
@@ -153,8 +170,10 @@ class StrategyTrainer:
             trainer = ModelTrainer(pipeline.trainer_settings(strategy, options),
                                    progress_callback, token)
             raw_metrics = trainer.train(model, split.X_train, split.y_train, split.X_val, split.y_val)
+            # run-dependent timings go to metadata only (as in the pipeline): metrics.json
+            # stays the same run to run and has the unified mode's keys
             training_metrics = {key: value for key, value in raw_metrics.items()
-                                if key not in ("device", "samples_per_second")}
+                                if key not in ("device", "samples_per_second", "training_seconds")}
             logger.info("legacy: trained %s epochs, val_loss %.4f val_accuracy %.3f",
                         raw_metrics["epochs_trained"], raw_metrics["val_loss"],
                         raw_metrics["val_accuracy"])

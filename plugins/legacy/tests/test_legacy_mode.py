@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,35 @@ def test_validation_split_replaces_the_strategy_validation_share(ktrdr_home: Pat
     assert wider["test"] == default["test"]
     with pytest.raises(BadInputError, match="validation_split"):
         train(epochs=1, validation_split=0.9)
+
+
+def test_validation_split_given_as_a_string_is_parsed(ktrdr_home: Path) -> None:
+    as_number = train(epochs=1, save_model=False, validation_split=0.3)["data_summary"]["split_sizes"]
+    as_text = train(epochs=1, save_model=False, validation_split="0.3")["data_summary"]["split_sizes"]
+    assert as_text == as_number
+    request = TrainingRequest(strategy=STRATEGY, overrides={"epochs": 1, "save_model": False,
+                                                            "validation_split": "0.3"}, **SHORT)
+    result = LegacyMode().execute(request, Recorder(), ThreadingCancellationToken())
+    assert result.data_summary["split_sizes"] == as_number
+    assert result.metadata["validation_split"] == 0.3
+
+
+@pytest.mark.parametrize("bad", ["abc", "", "0.9", "-0.1", "nan", True, [0.2]])
+def test_a_bad_validation_split_is_a_clear_error(bad: Any, ktrdr_home: Path) -> None:
+    with pytest.raises(BadInputError, match=r"validation_split must be .*between 0 and .*, got ") as caught:
+        train(epochs=1, validation_split=bad)
+    assert repr(bad) in str(caught.value)
+    assert model_dirs(ktrdr_home) == []
+
+
+def test_timings_stay_out_of_training_metrics_as_in_the_pipeline(ktrdr_home: Path) -> None:
+    result = train(epochs=1)
+    assert "training_seconds" not in result["training_metrics"]
+    assert result["metadata"]["training_seconds"] > 0
+    saved = json.loads((Path(result["model_path"]) / "metrics.json").read_text())
+    assert "training_seconds" not in saved["training_metrics"]
+    again = train(epochs=1, save_model=False)
+    assert again["training_metrics"] == result["training_metrics"]
 
 
 @pytest.mark.parametrize("name", ["../neuro_mean_reversion", "/etc/passwd", "a/b", "", "x.yaml"])
