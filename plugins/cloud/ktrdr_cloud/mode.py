@@ -302,12 +302,14 @@ class _DriverJob:
                     raise TrainingFailedError("the ktrdr control actor died twice in a row") from None
 
     def run(self) -> TrainingResult:
-        self._open()
         try:
+            # inside the try: an open that registered the job and then timed out (or
+            # failed on the retry) must still close it on the actor
+            self._open()
             return self._run()
         finally:
             self.done = True
-            if self.control_alive:
+            if self.control_alive and self.control is not None:  # None: no actor was ever reached
                 with contextlib.suppress(Exception):
                     self.control.close.remote(self.job_id)
 
