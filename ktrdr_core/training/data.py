@@ -8,12 +8,16 @@ in ``ktrdr_core/training/sample_data/`` (see its README). A file may be plain
 Format: a header row with ``timestamp, open, high, low, close, volume`` (any
 order, extra columns ignored). Timestamps are ISO 8601 (``2023-01-02T00:00:00Z``,
 ``2023-01-02 00:00:00``, ``2023-01-02T01:00:00+01:00``; no offset means UTC) or
-Unix epoch seconds. Rows must be strictly increasing in time, with no missing
+Unix epoch seconds, or Unix epoch milliseconds: a first value above 1e11 (too
+large to be seconds, the year 5138) makes the whole column milliseconds, and a
+row in another unit is refused. The file is UTF-8, with or without a byte-order
+mark. Rows must be strictly increasing in time, with no missing
 values, positive prices and ``high >= low``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -130,36 +134,70 @@ def _parse_datetime(text: str) -> datetime:
     return moment
 
 
+#: Epoch numbers above this are too large to be seconds (it is the year 5138) and
+#: are read as milliseconds; above ``_MAX_EPOCH_MS`` (the year 5138 in
+#: milliseconds: microseconds or nanoseconds) they are refused.
+_MAX_EPOCH_SECONDS = 1e11
+_MAX_EPOCH_MS = 1e14
+
+
 def _parse_timestamps(raw: list[str], path: Path) -> np.ndarray:
+    """ISO 8601 times, or epoch seconds, or epoch milliseconds (the unit decided by the
+    first row: 1e11 or more means milliseconds); every row must use that unit."""
     out = np.empty(len(raw), dtype="datetime64[s]")
     numeric = bool(raw) and raw[0].replace(".", "", 1).isdigit()
+    millis = False
+    if numeric:
+        with contextlib.suppress(ValueError):  # "²" is a digit to isdigit(): the loop reports it
+            millis = float(raw[0]) >= _MAX_EPOCH_SECONDS
+    unit = "epoch milliseconds" if millis else "epoch seconds"
+    low = _MAX_EPOCH_SECONDS if millis else 0
+    high = _MAX_EPOCH_MS if millis else _MAX_EPOCH_SECONDS
     for i, text in enumerate(raw):
         try:
             if numeric:
-                out[i] = np.datetime64(int(float(text)), "s")
+                number = float(text)
+                if not low <= number < high:
+                    raise BadInputError(
+                        f"{path}: row {i + 2}: timestamp {text!r} is out of range for "
+                        f"{unit} (the unit the first row uses; expected {low:g} to {high:g}); "
+                        "use one unit: epoch seconds, epoch milliseconds, or ISO 8601")
+                out[i] = np.datetime64(int(number // 1000 if millis else number), "s")
             else:
                 out[i] = np.datetime64(int(_parse_datetime(text).timestamp()), "s")
         except (ValueError, OverflowError):
             raise BadInputError(f"{path}: row {i + 2}: timestamp {text!r} is not an ISO 8601 "
-                                "time or epoch seconds") from None
+                                "time, epoch seconds or epoch milliseconds") from None
     return out
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    # utf-8-sig: a byte-order mark (as Excel writes) is dropped, not read into the header
     try:
         if path.suffix == ".gz":
-            with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as handle:
                 text = handle.read()
         else:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: cannot read data file: {exc}") from exc
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        raise BadInputError(f"{path}: the file is empty (expected a header row with "
-                            f"{', '.join(COLUMNS)})")
-    return [h.strip().lower() for h in header], [row for row in reader if row]
+    records = 0
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise BadInputError(f"{path}: the file is empty (expected a header row with "
+                                f"{', '.join(COLUMNS)})")
+        records = 1
+        rows = []
+        for row in reader:
+            records += 1
+            if row:
+                rows.append(row)
+    except csv.Error as exc:
+        raise BadInputError(f"{path}: row {records + 1} (line {reader.line_num}): "
+                            f"malformed CSV: {' '.join(str(exc).split())}") from None
+    return [h.strip().lower() for h in header], rows
 
 
 def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,

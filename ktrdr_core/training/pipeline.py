@@ -187,7 +187,7 @@ def load_strategy_step(request: TrainingRequest, options: RunOptions,
 
 def _checked_names(values: Sequence[str], pattern: Any, what: str) -> tuple[str, ...]:
     for value in values:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise BadInputError(f"invalid {what} {value!r}")
     if len(set(values)) != len(values):
         raise BadInputError(f"repeated {what} in {', '.join(values)}")

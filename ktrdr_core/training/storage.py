@@ -80,7 +80,7 @@ def next_version(strategy_dir: Path, prefix: str) -> int:
     """One more than the highest ``{prefix}_vN`` in ``strategy_dir`` (1 when none)."""
     pattern = re.compile(rf"^{re.escape(prefix)}_v(\d+)$")
     versions = [int(m.group(1)) for p in strategy_dir.iterdir()
-                if (m := pattern.match(p.name))] if strategy_dir.is_dir() else []
+                if (m := pattern.fullmatch(p.name))] if strategy_dir.is_dir() else []
     return max(versions, default=0) + 1
 
 

@@ -230,6 +230,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:  # e.g. "? [a, b]": SafeLoader refuses it the same way
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, "found unhashable key",
+                key_node.start_mark) from None
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -252,11 +258,20 @@ def _read_yaml(path: Path, display: str) -> Any:
         raise BadInputError(f"{display}: strategy file is not UTF-8 text") from exc
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise BadInputError(f"{display}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise BadInputError(f"{display}: {where}invalid YAML: {problem}") from exc
+        if isinstance(exc, yaml.reader.ReaderError):  # a bad character, no line/column mark
+            where = f"character {exc.position + 1}: "
+            problem = (f"unacceptable character #x{exc.character:04x}"
+                       if isinstance(exc.character, int) else str(exc.reason))
+        else:
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+        # one line: the CLI prints "error: MESSAGE" and nothing else
+        raise BadInputError(f"{display}: {where}invalid YAML: {' '.join(str(problem).split())}"
+                            ) from exc
 
 
 # --------------------------------------------------------------------------- validation
@@ -330,7 +345,7 @@ class _Checker:
             raise self.fail(key, f"must be a non-empty list of {what}s")
         out = []
         for index, item in enumerate(value):
-            if not isinstance(item, str) or not pattern.match(item):
+            if not isinstance(item, str) or not pattern.fullmatch(item):
                 raise self.fail(f"{key}[{index}]", f"is not a valid {what}: {item!r}")
             if item in out:
                 raise self.fail(f"{key}[{index}]", f"repeats {item!r}")
@@ -348,7 +363,7 @@ def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
     name = ck.choice(data["name"], f"{key}.name", tuple(INDICATORS))
     default_period, allowed_params = INDICATORS[name]
     feature_id = data.get("feature_id", name)
-    if not isinstance(feature_id, str) or not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", feature_id):
+    if not isinstance(feature_id, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", feature_id):
         raise ck.fail(f"{key}.feature_id", f"must be an identifier such as 'rsi_14', "
                       f"got {feature_id!r}")
     params_raw = data.get("params", {}) or {}
@@ -534,7 +549,7 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
                                 "fuzzy_sets", "model", "training"),
                       ("name", "training_data", "indicators", "fuzzy_sets", "model"))
     name = data["name"]
-    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
         raise ck.fail("name", f"must match {STRATEGY_NAME_PATTERN.pattern}, got {name!r}")
     if expected_name is not None and name != expected_name:
         raise ck.fail("name", f"is {name!r} but the file is named {expected_name!r}.yaml; "
@@ -570,7 +585,7 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
             raise ck.fail(f"fuzzy_sets.{feature_id}", "must be a non-empty mapping of named sets")
         parsed = []
         for set_name, spec in sets.items():
-            if not isinstance(set_name, str) or not re.match(r"^[A-Za-z0-9_]+$", set_name):
+            if not isinstance(set_name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", set_name):
                 raise ck.fail(f"fuzzy_sets.{feature_id}", f"has an invalid set name {set_name!r}")
             parsed.append(_parse_fuzzy_set(ck, spec, f"fuzzy_sets.{feature_id}.{set_name}",
                                            set_name))
@@ -676,7 +691,7 @@ def list_strategies(environ: Mapping[str, str] | None = None) -> list[StrategyIn
         source = "built-in" if builtin else str(path)
         active = name not in seen
         seen.add(name)
-        if not STRATEGY_NAME_PATTERN.match(name):
+        if not STRATEGY_NAME_PATTERN.fullmatch(name):
             rows.append(StrategyInfo(name=name, path=str(path), source=source, active=False,
                                      error=f"{path.name}: the file name is not a valid "
                                      "strategy name, so it cannot be selected"))

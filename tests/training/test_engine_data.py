@@ -39,6 +39,48 @@ def test_reads_gzip_and_epoch_seconds_and_offsets(tmp_path: Path,
     assert load_ohlcv("OFF", "1h", tmp_path).first() == "2024-01-01T00:00:00Z"
 
 
+def test_epoch_milliseconds_are_read_as_milliseconds(tmp_path: Path,
+                                                     write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "MS", rows=["1704067200000,1,1,1,1,1", "1704070800000,1,1,1,1,1"])
+    data = load_ohlcv("MS", "1h", tmp_path)
+    assert data.first() == "2024-01-01T00:00:00Z" and data.last() == "2024-01-01T01:00:00Z"
+
+
+@pytest.mark.parametrize(("rows", "pattern"), [
+    # seconds first, then a millisecond value: not silently the year 54973
+    (["1704067200,1,1,1,1,1", "1704070800000,1,1,1,1,1"],
+     r"row 3: timestamp '1704070800000' is out of range for epoch seconds"),
+    (["1704067200000,1,1,1,1,1", "1704070800,1,1,1,1,1"],
+     r"row 3: timestamp '1704070800' is out of range for epoch milliseconds"),
+    (["1704067200000000,1,1,1,1,1"], "out of range for epoch milliseconds"),  # microseconds
+])
+def test_epoch_units_cannot_be_mixed(tmp_path: Path, write_csv: Callable[..., Path],
+                                     rows: list[str], pattern: str) -> None:
+    write_csv(tmp_path, "MIX", rows=rows)
+    with pytest.raises(BadInputError, match=pattern):
+        load_ohlcv("MIX", "1h", tmp_path)
+
+
+def test_a_byte_order_mark_is_ignored(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    path = write_csv(tmp_path, "BOM", bars=5)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_ohlcv("BOM", "1h", tmp_path)) == 5
+    gz = tmp_path / "GZB_1h.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert len(load_ohlcv("GZB", "1h", tmp_path)) == 5
+
+
+def test_malformed_csv_names_file_and_row(tmp_path: Path,
+                                          write_csv: Callable[..., Path]) -> None:
+    huge = '"' + "x" * (200 * 1024) + '"'
+    path = write_csv(tmp_path, "BIG", rows=["2024-01-01T00:00:00Z,1,1,1,1,1",
+                                            f"2024-01-01T01:00:00Z,1,1,1,1,{huge}"])
+    with pytest.raises(BadInputError, match=r"row 3 \(line 3\): malformed CSV: field larger") \
+            as err:
+        load_ohlcv("BIG", "1h", tmp_path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
 def test_date_filter_is_inclusive_and_end_date_covers_the_day(tmp_path: Path,
                                                               write_csv: Callable[..., Path]) -> None:
     write_csv(tmp_path, "AAA", bars=72)  # 2024-01-01 00:00 .. 2024-01-03 23:00

@@ -15,11 +15,17 @@ from ktrdr_core.training.dataset import SeriesSamples, balance_series, split_ser
 from ktrdr_core.training.model import build_mlp
 
 
-def series(symbol: str, n: int, offset: float = 0.0) -> SeriesSamples:
+def series(symbol: str, n: int, offset: float = 0.0, *, start: str = "2024-01-01T00:00:00",
+           step: str = "h", timeframe: str = "1h") -> SeriesSamples:
     X = (np.arange(n, dtype=np.float32) + offset)[:, None]
-    stamps = np.datetime64("2024-01-01T00:00:00") + np.arange(n) * np.timedelta64(1, "h")
-    return SeriesSamples(symbol=symbol, timeframe="1h", X=X, y=np.arange(n) % 3,
+    stamps = np.datetime64(start, "s") + np.arange(n) * np.timedelta64(1, step)
+    return SeriesSamples(symbol=symbol, timeframe=timeframe, X=X, y=np.arange(n) % 3,
                          timestamps=stamps)
+
+
+def _stamp_lookup(parts: list[SeriesSamples]) -> dict[float, np.datetime64]:
+    """Feature value -> timestamp (the fixtures' X values are unique across series)."""
+    return {float(x): t for s in parts for x, t in zip(s.X[:, 0], s.timestamps, strict=True)}
 
 
 def test_balance_keeps_the_most_recent_samples_of_each_symbol() -> None:
@@ -43,6 +49,37 @@ def test_gap_drops_samples_before_each_boundary() -> None:
     split = split_series([series("A", 100)], 0.7, 0.15, gap=5)
     assert split.sizes() == {"train": 65, "validation": 10, "test": 15}
     assert split.X_train[-1, 0] == 64 and split.X_val[0, 0] == 70 and split.X_val[-1, 0] == 79
+
+
+@pytest.mark.parametrize("parts", [
+    # unequal histories: B starts a month after A, both end later than A's 70 %
+    [series("A", 1000), series("B", 400, offset=10_000, start="2024-01-31T00:00:00")],
+    # 1h next to 1d over the same number of samples: 1d spans 24 times longer
+    [series("A", 300), series("A", 300, offset=10_000, start="2023-06-01T00:00:00", step="D",
+                              timeframe="1d")],
+])
+@pytest.mark.parametrize("gap", [0, 3])
+def test_chronological_split_is_time_consistent_across_series(
+        parts: list[SeriesSamples], gap: int) -> None:
+    split = split_series(parts, 0.7, 0.15, gap=gap)
+    when = _stamp_lookup(parts)
+    train, val, test = ([when[float(x)] for x in X[:, 0]]
+                        for X in (split.X_train, split.X_val, split.X_test))
+    assert train and val and test
+    assert max(train) < min(val) and max(val) < min(test)
+    total = sum(len(s) for s in parts)
+    # the cuts are the pooled 70 % / 85 % timestamps: sizes follow the configured shares
+    assert abs(len(train) - 0.7 * total) <= 2 * gap + 2
+    assert abs(len(val) - 0.15 * total) <= 2 * gap + 2
+
+
+def test_chronological_split_allows_a_series_outside_a_part() -> None:
+    # B lies entirely after A: A falls wholly in the training part
+    split = split_series([series("A", 60), series("B", 40, offset=1000,
+                                                   start="2024-02-01T00:00:00")], 0.7, 0.15)
+    assert split.X_train[:60, 0].tolist() == list(range(60))
+    assert split.X_val[:, 0].min() >= 1000 and split.X_test[:, 0].min() >= 1000
+    assert split.sizes() == {"train": 70, "validation": 15, "test": 15}
 
 
 def test_random_split_is_seeded() -> None:

@@ -19,6 +19,7 @@ from ktrdr_core.result import RESULT_KEYS, TrainingResult
 from ktrdr_core.training import pipeline
 from ktrdr_core.training.labels import LABEL_NAMES
 from ktrdr_core.training.storage import load_model
+from ktrdr_core.training.strategy import load_strategy
 
 # A quarter of the sample data, two symbols, two epochs: enough to exercise everything fast.
 SMALL = {"strategy": "neuro_mean_reversion", "symbols": ["SYNTH_A", "SYNTH_B"],
@@ -188,6 +189,18 @@ def test_bad_request_inputs(ktrdr_home: Path) -> None:
     with pytest.raises(BadInputError, match="too few for a"):
         pipeline.run_training(TrainingRequest(strategy="neuro_mean_reversion",
                                               start_date="2023-03-01", end_date="2023-03-03"))
+
+
+@pytest.mark.parametrize(("symbols", "timeframes", "pattern"), [
+    (["SYNTH_A\n"], [], "invalid symbol"),
+    ([], ["1h\n"], "invalid timeframe"),
+])
+def test_request_names_with_a_trailing_newline_are_refused(
+        symbols: list[str], timeframes: list[str], pattern: str) -> None:
+    request = TrainingRequest(strategy="neuro_mean_reversion", symbols=symbols,
+                              timeframes=timeframes)
+    with pytest.raises(BadInputError, match=pattern):
+        pipeline.select_series(request, load_strategy("neuro_mean_reversion"))
 
 
 def test_unexpected_errors_become_training_failed(ktrdr_home: Path,

@@ -149,6 +149,46 @@ def test_duplicate_keys_are_errors(write_strategy: Callable[..., Path]) -> None:
         load_strategy("dup")
 
 
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("name: odd\n? [a, b]\n: 1\n", r"line 2, column 3: invalid YAML: found unhashable key"),
+    ("name: odd\nx: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply"),
+    ("name: odd\nx: a\x00b\n", r"character 15: invalid YAML: unacceptable character #x0000"),
+    ("name: odd\nx: [1\n", r"line 3, column 1: invalid YAML: expected ',' or ']'"),
+])
+def test_bad_yaml_is_one_line_bad_input(write_strategy: Callable[..., Path], text: str,
+                                        pattern: str) -> None:
+    path = write_strategy("odd", text=text)
+    with pytest.raises(BadInputError, match=pattern) as err:
+        load_strategy("odd")
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+def test_bad_yaml_exits_2_with_one_line(write_strategy: Callable[..., Path],
+                                        ktrdr_home: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from ktrdr_core.cli.main import main
+
+    write_strategy("odd", text="name: odd\n? [a, b]\n: 1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "odd", "--no-progress"])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "found unhashable key" in errors[0]
+
+
+@pytest.mark.parametrize(("where", "value", "pattern"), [
+    ("name", "odd\n", "name must match"),
+    ("training_data.symbols", ["SYNTH_A\n"], r"symbols\[0\] is not a valid symbol"),
+    ("training_data.timeframes", ["1h\n"], r"timeframes\[0\] is not a valid timeframe"),
+])
+def test_names_with_a_trailing_newline_are_refused(write_strategy: Callable[..., Path],
+                                                   where: str, value: Any, pattern: str) -> None:
+    write_strategy("odd", edit=lambda raw: _set(raw, where, value))
+    with pytest.raises(BadInputError, match=pattern):
+        load_strategy("odd")
+
+
 def test_not_a_mapping(write_strategy: Callable[..., Path]) -> None:
     write_strategy("list", text="- 1\n- 2\n")
     with pytest.raises(BadInputError, match="must be a mapping of keys"):
