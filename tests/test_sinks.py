@@ -50,3 +50,19 @@ def test_json_lines_sink_writes_one_object_per_update(tmp_path: Path) -> None:
     assert [(r["epoch"], r["total_epochs"], r["progress_type"]) for r in records] == [
         (1, 2, "batch"), (2, 2, "epoch")]
     assert records[0]["timestamp"] <= records[1]["timestamp"]
+
+
+def test_console_bar_counts_batches_and_finishes_on_early_stop() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ktrdr_core.cli.progressbar import ConsoleProgressBar
+
+    bar = ConsoleProgressBar(Console(file=io.StringIO(), force_terminal=False))
+    bar(1, 10, {"progress_type": "batch", "batch": 5, "total_batches_per_epoch": 5, "train_loss": 1.0})
+    bar(2, 10, {"progress_type": "batch", "batch": 3, "total_batches_per_epoch": 5, "train_loss": 0.9})
+    task = bar._progress.tasks[0]
+    assert (task.completed, task.total) == (8, 50)
+    bar.close()  # early stopping after 8 of 50 batches: the bar ends full, with no ETA left
+    assert (task.completed, task.total) == (8, 8)

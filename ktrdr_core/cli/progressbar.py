@@ -37,6 +37,7 @@ class ConsoleProgressBar:
         )
         self._task: Any = None
         self._val = ""
+        self._done = 0
 
     def __call__(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
         per_epoch = int(metrics.get("total_batches_per_epoch") or 1)
@@ -54,10 +55,12 @@ class ConsoleProgressBar:
             details += f" loss {float(loss):.4f}"
         if acc is not None:
             details += f" acc {float(acc):.3f}"
-        done = (epoch - 1) * per_epoch + batch
-        self._progress.update(self._task, completed=done, details=details + self._val)
+        self._done = (epoch - 1) * per_epoch + batch
+        self._progress.update(self._task, completed=self._done, details=details + self._val)
 
     def close(self) -> None:
         if self._task is not None:
+            # Early stopping ends before the last epoch: show the bar as finished, not waiting.
+            self._progress.update(self._task, total=self._done, completed=self._done)
             self._progress.stop()
             self._task = None
