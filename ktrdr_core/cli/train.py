@@ -86,6 +86,11 @@ def train(
     logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_strategy_name(strategy)
+    # Validate the strategy file before routing: a broken file is the user's to fix (exit 2),
+    # found in milliseconds, and never counted as an error of whichever mode would have run it.
+    from ktrdr_core.training.strategy import load_strategy
+
+    load_strategy(strategy)
     overrides: dict[str, object] = {}
     if data_dir is not None:
         if not data_dir.is_dir():
