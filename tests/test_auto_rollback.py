@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inprocess_modes import ModeProvider, StepMode
 
-from ktrdr_core import ModeHealth, TrainingManager, TrainingRequest, TrainingResult, hookimpl
+from ktrdr_core import TrainingManager, TrainingRequest, TrainingResult
 from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.ledger import RunLedger
 from ktrdr_core.plugins import get_plugin_manager, reset_plugin_manager
@@ -169,29 +170,12 @@ def test_bad_auto_rollback_settings_name_the_key(section: dict[str, Any], key: s
 # -- end to end through the manager and the CLI ---------------------------------------------
 
 
-class Mode:
-    def __init__(self, name: str, fail: bool) -> None:
-        self.name, self.fail = name, fail
-
-    def health(self) -> ModeHealth:
-        return ModeHealth.ok()
-
-    def execute(self, request: TrainingRequest, progress: Any, cancel: Any) -> TrainingResult:
-        progress(1, 1, {"progress_type": "batch", "batch": 1})
-        if self.fail:
-            raise RuntimeError("NaN loss")
-        return TrainingResult(success=True)
-
-
 def test_end_to_end_rollback_and_status(ktrdr_home: Path) -> None:
-    class Provider:
-        @hookimpl
-        def register_execution_modes(self, register: Any) -> None:
-            register(Mode("legacy", fail=False))
-            register(Mode("unified", fail=True))
-
+    ok = TrainingResult(success=True)
+    modes = (StepMode("legacy", steps=1, result=ok),
+             StepMode("unified", steps=1, fail_at=1, error="NaN loss", result=ok))
     pm = get_plugin_manager()
-    pm.register_checked(Provider(), name="p", distribution="test-modes", version="1")
+    pm.register_checked(ModeProvider(*modes), name="p", distribution="test-modes", version="1")
     manager = TrainingManager(pm)
     store = rollout(100, window=3)  # full: threshold 0.1 %
     modes = [manager.train(TrainingRequest(strategy="s", user_id=f"u{i}")).metadata["mode"] for i in range(4)]

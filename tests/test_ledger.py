@@ -17,15 +17,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inprocess_modes import ModeProvider, StepMode
 
 from ktrdr_core import (
-    CancellationError,
-    ModeHealth,
     ThreadingCancellationToken,
     TrainingManager,
     TrainingRequest,
     TrainingResult,
-    hookimpl,
 )
 from ktrdr_core.errors import BadInputError, ConfigurationError
 from ktrdr_core.ledger import SCHEMA_VERSION, RunLedger, ledger_path
@@ -41,39 +39,20 @@ def only_in_test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     reset_plugin_manager()
 
 
+LEDGER_RESULT = TrainingResult(success=True, training_metrics={"val_loss": 0.42, "val_accuracy": 0.61},
+                               test_metrics={"test_accuracy": 0.58, "test_loss": 0.9})
 
-class TinyMode:
-    """A real ExecutionMode in miniature: progress, cancellation, failure, metrics."""
 
-    def __init__(self, name: str, steps: int = 4, delay: float = 0.0, fail: bool = False) -> None:
-        self.name, self.steps, self.delay, self.fail = name, steps, delay, fail
-
-    def health(self) -> ModeHealth:
-        return ModeHealth.ok()
-
-    def execute(self, request: TrainingRequest, progress: Any, cancel: Any) -> TrainingResult:
-        for step in range(1, self.steps + 1):
-            if cancel.is_cancelled():
-                raise CancellationError(cancel.reason or "cancelled")
-            progress(1, 1, {"progress_type": "batch", "batch": step})
-            time.sleep(self.delay)
-        if self.fail:
-            raise RuntimeError("out of memory")
-        return TrainingResult(success=True, training_metrics={"val_loss": 0.42, "val_accuracy": 0.61},
-                              test_metrics={"test_accuracy": 0.58, "test_loss": 0.9})
+def tiny(name: str, steps: int = 4, delay: float = 0.0, *, fail: bool = False) -> StepMode:
+    """A mode with metrics in its result; ``fail`` raises after its last update."""
+    return StepMode(name, steps, delay, fail_at=steps if fail else None, error="out of memory",
+                    result=LEDGER_RESULT)
 
 
 def default_manager(*modes: Any) -> TrainingManager:
     """The process-wide plugin manager (ledger registered by default) plus in-test modes."""
-
-    class Provider:
-        @hookimpl
-        def register_execution_modes(self, register: Any) -> None:
-            for mode in modes:
-                register(mode)
-
     pm = get_plugin_manager()
-    pm.register_checked(Provider(), name="test-provider", distribution="test-modes", version="1")
+    pm.register_checked(ModeProvider(*modes), name="test-provider", distribution="test-modes", version="1")
     return TrainingManager(pm)
 
 
@@ -341,7 +320,7 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_manager_runs_are_recorded_by_the_default_ledger() -> None:
-    manager = default_manager(TinyMode("legacy", delay=0.01), TinyMode("unified", fail=True))
+    manager = default_manager(tiny("legacy", delay=0.01), tiny("unified", fail=True))
     assert "ktrdr-ledger" in {info.name for info in manager.plugin_manager.plugin_infos()}
     ok = manager.train(TrainingRequest(strategy="demo", user_id="alice", request_id="ok1"))
     failed = manager.train(TrainingRequest(strategy="demo", user_id="bob", request_id="bad1"), mode="unified")
@@ -358,7 +337,7 @@ def test_manager_runs_are_recorded_by_the_default_ledger() -> None:
 
 
 def test_cancelled_run_records_its_latency() -> None:
-    manager = default_manager(TinyMode("legacy", steps=2000, delay=0.002))
+    manager = default_manager(tiny("legacy", steps=2000, delay=0.002))
     token = ThreadingCancellationToken()
     import threading
 
@@ -373,7 +352,7 @@ def test_cancelled_run_records_its_latency() -> None:
 def test_ktrdr_ledger_off_skips_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KTRDR_LEDGER", "off")
     reset_plugin_manager()
-    manager = default_manager(TinyMode("legacy"))
+    manager = default_manager(tiny("legacy"))
     assert "ktrdr-ledger" not in {info.name for info in manager.plugin_manager.plugin_infos()}
     assert manager.train(TrainingRequest(strategy="s")).success
     assert not ledger_path().exists()

@@ -14,41 +14,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from inprocess_modes import StepMode, plugin_manager_with
 
 from ktrdr_core import (
-    CancellationError,
-    ModeHealth,
     RolloutPolicy,
     ThreadingCancellationToken,
     TrainingManager,
     TrainingRequest,
     TrainingResult,
-    builtin,
     hookimpl,
 )
 from ktrdr_core.errors import NoModeInstalledError
-from ktrdr_core.plugins import KtrdrPluginManager
 from ktrdr_core.rollout.settings import RolloutSettings
-
-
-class StepMode:
-    """Reports ``steps`` batch updates ``delay`` apart, checking its token each time."""
-
-    def __init__(self, name: str, steps: int = 5, delay: float = 0.0, fail: bool = False) -> None:
-        self.name, self.steps, self.delay, self.fail = name, steps, delay, fail
-
-    def health(self) -> ModeHealth:
-        return ModeHealth.ok()
-
-    def execute(self, request: TrainingRequest, progress: Any, cancel: Any) -> TrainingResult:
-        for step in range(1, self.steps + 1):
-            if cancel.is_cancelled():
-                raise CancellationError(cancel.reason or "cancelled")
-            progress(1, 1, {"progress_type": "batch", "batch": step})
-            if self.fail and step == 2:
-                raise RuntimeError("disk full")
-            time.sleep(self.delay)
-        return TrainingResult(success=True, training_metrics={"val_loss": 0.5})
 
 
 class Recorder:
@@ -73,15 +50,7 @@ class Recorder:
 
 
 def manager_with(*modes: Any, percentage: int = 0, enabled: bool = True) -> tuple[TrainingManager, Recorder]:
-    class Provider:
-        @hookimpl
-        def register_execution_modes(self, register: Any) -> None:
-            for mode in modes:
-                register(mode)
-
-    pm = KtrdrPluginManager()
-    pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="test")
-    pm.register_checked(Provider(), name="provider", distribution="test-modes", version="1")
+    pm = plugin_manager_with(*modes)
     recorder = Recorder()
     pm.register(recorder, name="recorder")
     policy = RolloutPolicy(settings=RolloutSettings(enabled=enabled, percentage=percentage))
@@ -122,7 +91,7 @@ def test_no_mode_installed_is_a_clear_error() -> None:
 
 
 def test_a_mode_that_raises_gives_a_failed_result_and_the_manager_goes_on() -> None:
-    manager, recorder = manager_with(StepMode("legacy", fail=True), StepMode("unified"))
+    manager, recorder = manager_with(StepMode("legacy", fail_at=2), StepMode("unified"))
     failed = manager.train(TrainingRequest(strategy="s"))
     assert (failed.success, failed.status) == (False, "error")
     assert failed.error == "RuntimeError: disk full"

@@ -15,19 +15,16 @@ from typing import Any
 
 import prometheus_client
 import pytest
+from inprocess_modes import StepMode, plugin_manager_with
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ktrdr_core import (
-    CancellationError,
-    ModeHealth,
     RolloutPolicy,
     ThreadingCancellationToken,
     TrainingManager,
     TrainingRequest,
     TrainingResult,
-    builtin,
-    hookimpl,
 )
 from ktrdr_core import metrics as metrics_module
 from ktrdr_core.metrics import (
@@ -38,7 +35,7 @@ from ktrdr_core.metrics import (
     ProgressIntervalSink,
     event_loop_lag_monitor,
 )
-from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
+from ktrdr_core.plugins import get_plugin_manager
 from ktrdr_core.report import RunReport
 from ktrdr_core.rollout.policy import Decision
 from ktrdr_core.rollout.settings import RolloutSettings
@@ -53,39 +50,8 @@ FIVE = (
 SECRET_USER = "alice-the-very-private-user"
 
 
-class StepMode:
-    """Reports ``steps`` batch updates ``delay`` apart; may fail or watch a gauge while running."""
-
-    def __init__(self, name: str, steps: int = 5, delay: float = 0.0, fail: bool = False,
-                 on_step: Any = None) -> None:
-        self.name, self.steps, self.delay, self.fail, self.on_step = name, steps, delay, fail, on_step
-
-    def health(self) -> ModeHealth:
-        return ModeHealth.ok()
-
-    def execute(self, request: TrainingRequest, progress: Any, cancel: Any) -> TrainingResult:
-        for step in range(1, self.steps + 1):
-            if cancel.is_cancelled():
-                raise CancellationError(cancel.reason or "cancelled")
-            progress(1, 1, {"progress_type": "batch", "batch": step})
-            if self.on_step is not None:
-                self.on_step(step)
-            if self.fail and step == 2:
-                raise RuntimeError("disk full")
-            time.sleep(self.delay)
-        return TrainingResult(success=True, training_metrics={"val_loss": 0.5})
-
-
 def manager_with(*modes: Any, metrics: KtrdrMetrics, percentage: int = 0) -> TrainingManager:
-    class Provider:
-        @hookimpl
-        def register_execution_modes(self, register: Any) -> None:
-            for mode in modes:
-                register(mode)
-
-    pm = KtrdrPluginManager()
-    pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="test")
-    pm.register_checked(Provider(), name="provider", distribution="test-modes", version="1")
+    pm = plugin_manager_with(*modes)
     info = pm.register_checked(MetricsPlugin(metrics), name="ktrdr-metrics",
                                distribution="ktrdr-core", version="test")
     assert info.error is None, info.error
@@ -108,7 +74,7 @@ def families(registry: CollectorRegistry) -> dict[str, Any]:
 
 
 def test_runs_show_up_in_the_exposition_with_the_plans_names_and_labels(metrics: KtrdrMetrics) -> None:
-    manager = manager_with(StepMode("legacy", fail=True), StepMode("unified", steps=4, delay=0.01),
+    manager = manager_with(StepMode("legacy", fail_at=2), StepMode("unified", steps=4, delay=0.01),
                            metrics=metrics)
     request = TrainingRequest(strategy="s", user_id=SECRET_USER)
     assert manager.train(request, mode="unified").success
