@@ -27,9 +27,10 @@ TOKEN = "test-token-123"
 STRATEGY = "neuro_mean_reversion"
 SHORT = {"start_date": "2023-01-02", "end_date": "2023-02-20"}
 QUICK = {"strategy": STRATEGY, **SHORT, "overrides": {"epochs": 2, "seed": 7}}
-# enough batches for several throttled (~300 ms) unified updates: a few seconds
+# enough batches for several throttled (~300 ms) unified updates on any machine: small
+# batches make each epoch last about a second, so three epochs give ~10 updates
 MEDIUM = {"strategy": STRATEGY, "start_date": "2023-01-02", "end_date": "2023-05-31",
-          "overrides": {"epochs": 3, "seed": 7}}
+          "overrides": {"epochs": 3, "seed": 7, "batch_size": 8}}
 LONG = {"strategy": STRATEGY, "overrides": {"epochs": 200, "seed": 7}}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = {"completed", "failed", "cancelled"}
