@@ -7,6 +7,8 @@ or a third party's. The core knows modes only through this protocol.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -31,6 +33,22 @@ class ModeHealth:
     @classmethod
     def unhealthy(cls, detail: str) -> ModeHealth:
         return cls(False, detail)
+
+    @classmethod
+    def if_importable(cls, mode: str, modules: Iterable[str]) -> ModeHealth:
+        """Healthy when every module can be imported, checked without importing any.
+
+        Keeps ``health()`` fast and torch-free (the selector asks before every
+        decision; ``ktrdr plugins`` asks too).
+        """
+        for module in modules:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return cls.unhealthy(f"the {mode} mode cannot run: {module} is not installed")
+        return cls.ok()
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ import pytest
 from inprocess_modes import StepMode, plugin_manager_with
 
 from ktrdr_core import (
+    ModeHealth,
     RolloutPolicy,
     ThreadingCancellationToken,
     TrainingManager,
@@ -204,3 +205,10 @@ def test_plugin_selector_overrides_the_default() -> None:
     manager.plugin_manager.register(Research(), name="research")
     assert manager.decide(TrainingRequest(strategy="s", user_id="research-1")).mode == "unified"
     assert manager.decide(TrainingRequest(strategy="s", user_id="bob")).mode == "legacy"
+
+
+def test_health_if_importable_names_the_missing_module() -> None:
+    assert ModeHealth.if_importable("demo", ("json", "ktrdr_core")).healthy
+    health = ModeHealth.if_importable("demo", ("json", "no_such_module_here"))
+    assert not health.healthy
+    assert health.detail == "the demo mode cannot run: no_such_module_here is not installed"

@@ -11,8 +11,6 @@ so registering the mode stays cheap (``ktrdr plugins`` never imports torch).
 
 from __future__ import annotations
 
-import importlib.util
-
 from ktrdr_core import (
     BadInputError,
     CancellationToken,
@@ -35,14 +33,8 @@ class LegacyMode:
 
     def health(self) -> ModeHealth:
         """Healthy when the engine and torch can be imported (checked without importing them)."""
-        for module in ("torch", "ktrdr_core.training.pipeline", "ktrdr_legacy.strategy_trainer"):
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                return ModeHealth.unhealthy(f"the legacy mode cannot run: {module} is not installed")
-        return ModeHealth.ok()
+        return ModeHealth.if_importable(
+            "legacy", ("torch", "ktrdr_core.training.pipeline", "ktrdr_legacy.strategy_trainer"))
 
     def execute(
         self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken

@@ -6,8 +6,6 @@ registering the mode stays cheap (``ktrdr plugins`` never imports torch).
 
 from __future__ import annotations
 
-import importlib.util
-
 from ktrdr_core import (
     CancellationToken,
     ModeHealth,
@@ -24,14 +22,8 @@ class UnifiedMode:
 
     def health(self) -> ModeHealth:
         """Healthy when the engine and torch can be imported (checked without importing them)."""
-        for module in ("torch", "ktrdr_core.training.pipeline", "ktrdr_unified.executor"):
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                return ModeHealth.unhealthy(f"the unified mode cannot run: {module} is not installed")
-        return ModeHealth.ok()
+        return ModeHealth.if_importable(
+            "unified", ("torch", "ktrdr_core.training.pipeline", "ktrdr_unified.executor"))
 
     def execute(
         self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
