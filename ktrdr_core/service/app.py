@@ -240,13 +240,7 @@ def create_app(
                          503: {"model": ErrorOut, "description": "No mode, bad configuration, stopping"}})
     async def create_training(body: TrainingCreate) -> JSONResponse:
         """Start a training (or queue it); the rollout decides its mode."""
-        if service.closing:
-            raise ShuttingDownError("the service is shutting down and takes no new training")
-        if not service.has_room():
-            raise QueueFullError(
-                f"the service is busy: {service.counts()['running']} running and "
-                f"{service.counts()['queued']} waiting (limits: --max-concurrent {service.max_concurrent}, "
-                f"--queue-size {service.queue_size}); retry later")
+        service.check_admission()  # before deciding: a full queue answers 429 at once
         overrides = body.overrides.model_dump(exclude_none=True) if body.overrides else {}
         request = TrainingRequest(strategy=body.strategy, user_id=body.user_id, symbols=body.symbols,
                                   timeframes=body.timeframes, start_date=body.start_date,

@@ -328,8 +328,8 @@ class TrainingService:
         return [*self._running.values(), *self._pending.values(), *reversed(self._finished.values())]
 
     # -- changing ------------------------------------------------------------
-    def submit(self, request: TrainingRequest, decision: Decision) -> TrainingSession:
-        """Admit a training: start it now, or queue it; :class:`QueueFullError` when full."""
+    def check_admission(self) -> None:
+        """Raise :class:`ShuttingDownError` or :class:`QueueFullError` if no training can be admitted."""
         if self.closing:
             raise ShuttingDownError("the service is shutting down and takes no new training")
         if not self.has_room():
@@ -338,6 +338,10 @@ class TrainingService:
                 f"{len(self._pending)} waiting (limits: --max-concurrent {self.max_concurrent}, "
                 f"--queue-size {self.queue_size}); retry later"
             )
+
+    def submit(self, request: TrainingRequest, decision: Decision) -> TrainingSession:
+        """Admit a training: start it now, or queue it; :class:`QueueFullError` when full."""
+        self.check_admission()
         session = TrainingSession(request, decision, replay=self._replay,
                                   subscriber_buffer=self._subscriber_buffer)
         if session.id in self._running or session.id in self._pending or session.id in self._finished:
