@@ -20,7 +20,7 @@ import click
 from ktrdr_core.cli.output import echo_json
 from ktrdr_core.errors import BadInputError
 from ktrdr_core.request import TrainingRequest
-from ktrdr_core.rollout.autorollback import auto_rollback_state
+from ktrdr_core.rollout.autorollback import auto_rollback_state, last_rollout_change
 from ktrdr_core.rollout.gates import NEXT_STAGE, PASS, GateConfig, GateReport, evaluate_gate
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES, parse_percentage
@@ -186,7 +186,8 @@ def _print_gate(report: GateReport) -> None:
     click.echo(f"gate of stage {report.stage}: {report.title}")
     click.echo(f"candidate {report.candidate!r} vs control {report.control!r}, window {report.window} "
                f"(runs started {report.to_dict()['since'][:19]} .. {report.to_dict()['until'][:19]} UTC)")
-    rows = [("criterion", "threshold", "measured", "verdict")]
+    click.echo("estimates with their one-sided 95 % bounds as [low, high]")
+    rows = [("criterion", "threshold", "estimate [interval]", "verdict")]
     for c in report.criteria:
         rows.append((c.name, c.threshold, c.measured_text(), c.verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -251,7 +252,8 @@ def _evaluate(stage_name: str | None, window: str | None) -> GateReport:
     if window is not None:
         parse_duration(window, what="--window")
         config = GateConfig({**config.stages, stage: attrs.evolve(config[stage], window=window)})
-    return evaluate_gate(stage, ledger=RunLedger(), settings=policy.settings, config=config)
+    return evaluate_gate(stage, ledger=RunLedger(), settings=policy.settings, config=config,
+                         stage_since=last_rollout_change(store))
 
 
 @rollout.command("advance")

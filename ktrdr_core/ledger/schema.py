@@ -98,10 +98,33 @@ def _v3_comparisons(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX comparisons_created ON comparisons (created_epoch)")
 
 
+def _v4_monitoring(conn: sqlite3.Connection) -> None:
+    """Version 4: resource usage, progress accuracy, shadow runs, and comparisons from real traffic."""
+    for column in (
+        "cpu_seconds REAL",
+        "cpu_scope TEXT",
+        "peak_rss_bytes INTEGER",
+        "torch_peak_bytes INTEGER",
+        "cuda_peak_bytes INTEGER",
+        "progress_max_deviation REAL",
+        "shadow INTEGER NOT NULL DEFAULT 0",
+        "shadow_of TEXT",
+    ):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    for column in (
+        "source TEXT NOT NULL DEFAULT 'manual'",
+        "control_run_id INTEGER",
+        "candidate_run_id INTEGER",
+    ):
+        conn.execute(f"ALTER TABLE comparisons ADD COLUMN {column}")
+    conn.execute("CREATE INDEX comparisons_source_created ON comparisons (source, created_epoch)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_runs,
     _v2_timings,
     _v3_comparisons,
+    _v4_monitoring,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -36,6 +36,26 @@ def ledger_path(home: Path | None = None) -> Path:
     return (home if home is not None else ktrdr_home()) / LEDGER_FILENAME
 
 
+COMPARISON_SOURCES = ("manual", "shadow")
+RESOURCE_KEYS = ("cpu_seconds", "cpu_scope", "peak_rss_bytes", "torch_peak_bytes", "cuda_peak_bytes")
+"""The keys of a result's ``metadata["resources"]`` that the ledger keeps, in column order."""
+
+
+def _resource_columns(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    r = resources or {}
+    scope = r.get("cpu_scope")
+    return {
+        "cpu_seconds": _float(r.get("cpu_seconds")),
+        "cpu_scope": scope if isinstance(scope, str) else None,
+        **{key: _int(r.get(key)) for key in RESOURCE_KEYS[2:]},
+    }
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
+
+
 def _float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -80,11 +100,23 @@ class RunRecord:
     cancellation_latency_seconds: float | None
     host: str | None
     pid: int | None
+    cpu_seconds: float | None = None
+    cpu_scope: str | None = None
+    """``thread`` or ``process``: what ``cpu_seconds`` counted (see docs/metrics.md)."""
+    peak_rss_bytes: int | None = None
+    torch_peak_bytes: int | None = None
+    cuda_peak_bytes: int | None = None
+    progress_max_deviation: float | None = None
+    """Largest |reported - actual| fraction of work over the run's delivered updates."""
+    shadow: bool = False
+    """A background candidate run on a user's request: never user traffic."""
+    shadow_of: str | None = None
+    """The request id of the user's run this shadow run mirrored."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         data = {name: row[name] for name in row.keys()}  # noqa: SIM118 - sqlite3.Row
-        for flag in ("candidate", "forced", "fallback"):
+        for flag in ("candidate", "forced", "fallback", "shadow"):
             data[flag] = bool(data[flag])
         return cls(**data)
 
@@ -105,6 +137,10 @@ class ComparisonRecord:
     report_path: str | None
     created_at: str
     created_epoch: float
+    source: str = "manual"
+    """``manual`` (``ktrdr compare``) or ``shadow`` (a pair from real traffic)."""
+    control_run_id: int | None = None
+    candidate_run_id: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ComparisonRecord:
@@ -177,6 +213,8 @@ class RunLedger:
         progress_updates: int | None = None,
         interval_summary: Mapping[str, float | None] | None = None,
         cancellation_latency_seconds: float | None = None,
+        resources: Mapping[str, Any] | None = None,
+        progress_max_deviation: float | None = None,
     ) -> None:
         """Complete the row ``run_id`` in one statement (all of it, or nothing)."""
         if status not in FINISHED_STATUSES:
@@ -184,6 +222,7 @@ class RunLedger:
         ended = time.time() if ended_at is None else ended_at
         m = metrics or {}
         s = interval_summary or {}
+        r = _resource_columns(resources)
         with self._connection() as conn:
             cursor = conn.execute(
                 """
@@ -191,14 +230,17 @@ class RunLedger:
                     duration_seconds = COALESCE(?, ? - started_epoch),
                     val_loss = ?, val_accuracy = ?, test_accuracy = ?, test_loss = ?,
                     progress_updates = ?, interval_p50 = ?, interval_p95 = ?, interval_min = ?,
-                    interval_max = ?, cancellation_latency_seconds = ?
+                    interval_max = ?, cancellation_latency_seconds = ?,
+                    cpu_seconds = ?, cpu_scope = ?, peak_rss_bytes = ?, torch_peak_bytes = ?,
+                    cuda_peak_bytes = ?, progress_max_deviation = ?
                 WHERE id = ?
                 """,
                 (status, error, error_kind, iso_utc(ended), ended, _float(duration_seconds), ended,
                  _float(m.get("val_loss")), _float(m.get("val_accuracy")),
                  _float(m.get("test_accuracy")), _float(m.get("test_loss")),
                  progress_updates, _float(s.get("p50")), _float(s.get("p95")), _float(s.get("min")),
-                 _float(s.get("max")), _float(cancellation_latency_seconds), run_id),
+                 _float(s.get("max")), _float(cancellation_latency_seconds),
+                 *r.values(), _float(progress_max_deviation), run_id),
             )
             if cursor.rowcount != 1:
                 raise BadInputError(f"the ledger has no run with id {run_id}")
@@ -225,8 +267,12 @@ class RunLedger:
         progress_updates: int | None = None,
         interval_summary: Mapping[str, float | None] | None = None,
         cancellation_latency_seconds: float | None = None,
+        resources: Mapping[str, Any] | None = None,
+        progress_max_deviation: float | None = None,
+        shadow: bool = False,
+        shadow_of: str | None = None,
     ) -> int:
-        """Insert a whole run in one statement (imports, tests, runs whose start was not seen).
+        """Insert a whole run in one statement (imports, tests, shadow runs, runs whose start was not seen).
 
         With ``started_at`` and ``duration_seconds`` but no ``ended_at``, the end
         is their sum; a ``running`` status records the start only.
@@ -256,6 +302,9 @@ class RunLedger:
             "interval_max": _float(s.get("max")),
             "cancellation_latency_seconds": _float(cancellation_latency_seconds),
             "host": socket.gethostname(), "pid": os.getpid(),
+            **_resource_columns(resources),
+            "progress_max_deviation": _float(progress_max_deviation),
+            "shadow": int(bool(shadow)), "shadow_of": shadow_of,
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -275,11 +324,13 @@ class RunLedger:
         exclude_error_kind: str | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        shadow: bool | None = None,
     ) -> list[RunRecord]:
         """Runs matching every filter given (``since``/``until``: epoch of the start).
 
         ``exclude_error_kind`` leaves out failures of that kind (the gates leave
         out ``bad_input``: a request that cannot work anywhere is not the mode's fault).
+        ``shadow=False`` keeps user traffic only (what the gates judge).
         """
         if not self.exists():
             return []
@@ -304,6 +355,9 @@ class RunLedger:
         if exclude_error_kind is not None:
             clauses.append("(error_kind IS NULL OR error_kind != ?)")
             params.append(exclude_error_kind)
+        if shadow is not None:
+            clauses.append("shadow = ?")
+            params.append(int(shadow))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT * FROM runs {where} ORDER BY started_epoch {order}, id {order}"
@@ -339,32 +393,49 @@ class RunLedger:
         differences: Sequence[Any] | Mapping[str, Any] = (),
         report_path: str | Path | None = None,
         created_at: float | None = None,
+        source: str = "manual",
+        control_run_id: int | None = None,
+        candidate_run_id: int | None = None,
     ) -> ComparisonRecord:
-        """Record one side-by-side outcome; ``differences`` names the fields that differed."""
+        """Record one side-by-side outcome; ``differences`` names the fields that differed.
+
+        ``source`` is ``manual`` for ``ktrdr compare`` and ``shadow`` for a pair
+        from real traffic, which names its two runs.
+        """
+        if source not in COMPARISON_SOURCES:
+            raise BadInputError(f"a comparison's source is one of {COMPARISON_SOURCES}, not {source!r}")
         created = time.time() if created_at is None else created_at
         diffs = [differences] if isinstance(differences, Mapping) else list(differences)
         with self._connection() as conn:
             cursor = conn.execute(
                 """
                 INSERT INTO comparisons (strategy, control, candidate, equivalent, differences,
-                                         report_path, created_at, created_epoch)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                         report_path, created_at, created_epoch, source,
+                                         control_run_id, candidate_run_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (strategy, control, candidate, int(bool(equivalent)),
                  json.dumps(diffs, sort_keys=True, default=str),
-                 str(report_path) if report_path is not None else None, iso_utc(created), created),
+                 str(report_path) if report_path is not None else None, iso_utc(created), created,
+                 source, control_run_id, candidate_run_id),
             )
             row = conn.execute("SELECT * FROM comparisons WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return ComparisonRecord.from_row(row)
 
     def comparisons(
-        self, *, control: str | None = None, candidate: str | None = None, limit: int | None = None
+        self, *, control: str | None = None, candidate: str | None = None, limit: int | None = None,
+        source: str | None = None, since: float | None = None, until: float | None = None,
     ) -> list[ComparisonRecord]:
-        """Comparisons, newest first, optionally for one control/candidate pair."""
+        """Comparisons, newest first, optionally for one control/candidate pair, source and window."""
         if not self.exists():
             return []
         clauses: list[str] = []
         params: list[Any] = []
+        for clause, value in (("source = ?", source), ("created_epoch >= ?", since),
+                              ("created_epoch <= ?", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
         if control is not None:
             clauses.append("control = ?")
             params.append(control)
@@ -380,7 +451,7 @@ class RunLedger:
             return [ComparisonRecord.from_row(row) for row in conn.execute(sql, params)]
 
     def latest_comparison(
-        self, *, control: str | None = None, candidate: str | None = None
+        self, *, control: str | None = None, candidate: str | None = None, source: str | None = None
     ) -> ComparisonRecord | None:
-        found = self.comparisons(control=control, candidate=candidate, limit=1)
+        found = self.comparisons(control=control, candidate=candidate, limit=1, source=source)
         return found[0] if found else None
