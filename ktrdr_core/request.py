@@ -16,6 +16,8 @@ import attrs
 
 STRATEGY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 """DESIGN.md §5's pattern; always applied with ``fullmatch`` ('$' alone lets a trailing newline in)."""
+MAX_STRATEGY_NAME_LENGTH = 128
+"""Longer names are refused: ``NAME.yaml`` and the model folder must fit a file name (255 bytes)."""
 DEFAULT_USER_ID = "default"
 
 
@@ -75,17 +77,28 @@ class TrainingRequest:
         return cls(**dict(data))
 
 
+def _shown(name: str, limit: int = 40) -> str:
+    """``repr`` of a name, cut short: an error line must stay one readable line."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
 def check_strategy_name(name: str) -> str:
     """Return ``name`` if it is a safe strategy name, else raise :class:`BadInputError`.
 
     Only names are accepted: a path such as ``../x`` or ``/etc/passwd`` could
-    reach outside the strategies folder.
+    reach outside the strategies folder. Names longer than
+    ``MAX_STRATEGY_NAME_LENGTH`` are refused here, before any file is opened,
+    so that no operating-system error (file name too long) can surface.
     """
     from ktrdr_core.errors import BadInputError
 
     if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
+        shown = _shown(name) if isinstance(name, str) else repr(name)
         raise BadInputError(
-            f"invalid strategy name {name!r}: use a name such as 'neuro_mean_reversion' "
+            f"invalid strategy name {shown}: use a name such as 'neuro_mean_reversion' "
             "(letters, digits, '_' and '-', not a path)"
         )
+    if len(name) > MAX_STRATEGY_NAME_LENGTH:
+        raise BadInputError(f"invalid strategy name {_shown(name)}: at most "
+                            f"{MAX_STRATEGY_NAME_LENGTH} characters")
     return name

@@ -45,3 +45,10 @@ def test_busy_port() -> None:
 def test_unwritable_progress_file(ktrdr_home: Path) -> None:
     proc = ktrdr("train", "neuro_mean_reversion", "--progress-jsonl", "/proc/no-such/x.jsonl")
     assert_one_line_exit_2(proc, "x.jsonl")
+
+
+def test_five_thousand_character_strategy_name(ktrdr_home: Path) -> None:
+    for command in (("train", "x" * 5000), ("compare", "x" * 5000)):
+        proc = ktrdr(*command)
+        assert_one_line_exit_2(proc, "at most 128 characters")
+        assert "File name too long" not in proc.stderr and len(proc.stderr) < 300

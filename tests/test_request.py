@@ -36,3 +36,16 @@ def test_request_round_trip_and_unknown_fields() -> None:
     assert TrainingRequest.from_dict(request.to_dict()) == request
     with pytest.raises(BadInputError, match="colour"):
         TrainingRequest.from_dict({**request.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("name", ["a" * 129, "x" * 5000])
+def test_too_long_names_are_refused_in_one_short_line(name: str) -> None:
+    with pytest.raises(BadInputError) as info:
+        check_strategy_name(name)
+    message = str(info.value)
+    assert "at most 128 characters" in message and f"({len(name)} characters)" in message
+    assert "\n" not in message and len(message) < 200
+
+
+def test_longest_allowed_name_is_accepted() -> None:
+    assert check_strategy_name("a" * 128) == "a" * 128
