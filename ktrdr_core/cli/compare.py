@@ -137,6 +137,7 @@ def compare(
     from ktrdr_core.manager import TrainingManager
     from ktrdr_core.request import TrainingRequest, check_strategy_name
     from ktrdr_core.rollout.policy import RolloutPolicy
+    from ktrdr_core.runtime import configure_torch_threads
     from ktrdr_core.sinks import CliPlugin
     from ktrdr_core.training.strategy import load_strategy
 
@@ -158,6 +159,9 @@ def compare(
     request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
                               start_date=start_date, end_date=end_date, overrides=overrides)
 
+    # Like ``ktrdr train``: one torch thread unless KTRDR_TORCH_THREADS says otherwise, so the two
+    # modes' durations measure the modes and not contention between threads for the cores.
+    configure_torch_threads()
     manager = TrainingManager()
     experiment = Experiment(
         manager, control=control, candidate=candidate, tolerance=tolerance,

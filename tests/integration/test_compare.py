@@ -159,3 +159,32 @@ def test_bad_input_exits_2(args: list[str], message: str, ktrdr_home: Path,
     assert message in err
     assert "Traceback" not in err
     assert RunLedger(ledger_path(ktrdr_home)).latest_comparison() is None
+
+
+def test_compare_sets_torch_threads_like_train(ktrdr_home: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what an unconfigured process might have: every core
+    monkeypatch.setenv("KTRDR_TORCH_THREADS", "2")
+    try:
+        code, _out, err = run_cli([STRATEGY, "--epochs", "1", "--no-warm-up", "--report", str(tmp_path / "r"),
+                                   "--start", SHORT["start_date"], "--end", SHORT["end_date"]], capsys)
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err
+    assert threads == 2
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["environment"]["torch_threads"] == 2
+
+
+def test_compare_refuses_a_malformed_thread_count(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KTRDR_TORCH_THREADS", "lots")
+    code, _out, err = run_cli([STRATEGY, "--epochs", "1"], capsys)
+    assert code == 2
+    assert "KTRDR_TORCH_THREADS" in err and "Traceback" not in err
+    assert RunLedger(ledger_path(ktrdr_home)).latest_comparison() is None
