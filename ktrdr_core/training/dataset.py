@@ -16,7 +16,7 @@ Split policy (``training.data_split``):
   tested on, even when the series cover different periods (unequal histories,
   1h next to 1d). A series may have no samples in a part (one that ends before
   ``t1``); only an empty part overall is an error. The last ``gap`` samples of
-  each series before each boundary (the pipeline passes ``label_lookahead``)
+  each series before each boundary (the pipeline passes the labels' horizon)
   are dropped, since their labels look into the next part.
 - ``random``: a seeded shuffle of each series before cutting it by sample
   index (no gap). It leaks neighbouring bars across the parts and flatters the

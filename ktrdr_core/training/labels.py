@@ -1,11 +1,11 @@
-"""Zigzag labels: BUY / HOLD / SELL from the move that comes next.
+"""Labels: BUY / HOLD / SELL from the move that comes next (zigzag or triple barrier).
 
 Label encoding (used everywhere: model outputs, metrics, saved ``features.json``):
 
     BUY = 0, HOLD = 1, SELL = 2
 
-For the bar at ``t`` with close ``p``, look at the closes of the next
-``lookahead`` bars (``t + 1 .. t + lookahead``):
+**Zigzag.** For the bar at ``t`` with close ``p``, look at the closes of the
+next ``lookahead`` bars (``t + 1 .. t + lookahead``):
 
 - BUY if the price reaches ``p * (1 + threshold)`` before it reaches
   ``p * (1 - threshold)``;
@@ -15,6 +15,24 @@ For the bar at ``t`` with close ``p``, look at the closes of the next
 A bar near the end whose look-ahead window is incomplete and that has not
 reached either level yet gets no label (:data:`UNKNOWN`, dropped): we cannot
 tell HOLD from a move still to come.
+
+**Triple barrier** (López de Prado, *Advances in Financial Machine Learning*,
+ch. 3, with the vertical barrier as its own class). For the bar at ``t`` with
+close ``p`` and volatility ``v_t`` (a fraction of the price, from bars up to
+``t`` only):
+
+- upper barrier ``p * (1 + pt * v_t)``, lower barrier ``p * (1 - sl * v_t)``,
+  vertical (time) barrier at ``t + horizon``;
+- BUY if a close in ``t + 1 .. t + horizon`` reaches the upper barrier before
+  any reaches the lower one, SELL for the lower one first, HOLD when the time
+  barrier comes first (neither touched).
+
+``v_t`` by ``vol_method``: ``atr`` — Wilder's ATR over ``vol_span`` bars
+divided by the close (barriers in ATRs); ``close`` — the exponentially
+weighted standard deviation of close-to-close returns, span ``vol_span``
+(López de Prado's daily volatility); ``fixed`` — 1, so ``pt`` and ``sl`` are
+fractions of the price. The last ``horizon`` bars, and bars whose volatility is
+still warming up, get no label: nothing looks past the time barrier.
 """
 
 from __future__ import annotations
@@ -24,14 +42,33 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["BUY", "HOLD", "LABEL_NAMES", "SELL", "UNKNOWN", "label_distribution",
-           "zigzag_labels"]
+from ktrdr_core.training import indicators
+
+__all__ = ["BUY", "HOLD", "LABEL_NAMES", "SELL", "UNKNOWN", "barrier_volatility",
+           "label_distribution", "triple_barrier_labels", "zigzag_labels"]
 
 BUY = 0
 HOLD = 1
 SELL = 2
 UNKNOWN = -1
 LABEL_NAMES = ("BUY", "HOLD", "SELL")
+
+
+def _first_touches(close: np.ndarray, upper: np.ndarray, lower: np.ndarray, horizon: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per bar, the offset (0-based) of the first later close at or above ``upper`` and at
+    or below ``lower`` within ``horizon`` bars, ``never`` where there is none."""
+    n = len(close)
+    # Pad with NaN so that every bar has a full window; NaN never crosses a level.
+    padded = np.concatenate((close[1:], np.full(horizon, np.nan)))
+    future = sliding_window_view(padded, horizon)[:n]  # future[t, k] = close[t + 1 + k]
+    with np.errstate(invalid="ignore"):
+        up = future >= upper[:, None]
+        down = future <= lower[:, None]
+    never = horizon + 1
+    first_up = np.where(up.any(axis=1), up.argmax(axis=1), never)
+    first_down = np.where(down.any(axis=1), down.argmax(axis=1), never)
+    return first_up, first_down, never
 
 
 def zigzag_labels(close: Any, threshold: float, lookahead: int) -> np.ndarray:
@@ -45,19 +82,54 @@ def zigzag_labels(close: Any, threshold: float, lookahead: int) -> np.ndarray:
     labels = np.full(n, UNKNOWN, dtype=np.int64)
     if n < 2:
         return labels
-    # Pad with NaN so that every bar has a full window; NaN never crosses a level.
-    padded = np.concatenate((close[1:], np.full(lookahead, np.nan)))
-    future = sliding_window_view(padded, lookahead)[:n]  # future[t, k] = close[t + 1 + k]
-    with np.errstate(invalid="ignore"):
-        up = future >= close[:, None] * (1.0 + threshold)
-        down = future <= close[:, None] * (1.0 - threshold)
-    never = lookahead + 1
-    first_up = np.where(up.any(axis=1), up.argmax(axis=1), never)
-    first_down = np.where(down.any(axis=1), down.argmax(axis=1), never)
+    first_up, first_down, never = _first_touches(close, close * (1.0 + threshold),
+                                                 close * (1.0 - threshold), lookahead)
     complete = np.arange(n) + lookahead <= n - 1
     labels[first_up < first_down] = BUY
     labels[first_down < first_up] = SELL
     labels[(first_up == never) & (first_down == never) & complete] = HOLD
+    return labels
+
+
+def barrier_volatility(close: Any, high: Any, low: Any, method: str, span: int) -> np.ndarray:
+    """``v_t`` of the triple barrier (a fraction of the price; NaN while warming up)."""
+    close = np.asarray(close, dtype=np.float64)
+    if method == "fixed":
+        return np.ones_like(close)
+    if method == "atr":
+        return indicators.atr(high, low, close, span) / close
+    if method == "close":
+        returns = np.full_like(close, np.nan)
+        returns[1:] = close[1:] / close[:-1] - 1.0
+        mean = indicators.ema(returns, span)
+        variance = indicators.ema(returns * returns, span) - mean * mean
+        return np.sqrt(np.maximum(variance, 0.0))
+    raise ValueError(f"vol_method must be atr, close or fixed, got {method!r}")
+
+
+def triple_barrier_labels(close: Any, high: Any = None, low: Any = None, *, pt: float, sl: float,
+                          horizon: int, vol_method: str = "atr", vol_span: int = 50) -> np.ndarray:
+    """An int64 array of BUY/HOLD/SELL (or UNKNOWN), one per bar (see the module docstring).
+
+    ``high`` and ``low`` are needed only by ``vol_method="atr"``.
+    """
+    if not (pt > 0 and sl > 0):
+        raise ValueError(f"pt and sl must be positive, got {pt} and {sl}")
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
+    close = np.asarray(close, dtype=np.float64)
+    n = len(close)
+    labels = np.full(n, UNKNOWN, dtype=np.int64)
+    if n < 2:
+        return labels
+    volatility = barrier_volatility(close, high, low, vol_method, vol_span)
+    first_up, first_down, _never = _first_touches(close, close * (1.0 + pt * volatility),
+                                                  close * (1.0 - sl * volatility), horizon)
+    labels[:] = HOLD
+    labels[first_up < first_down] = BUY
+    labels[first_down < first_up] = SELL
+    labels[~(np.isfinite(volatility) & (volatility > 0))] = UNKNOWN
+    labels[max(n - horizon, 0):] = UNKNOWN
     return labels
 
 

@@ -47,7 +47,12 @@ from ktrdr_core.training.dataset import (
     split_series,
 )
 from ktrdr_core.training.evaluation import evaluate_model, permutation_importance
-from ktrdr_core.training.labels import LABEL_NAMES, label_distribution, zigzag_labels
+from ktrdr_core.training.labels import (
+    LABEL_NAMES,
+    label_distribution,
+    triple_barrier_labels,
+    zigzag_labels,
+)
 from ktrdr_core.training.model import NUM_CLASSES, build_mlp, select_device
 from ktrdr_core.training.storage import SavedModel, save_model
 from ktrdr_core.training.strategy import (
@@ -237,13 +242,23 @@ def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, 
     return matrices, names
 
 
+def series_labels(strategy: StrategyConfig, series: OHLCV) -> np.ndarray:
+    """One series' labels by ``training.labels.source`` (see :mod:`~ktrdr_core.training.labels`)."""
+    config = strategy.labels
+    if config.source == "triple_barrier":
+        return triple_barrier_labels(series.close, series.high, series.low,
+                                     pt=config.pt_multiplier, sl=config.sl_multiplier,
+                                     horizon=config.max_holding_period,
+                                     vol_method=config.vol_method, vol_span=config.vol_span)
+    return zigzag_labels(series.close, config.zigzag_threshold, config.label_lookahead)
+
+
 def build_labels(strategy: StrategyConfig, data: Sequence[OHLCV],
                  matrices: Sequence[np.ndarray]) -> list[SeriesSamples]:
-    """Zigzag labels, keeping only rows with a label and a complete feature vector."""
+    """The labels, keeping only rows with a label and a complete feature vector."""
     out = []
     for series, matrix in zip(data, matrices, strict=True):
-        labels = zigzag_labels(series.close, strategy.labels.zigzag_threshold,
-                               strategy.labels.label_lookahead)
+        labels = series_labels(strategy, series)
         keep = (labels >= 0) & np.isfinite(matrix).all(axis=1)
         out.append(SeriesSamples(symbol=series.symbol, timeframe=series.timeframe,
                                  X=matrix[keep], y=labels[keep],
@@ -260,7 +275,7 @@ def split_step(strategy: StrategyConfig, samples: Sequence[SeriesSamples], seed:
                ) -> DatasetSplit:
     split = strategy.data_split
     return split_series(samples, split.train, split.validation, method=split.method,
-                        gap=strategy.labels.label_lookahead, seed=seed)
+                        gap=strategy.labels.horizon, seed=seed)
 
 
 def build_model(strategy: StrategyConfig, input_size: int, seed: int) -> nn.Module:

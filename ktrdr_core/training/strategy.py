@@ -108,13 +108,23 @@ class EarlyStoppingConfig:
 
 @attrs.frozen
 class TrainingParams:
-    """``model.training``: what :class:`~ktrdr_core.training.trainer.ModelTrainer` reads."""
+    """``model.training``: what :class:`~ktrdr_core.training.trainer.ModelTrainer` reads.
+
+    ``lr_scheduler`` is ``None`` or a mapping with ``type`` and that type's
+    settings, every default filled in; ``gradient_clip`` 0 means no clipping;
+    ``class_weights`` is ``None``, ``"balanced"`` or one weight per class.
+    """
 
     learning_rate: float = 0.001
     batch_size: int = 32
     epochs: int = 100
     optimizer: str = "adam"
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    lr_scheduler: Mapping[str, Any] | None = None
+    gradient_clip: float = 0.0
+    loss: str = "cross_entropy"
+    focal_gamma: float = 2.0
+    class_weights: str | tuple[float, ...] | None = None
 
 
 @attrs.frozen
@@ -129,9 +139,29 @@ class ModelConfig:
 
 @attrs.frozen
 class LabelConfig:
+    """``training.labels``: zigzag (``zigzag_threshold``, ``label_lookahead``) or
+    triple_barrier (the ``pt_``/``sl_multiplier`` barriers in ``vol_method`` units,
+    ``max_holding_period`` bars, volatility over ``vol_span`` bars)."""
+
     source: str = "zigzag"
     zigzag_threshold: float = 0.02
     label_lookahead: int = 20
+    pt_multiplier: float = 2.0
+    sl_multiplier: float = 1.5
+    max_holding_period: int = 50
+    vol_span: int = 50
+    vol_method: str = "atr"
+
+    @property
+    def horizon(self) -> int:
+        """How many bars after a sample its label looks at (the split's gap)."""
+        return self.max_holding_period if self.source == "triple_barrier" else self.label_lookahead
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys of the chosen source only."""
+        keys = (("zigzag_threshold", "label_lookahead") if self.source == "zigzag" else
+                ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span", "vol_method"))
+        return {"source": self.source, **{key: getattr(self, key) for key in keys}}
 
 
 @attrs.frozen
@@ -197,10 +227,18 @@ class StrategyConfig:
                     "epochs": training.epochs,
                     "optimizer": training.optimizer,
                     "early_stopping": attrs.asdict(training.early_stopping),
+                    "lr_scheduler": (dict(training.lr_scheduler) if training.lr_scheduler
+                                     else None),
+                    "gradient_clip": training.gradient_clip,
+                    "loss": training.loss,
+                    **({"focal_gamma": training.focal_gamma} if training.loss == "focal" else {}),
+                    "class_weights": (list(training.class_weights)
+                                      if isinstance(training.class_weights, tuple)
+                                      else training.class_weights),
                 },
             },
             "training": {
-                "labels": attrs.asdict(self.labels),
+                "labels": self.labels.to_dict(),
                 "data_split": attrs.asdict(self.data_split),
             },
         }
@@ -478,7 +516,8 @@ def _parse_model(ck: _Checker, raw: Any) -> ModelConfig:
     lookback = ck.integer(features.get("lookback_periods", 0), "model.features.lookback_periods",
                           0)
     tr = ck.mapping(data.get("training", {}) or {}, "model.training",
-                    ("learning_rate", "batch_size", "epochs", "optimizer", "early_stopping"))
+                    ("learning_rate", "batch_size", "epochs", "optimizer", "early_stopping",
+                     "lr_scheduler", "gradient_clip", "loss", "focal_gamma", "class_weights"))
     lr = ck.number(tr.get("learning_rate", 0.001), "model.training.learning_rate")
     if not 0 < lr <= 10:
         raise ck.fail("model.training.learning_rate", f"must be between 0 and 10, got {lr}")
@@ -503,25 +542,139 @@ def _parse_model(ck: _Checker, raw: Any) -> ModelConfig:
         epochs=ck.integer(tr.get("epochs", 100), "model.training.epochs", 1),
         optimizer=ck.choice(tr.get("optimizer", "adam"), "model.training.optimizer", OPTIMIZERS),
         early_stopping=early,
+        **_parse_training_options(ck, tr),
     )
     return ModelConfig(type=kind, hidden_layers=layers, activation=activation, dropout=dropout,
                        lookback_periods=lookback, training=params)
 
 
+#: lr_scheduler type -> its settings and their defaults (torch.optim.lr_scheduler classes)
+LR_SCHEDULERS: dict[str, dict[str, float | int]] = {
+    "reduce_on_plateau": {"factor": 0.5, "patience": 5, "min_lr": 0.0},
+    "step": {"step_size": 30, "gamma": 0.1},
+    "exponential": {"gamma": 0.95},
+}
+LOSSES = ("cross_entropy", "focal")
+NUM_LABEL_CLASSES = 3  # BUY, HOLD, SELL
+TRIPLE_BARRIER_KEYS = ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span",
+                       "vol_method")
+VOL_METHODS = ("atr", "close", "fixed")
+
+
+def _parse_lr_scheduler(ck: _Checker, raw: Any) -> dict[str, Any] | None:
+    """``true`` is reduce_on_plateau with its defaults; ``false``/absent is no scheduler."""
+    key = "model.training.lr_scheduler"
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {"type": "reduce_on_plateau"}
+    if isinstance(raw, str):
+        raw = {"type": raw}
+    data = ck.mapping(raw, key, ("type", *sorted({k for d in LR_SCHEDULERS.values() for k in d})),
+                      ("type",))
+    kind = ck.choice(data["type"], f"{key}.type", tuple(LR_SCHEDULERS))
+    defaults = LR_SCHEDULERS[kind]
+    for name in data:
+        if name != "type" and name not in defaults:
+            raise ck.fail(f"{key}.{name}", f"is not a setting of {kind} (its settings: "
+                          f"{', '.join(defaults)})")
+    out: dict[str, Any] = {"type": kind}
+    for name, default in defaults.items():
+        where = f"{key}.{name}"
+        if isinstance(default, int):
+            out[name] = ck.integer(data.get(name, default), where, 1 if name == "step_size" else 0)
+            continue
+        value = ck.number(data.get(name, default), where)
+        if name == "min_lr" and not 0 <= value < math.inf:
+            raise ck.fail(where, f"must be a finite number ≥ 0, got {value}")
+        if name == "factor" and not 0 < value < 1:
+            raise ck.fail(where, f"must be between 0 and 1 (the LR is multiplied by it), got {value}")
+        if name == "gamma" and not 0 < value <= 1:
+            raise ck.fail(where, f"must be in (0, 1] (the LR is multiplied by it), got {value}")
+        out[name] = value
+    return out
+
+
+def _parse_class_weights(ck: _Checker, raw: Any) -> str | tuple[float, ...] | None:
+    key = "model.training.class_weights"
+    if raw is None or (isinstance(raw, str) and raw.lower() == "none"):
+        return None
+    if isinstance(raw, str):
+        return ck.choice(raw, key, ("balanced", "none"))
+    if not isinstance(raw, list) or len(raw) != NUM_LABEL_CLASSES:
+        raise ck.fail(key, "must be balanced, none, or a list of 3 weights (BUY, HOLD, SELL), "
+                      f"got {raw!r}")
+    weights = tuple(ck.number(w, f"{key}[{i}]") for i, w in enumerate(raw))
+    if any(not 0 <= w < math.inf for w in weights) or not any(weights):
+        raise ck.fail(key, f"weights must be finite, ≥ 0 and not all 0, got {list(weights)}")
+    return weights
+
+
+def _parse_training_options(ck: _Checker, tr: Mapping[str, Any]) -> dict[str, Any]:
+    """``lr_scheduler``, ``gradient_clip``, ``loss``, ``focal_gamma``, ``class_weights``."""
+    clip = ck.number(tr.get("gradient_clip", 0.0), "model.training.gradient_clip")
+    if not 0 <= clip < math.inf:
+        raise ck.fail("model.training.gradient_clip", f"must be a finite number ≥ 0 (the largest "
+                      f"gradient norm; 0 turns clipping off), got {clip}")
+    loss = ck.choice(tr.get("loss", "cross_entropy"), "model.training.loss", LOSSES)
+    gamma = 2.0
+    if "focal_gamma" in tr:
+        if loss != "focal":
+            raise ck.fail("model.training.focal_gamma", "is used only with loss: focal")
+        gamma = ck.number(tr["focal_gamma"], "model.training.focal_gamma")
+        if not 0 <= gamma <= 10:
+            raise ck.fail("model.training.focal_gamma", f"must be between 0 and 10, got {gamma}")
+    return {"lr_scheduler": _parse_lr_scheduler(ck, tr.get("lr_scheduler")),
+            "gradient_clip": clip, "loss": loss, "focal_gamma": gamma,
+            "class_weights": _parse_class_weights(ck, tr.get("class_weights"))}
+
+
+def _parse_labels(ck: _Checker, raw: Any) -> LabelConfig:
+    zigzag_keys = ("zigzag_threshold", "label_lookahead")
+    lab = ck.mapping(raw or {}, "training.labels",
+                     ("source", *zigzag_keys, *TRIPLE_BARRIER_KEYS, "compute_weights"))
+    source = ck.choice(lab.get("source", "zigzag"), "training.labels.source",
+                       ("zigzag", "triple_barrier"))
+    if ck.boolean(lab.get("compute_weights", False), "training.labels.compute_weights"):
+        raise ck.fail("training.labels.compute_weights", "is not supported: ktrdr does not weight "
+                      "samples by label uniqueness (remove it or set it to false)")
+    other = TRIPLE_BARRIER_KEYS if source == "zigzag" else zigzag_keys
+    for name in other:
+        if name in lab:
+            raise ck.fail(f"training.labels.{name}", f"is not used by source: {source}")
+    if source == "zigzag":
+        threshold = ck.number(lab.get("zigzag_threshold", 0.02),
+                              "training.labels.zigzag_threshold")
+        if not 0 < threshold < 1:
+            raise ck.fail("training.labels.zigzag_threshold", f"must be between 0 and 1 (a "
+                          f"fraction: 0.02 is 2 %), got {threshold}")
+        return LabelConfig(source=source, zigzag_threshold=threshold,
+                           label_lookahead=ck.integer(lab.get("label_lookahead", 20),
+                                                      "training.labels.label_lookahead", 1))
+    barriers: dict[str, float] = {}
+    for name, default in (("pt_multiplier", 2.0), ("sl_multiplier", 1.5)):
+        value = ck.number(lab.get(name, default), f"training.labels.{name}")
+        if not 0 < value < math.inf:
+            raise ck.fail(f"training.labels.{name}", f"must be a finite number > 0, got {value}")
+        barriers[name] = value
+    method = ck.choice(lab.get("vol_method", "atr"), "training.labels.vol_method", VOL_METHODS)
+    if method == "fixed" and "vol_span" in lab:
+        raise ck.fail("training.labels.vol_span", "is not used by vol_method: fixed")
+    if method == "fixed" and barriers["sl_multiplier"] >= 1:
+        raise ck.fail("training.labels.sl_multiplier", "must be below 1 with vol_method: fixed "
+                      f"(a fraction of the price: 0.01 is 1 %), got {barriers['sl_multiplier']}")
+    return LabelConfig(
+        source=source, pt_multiplier=barriers["pt_multiplier"],
+        sl_multiplier=barriers["sl_multiplier"], vol_method=method,
+        max_holding_period=ck.integer(lab.get("max_holding_period", 50),
+                                      "training.labels.max_holding_period", 1),
+        vol_span=ck.integer(lab.get("vol_span", 50), "training.labels.vol_span", 2),
+    )
+
+
 def _parse_training(ck: _Checker, raw: Any) -> tuple[LabelConfig, DataSplitConfig]:
     data = ck.mapping(raw or {}, "training", ("labels", "data_split"))
-    lab = ck.mapping(data.get("labels", {}) or {}, "training.labels",
-                     ("source", "zigzag_threshold", "label_lookahead"))
-    threshold = ck.number(lab.get("zigzag_threshold", 0.02), "training.labels.zigzag_threshold")
-    if not 0 < threshold < 1:
-        raise ck.fail("training.labels.zigzag_threshold", f"must be between 0 and 1 (a fraction: "
-                      f"0.02 is 2 %), got {threshold}")
-    labels = LabelConfig(
-        source=ck.choice(lab.get("source", "zigzag"), "training.labels.source", ("zigzag",)),
-        zigzag_threshold=threshold,
-        label_lookahead=ck.integer(lab.get("label_lookahead", 20),
-                                   "training.labels.label_lookahead", 1),
-    )
+    labels = _parse_labels(ck, data.get("labels", {}))
     sp = ck.mapping(data.get("data_split", {}) or {}, "training.data_split",
                     ("train", "validation", "test", "method"))
     fractions = {}

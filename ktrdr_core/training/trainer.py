@@ -20,6 +20,13 @@ an explicit request to stop.
 Cancellation is checked before every batch; a fired token raises
 ``CancellationError(token.reason)``.
 
+Options (``model.training``): ``loss`` (cross_entropy or focal, with
+``focal_gamma``), ``class_weights``, ``gradient_clip`` (``clip_grad_norm_``
+before each step) and ``lr_scheduler`` (stepped once per epoch, after
+validation; reduce_on_plateau watches ``val_loss``). ``val_loss`` is the
+training loss on the validation set, so early stopping and the scheduler
+watch what is being optimised.
+
 The loop slices pre-made tensors with a seeded permutation instead of using a
 DataLoader: for the small MLPs here the DataLoader's per-batch Python work
 would cost more than the step itself.
@@ -42,7 +49,9 @@ from torch import nn
 from ktrdr_core.cancellation import CancellationToken
 from ktrdr_core.errors import BadInputError, CancellationError
 from ktrdr_core.progress import ProgressCallback
-from ktrdr_core.training.model import select_device
+from ktrdr_core.training.losses import Loss
+from ktrdr_core.training.model import NUM_CLASSES, select_device
+from ktrdr_core.training.strategy import LR_SCHEDULERS
 
 __all__ = ["ModelTrainer", "trainer_config"]
 
@@ -56,6 +65,11 @@ _DEFAULTS: dict[str, Any] = {
     "early_stopping": {"enabled": True, "patience": 10, "monitor": "val_loss", "min_delta": 0.0},
     "seed": 42,
     "device": "auto",
+    "lr_scheduler": None,
+    "gradient_clip": 0.0,
+    "loss": "cross_entropy",
+    "focal_gamma": 2.0,
+    "class_weights": None,
 }
 _EVAL_CHUNK = 65536
 
@@ -81,7 +95,42 @@ def trainer_config(config: Any) -> dict[str, Any]:
     for key in ("batch_size", "epochs"):
         if int(merged[key]) < 1:
             raise BadInputError(f"{key} must be at least 1, got {merged[key]}")
+    merged["lr_scheduler"] = _scheduler_settings(merged["lr_scheduler"])
+    if float(merged["gradient_clip"] or 0.0) < 0:
+        raise BadInputError(f"gradient_clip must be ≥ 0, got {merged['gradient_clip']}")
     return merged
+
+
+def _scheduler_settings(raw: Any) -> dict[str, Any] | None:
+    """``None``/``False``: none; ``True``: reduce_on_plateau; a type name or a mapping with
+    ``type``; missing settings take the strategy schema's defaults."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {"type": "reduce_on_plateau"}
+    elif isinstance(raw, str):
+        raw = {"type": raw}
+    kind = str(raw.get("type", "reduce_on_plateau")).lower()
+    if kind not in LR_SCHEDULERS:
+        raise BadInputError(f"lr_scheduler type {kind!r} is not supported "
+                            f"(use {', '.join(LR_SCHEDULERS)})")
+    return {**LR_SCHEDULERS[kind], **raw, "type": kind}
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, settings: Mapping[str, Any] | None) -> Any:
+    """The torch scheduler for ``settings`` (see :func:`_scheduler_settings`), or ``None``."""
+    if not settings:
+        return None
+    schedulers = torch.optim.lr_scheduler
+    kind = settings["type"]
+    if kind == "reduce_on_plateau":
+        return schedulers.ReduceLROnPlateau(optimizer, mode="min", factor=float(settings["factor"]),
+                                            patience=int(settings["patience"]),
+                                            min_lr=float(settings["min_lr"]))
+    if kind == "step":
+        return schedulers.StepLR(optimizer, step_size=int(settings["step_size"]),
+                                 gamma=float(settings["gamma"]))
+    return schedulers.ExponentialLR(optimizer, gamma=float(settings["gamma"]))
 
 
 def _adam(model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
@@ -99,7 +148,8 @@ class ModelTrainer:
     ``config`` keys: ``learning_rate``, ``batch_size``, ``epochs``, ``optimizer``
     (adam), ``early_stopping`` (``enabled``, ``patience``, ``monitor``:
     val_loss|val_accuracy, ``min_delta``), ``seed`` (default 42), ``device``
-    ("auto": CUDA when available, else CPU). The weights of the best validation
+    ("auto": CUDA when available, else CPU), ``loss``, ``focal_gamma``,
+    ``class_weights``, ``gradient_clip``, ``lr_scheduler``. The weights of the best validation
     epoch are restored into the model at the end. With the same seed, on CPU,
     two runs give identical weights and metrics.
     """
@@ -139,19 +189,25 @@ class ModelTrainer:
         return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[float, float]:
-        """``(mean cross-entropy, accuracy)`` in eval mode."""
+    def evaluate(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                 loss: Loss | None = None) -> tuple[float, float]:
+        """``(mean loss, accuracy)`` in eval mode; the loss is plain cross-entropy unless given."""
         model.eval()
         total_loss = 0.0
+        total_weight = 0.0
         correct = 0
         for start in range(0, len(y), _EVAL_CHUNK):
             xb, yb = X[start:start + _EVAL_CHUNK], y[start:start + _EVAL_CHUNK]
             logits = model(xb)
-            total_loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            if loss is None:
+                total_loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+                total_weight += len(yb)
+            else:
+                chunk_loss, chunk_weight = loss.total(logits, yb)
+                total_loss += chunk_loss
+                total_weight += chunk_weight
             correct += int((logits.argmax(1) == yb).sum())
-        count = max(len(y), 1)
-        return total_loss / count, correct / count
+        return total_loss / (total_weight or 1.0), correct / max(len(y), 1)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -180,13 +236,18 @@ class ModelTrainer:
             raise BadInputError("training needs at least one training and one validation sample")
         batches = math.ceil(n / batch_size)
         optimizer = _adam(model, float(cfg["learning_rate"]))
-        loss_fn = nn.CrossEntropyLoss()
+        scheduler = _scheduler(optimizer, cfg["lr_scheduler"])
+        loss_fn = Loss(str(cfg["loss"]).lower(), gamma=float(cfg["focal_gamma"]),
+                       class_weights=cfg["class_weights"], y_train=y,
+                       num_classes=max(NUM_CLASSES, int(y.max()) + 1), device=device)
+        clip = float(cfg["gradient_clip"] or 0.0)
+        parameters = [p for p in model.parameters() if p.requires_grad]
         emit = self._emit
         token = self.cancellation_token
         report_batches = self.progress_callback is not None
 
         history: dict[str, list[float]] = {"train_loss": [], "train_accuracy": [],
-                                           "val_loss": [], "val_accuracy": []}
+                                           "val_loss": [], "val_accuracy": [], "learning_rate": []}
         best_value = math.inf
         best_epoch = 0
         best_state: dict[str, torch.Tensor] | None = None
@@ -212,6 +273,8 @@ class ModelTrainer:
                 loss = loss_fn(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip > 0:
+                    nn.utils.clip_grad_norm_(parameters, clip)
                 optimizer.step()
                 count = len(index)
                 seen += count
@@ -228,11 +291,16 @@ class ModelTrainer:
                     })
             self._check_cancelled()
             train_loss, train_accuracy = loss_sum / seen, correct / seen
-            val_loss, val_accuracy = self.evaluate(model, Xv, yv)
+            val_loss, val_accuracy = self.evaluate(model, Xv, yv, loss_fn)
             history["train_loss"].append(train_loss)
             history["train_accuracy"].append(train_accuracy)
             history["val_loss"].append(val_loss)
             history["val_accuracy"].append(val_accuracy)
+            history["learning_rate"].append(float(optimizer.param_groups[0]["lr"]))
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_loss)
+            elif scheduler is not None:
+                scheduler.step()
             value = val_loss if monitor == "val_loss" else -val_accuracy
             if value < best_value - min_delta or best_state is None:
                 best_value = value

@@ -58,7 +58,8 @@ def test_result_has_the_design_keys(full_run: tuple[TrainingResult, Path]) -> No
     json.dumps(data)  # JSON-ready
     metrics = data["training_metrics"]
     assert {"val_loss", "val_accuracy", "epochs_trained", "history", "best_epoch"} <= set(metrics)
-    assert set(metrics["history"]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert set(metrics["history"]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                       "learning_rate"}
     assert metrics["val_loss"] == metrics["history"]["val_loss"][metrics["best_epoch"] - 1]
     assert {"test_accuracy", "test_loss", "precision", "recall", "f1",
             "baseline_accuracy"} <= set(data["test_metrics"])

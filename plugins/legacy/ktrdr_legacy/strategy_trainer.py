@@ -157,7 +157,7 @@ class StrategyTrainer:
             step = "split"
             split = split_series(balanced, train_share, validation_share,
                                  method=split_config.method,
-                                 gap=strategy.labels.label_lookahead, seed=options.seed)
+                                 gap=strategy.labels.horizon, seed=options.seed)
             logger.info("legacy: %d features, split %s", len(feature_names), split.sizes())
             self._check_cancelled(token)
 
