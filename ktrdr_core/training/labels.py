@@ -54,40 +54,39 @@ UNKNOWN = -1
 LABEL_NAMES = ("BUY", "HOLD", "SELL")
 
 
-def _first_touches(close: np.ndarray, upper: np.ndarray, lower: np.ndarray, horizon: int
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per bar, the offset (0-based) of the first later close at or above ``upper`` and at
-    or below ``lower`` within ``horizon`` bars, ``never`` where there is none."""
+def _first_touch_labels(close: Any, up: Any, down: Any, horizon: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """BUY where a later close within ``horizon`` bars reaches ``close * up`` before one
+    reaches ``close * down``, SELL the other way round, else UNKNOWN; and where neither
+    level was reached. ``horizon`` is checked here for both label kinds."""
+    if horizon < 1:
+        raise ValueError(f"the look-ahead must be at least 1 bar, got {horizon}")
+    close = np.asarray(close, dtype=np.float64)
     n = len(close)
+    labels = np.full(n, UNKNOWN, dtype=np.int64)
+    if n < 2:
+        return labels, np.zeros(n, dtype=bool)
     # Pad with NaN so that every bar has a full window; NaN never crosses a level.
     padded = np.concatenate((close[1:], np.full(horizon, np.nan)))
     future = sliding_window_view(padded, horizon)[:n]  # future[t, k] = close[t + 1 + k]
     with np.errstate(invalid="ignore"):
-        up = future >= upper[:, None]
-        down = future <= lower[:, None]
+        hit_up = future >= (close * up)[:, None]
+        hit_down = future <= (close * down)[:, None]
     never = horizon + 1
-    first_up = np.where(up.any(axis=1), up.argmax(axis=1), never)
-    first_down = np.where(down.any(axis=1), down.argmax(axis=1), never)
-    return first_up, first_down, never
+    first_up = np.where(hit_up.any(axis=1), hit_up.argmax(axis=1), never)
+    first_down = np.where(hit_down.any(axis=1), hit_down.argmax(axis=1), never)
+    labels[first_up < first_down] = BUY
+    labels[first_down < first_up] = SELL
+    return labels, (first_up == never) & (first_down == never)
 
 
 def zigzag_labels(close: Any, threshold: float, lookahead: int) -> np.ndarray:
     """An int64 array of BUY/HOLD/SELL (or UNKNOWN), one per bar."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be a fraction between 0 and 1, got {threshold}")
-    if lookahead < 1:
-        raise ValueError(f"lookahead must be at least 1, got {lookahead}")
-    close = np.asarray(close, dtype=np.float64)
-    n = len(close)
-    labels = np.full(n, UNKNOWN, dtype=np.int64)
-    if n < 2:
-        return labels
-    first_up, first_down, never = _first_touches(close, close * (1.0 + threshold),
-                                                 close * (1.0 - threshold), lookahead)
-    complete = np.arange(n) + lookahead <= n - 1
-    labels[first_up < first_down] = BUY
-    labels[first_down < first_up] = SELL
-    labels[(first_up == never) & (first_down == never) & complete] = HOLD
+    labels, neither = _first_touch_labels(close, 1.0 + threshold, 1.0 - threshold, lookahead)
+    complete = np.arange(len(labels)) + lookahead <= len(labels) - 1
+    labels[neither & complete] = HOLD
     return labels
 
 
@@ -115,21 +114,13 @@ def triple_barrier_labels(close: Any, high: Any = None, low: Any = None, *, pt: 
     """
     if not (pt > 0 and sl > 0):
         raise ValueError(f"pt and sl must be positive, got {pt} and {sl}")
-    if horizon < 1:
-        raise ValueError(f"horizon must be at least 1, got {horizon}")
     close = np.asarray(close, dtype=np.float64)
-    n = len(close)
-    labels = np.full(n, UNKNOWN, dtype=np.int64)
-    if n < 2:
-        return labels
     volatility = barrier_volatility(close, high, low, vol_method, vol_span)
-    first_up, first_down, _never = _first_touches(close, close * (1.0 + pt * volatility),
-                                                  close * (1.0 - sl * volatility), horizon)
-    labels[:] = HOLD
-    labels[first_up < first_down] = BUY
-    labels[first_down < first_up] = SELL
+    labels, neither = _first_touch_labels(close, 1.0 + pt * volatility, 1.0 - sl * volatility,
+                                          horizon)
+    labels[neither] = HOLD  # the time barrier came first
     labels[~(np.isfinite(volatility) & (volatility > 0))] = UNKNOWN
-    labels[max(n - horizon, 0):] = UNKNOWN
+    labels[max(len(labels) - horizon, 0):] = UNKNOWN
     return labels
 
 

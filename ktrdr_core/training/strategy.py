@@ -561,15 +561,21 @@ TRIPLE_BARRIER_KEYS = ("pt_multiplier", "sl_multiplier", "max_holding_period", "
 VOL_METHODS = ("atr", "close", "fixed")
 
 
-def _parse_lr_scheduler(ck: _Checker, raw: Any) -> dict[str, Any] | None:
-    """``true`` is reduce_on_plateau with its defaults; ``false``/absent is no scheduler."""
-    key = "model.training.lr_scheduler"
+def lr_scheduler_shorthand(raw: Any) -> Any:
+    """``false``/absent: ``None`` (no scheduler); ``true``: reduce_on_plateau; a bare type
+    name: that type; anything else as given (a mapping with ``type`` and settings)."""
     if raw is None or raw is False:
         return None
     if raw is True:
-        raw = {"type": "reduce_on_plateau"}
-    if isinstance(raw, str):
-        raw = {"type": raw}
+        return {"type": "reduce_on_plateau"}
+    return {"type": raw} if isinstance(raw, str) else raw
+
+
+def _parse_lr_scheduler(ck: _Checker, raw: Any) -> dict[str, Any] | None:
+    key = "model.training.lr_scheduler"
+    raw = lr_scheduler_shorthand(raw)
+    if raw is None:
+        return None
     data = ck.mapping(raw, key, ("type", *sorted({k for d in LR_SCHEDULERS.values() for k in d})),
                       ("type",))
     kind = ck.choice(data["type"], f"{key}.type", tuple(LR_SCHEDULERS))

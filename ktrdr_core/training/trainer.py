@@ -51,7 +51,7 @@ from ktrdr_core.errors import BadInputError, CancellationError
 from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.training.losses import Loss
 from ktrdr_core.training.model import NUM_CLASSES, select_device
-from ktrdr_core.training.strategy import LR_SCHEDULERS
+from ktrdr_core.training.strategy import LR_SCHEDULERS, lr_scheduler_shorthand
 
 __all__ = ["ModelTrainer", "trainer_config"]
 
@@ -102,14 +102,10 @@ def trainer_config(config: Any) -> dict[str, Any]:
 
 
 def _scheduler_settings(raw: Any) -> dict[str, Any] | None:
-    """``None``/``False``: none; ``True``: reduce_on_plateau; a type name or a mapping with
-    ``type``; missing settings take the strategy schema's defaults."""
-    if raw is None or raw is False:
+    """The scheduler settings with the strategy schema's defaults filled in (or ``None``)."""
+    raw = lr_scheduler_shorthand(raw)
+    if raw is None:
         return None
-    if raw is True:
-        raw = {"type": "reduce_on_plateau"}
-    elif isinstance(raw, str):
-        raw = {"type": raw}
     kind = str(raw.get("type", "reduce_on_plateau")).lower()
     if kind not in LR_SCHEDULERS:
         raise BadInputError(f"lr_scheduler type {kind!r} is not supported "

@@ -75,7 +75,7 @@ def test_no_look_ahead_beyond_the_horizon() -> None:
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         triple_barrier_labels([1.0, 2.0], pt=0.0, sl=1.0, horizon=2, vol_method="fixed")
-    with pytest.raises(ValueError, match="horizon"):
+    with pytest.raises(ValueError, match="look-ahead must be at least 1"):
         triple_barrier_labels([1.0, 2.0], pt=1.0, sl=1.0, horizon=0, vol_method="fixed")
     with pytest.raises(ValueError, match="vol_method"):
         barrier_volatility(np.ones(5), None, None, "parkinson", 3)
