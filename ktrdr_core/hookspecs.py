@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ktrdr_core.request import TrainingRequest
     from ktrdr_core.result import TrainingResult
     from ktrdr_core.rollout.policy import Decision, RolloutPolicy
+    from ktrdr_core.training.indicators.registry import IndicatorRegistry
 
 PROJECT_NAME = "ktrdr"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -93,4 +94,17 @@ def training_finished(
 
     ``report`` holds what the manager measured (duration, progress intervals,
     cancellation latency). An observer that raises is logged and ignored.
+    """
+
+
+@hookspec
+def register_indicators(registry: IndicatorRegistry) -> None:
+    """Register the indicator types this plugin provides.
+
+    Call ``registry.register(spec)`` with an
+    :class:`~ktrdr_core.training.indicators.IndicatorSpec` per type. Type
+    names and aliases are global: taking one that is already registered is an
+    error naming both. A plugin whose hook raises contributes no indicators;
+    the others are unaffected. Runs once, when the engine first needs the
+    registry (not for ``ktrdr --help``).
     """

@@ -223,6 +223,10 @@ def _build_manager() -> KtrdrPluginManager:
     pm = KtrdrPluginManager()
     version = metadata.version(BUILTIN_DISTRIBUTION) if _dist_installed() else "dev"
     pm.register_checked(builtin, name="ktrdr-core", distribution=BUILTIN_DISTRIBUTION, version=version)
+    from ktrdr_core.training.indicators import plugin as indicator_plugin
+
+    pm.register_checked(indicator_plugin, name="ktrdr-indicators", distribution=BUILTIN_DISTRIBUTION,
+                        version=version)
     from ktrdr_core.ledger.plugin import ledger_enabled, ledger_plugin
 
     if ledger_enabled(os.environ):  # KTRDR_LEDGER=off skips the run ledger (docs/decisions.md)

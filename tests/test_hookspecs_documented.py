@@ -17,7 +17,8 @@ def hook_names() -> list[str]:
 
 def test_there_are_the_five_hook_kinds() -> None:
     assert set(hook_names()) == {"register_execution_modes", "progress_sinks", "cancellation_sources",
-                                 "select_mode", "training_started", "training_finished"}
+                                 "select_mode", "training_started", "training_finished",
+                                 "register_indicators"}
 
 
 def test_every_hook_has_a_docstring() -> None:

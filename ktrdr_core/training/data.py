@@ -5,8 +5,11 @@ environment variable ``KTRDR_DATA_DIR``, else the embedded SYNTHETIC sample set
 in ``ktrdr_core/training/sample_data/`` (see its README). A file may be plain
 (``.csv``) or gzip-compressed (``.csv.gz``); the plain one wins when both exist.
 
-Format: a header row with ``timestamp, open, high, low, close, volume`` (any
-order, extra columns ignored). Timestamps are ISO 8601 (``2023-01-02T00:00:00Z``,
+Format: a header row with ``timestamp, open, high, low, close`` and, optionally,
+``volume`` (any order and any case, extra columns ignored; only a strategy with
+an indicator that reads volume needs it). The time column may also be called
+``date``, ``datetime`` or ``time``, or be the unnamed first column that
+``pandas.DataFrame.to_csv`` writes for an index. Timestamps are ISO 8601 (``2023-01-02T00:00:00Z``,
 ``2023-01-02 00:00:00``, ``2023-01-02T01:00:00+01:00``; no offset means UTC) or
 Unix epoch seconds, or Unix epoch milliseconds: a first value above 1e11 (too
 large to be seconds, the year 5138) makes the whole column milliseconds, and a
@@ -45,11 +48,17 @@ __all__ = [
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
+OPTIONAL_COLUMNS = ("volume",)
+#: Other names of the time column, in the order they are looked for.
+TIME_COLUMNS = ("timestamp", "date", "datetime", "time")
 
 
 @attrs.frozen(eq=False)
 class OHLCV:
-    """One symbol's bars: ``timestamps`` (datetime64[s], UTC) and float64 columns."""
+    """One symbol's bars: ``timestamps`` (datetime64[s], UTC) and float64 columns.
+
+    ``volume`` is ``None`` when the file has no volume column.
+    """
 
     symbol: str
     timeframe: str
@@ -58,13 +67,13 @@ class OHLCV:
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    volume: np.ndarray
+    volume: np.ndarray | None
     path: str = ""
 
     def __len__(self) -> int:
         return len(self.timestamps)
 
-    def columns(self) -> dict[str, np.ndarray]:
+    def columns(self) -> dict[str, np.ndarray | None]:
         return {"open": self.open, "high": self.high, "low": self.low, "close": self.close,
                 "volume": self.volume}
 
@@ -206,11 +215,15 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
     """Read, check and date-filter one file (``start``/``end`` inclusive, UTC)."""
     path = data_file(Path(data_dir), symbol, timeframe)
     header, rows = _read_rows(path)
-    missing = [c for c in COLUMNS if c not in header]
+    time_column = _time_column(header)
+    present = [c for c in COLUMNS[1:] if c in header]
+    missing = ([] if time_column is not None else ["timestamp"]) + \
+        [c for c in COLUMNS[1:] if c not in header and c not in OPTIONAL_COLUMNS]
     if missing:
         raise BadInputError(f"{path}: missing column(s) {', '.join(missing)} "
-                            f"(the header has {', '.join(header) or 'nothing'})")
-    index = {name: header.index(name) for name in COLUMNS}
+                            f"(the header has {', '.join(h or '(unnamed)' for h in header) or 'nothing'})")
+    assert time_column is not None
+    index = {"timestamp": time_column, **{name: header.index(name) for name in present}}
     width = max(index.values()) + 1
     for i, row in enumerate(rows):
         if len(row) < width:
@@ -219,16 +232,17 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
     if not rows:
         raise BadInputError(f"{path}: the file has a header but no rows")
     timestamps = _parse_timestamps([row[index["timestamp"]].strip() for row in rows], path)
-    values: dict[str, np.ndarray] = {}
-    for name in COLUMNS[1:]:
+    values: dict[str, np.ndarray | None] = dict.fromkeys(OPTIONAL_COLUMNS)
+    for name in present:
         column = [row[index[name]].strip() for row in rows]
         try:
-            values[name] = np.array([float(v) if v else np.nan for v in column])
+            array = np.array([float(v) if v else np.nan for v in column])
         except ValueError:
             row_index = next(i for i, v in enumerate(column) if not _is_float(v))
             raise BadInputError(f"{path}: row {row_index + 2}: {name} {column[row_index]!r} "
                                 "is not a number") from None
-        nan_rows = np.flatnonzero(~np.isfinite(values[name]))
+        values[name] = array
+        nan_rows = np.flatnonzero(~np.isfinite(array))
         if len(nan_rows):
             raise BadInputError(f"{path}: {len(nan_rows)} missing or NaN value(s) in column "
                                 f"{name} (first at row {nan_rows[0] + 2})")
@@ -239,12 +253,13 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
         raise BadInputError(f"{path}: {kind} timestamps at rows {first + 2} and {first + 3} "
                             f"({_iso(timestamps[first])}, {_iso(timestamps[first + 1])}); "
                             "rows must be strictly increasing in time")
-    for name in PRICE_COLUMNS:
-        bad = np.flatnonzero(values[name] <= 0)
+    prices = {name: np.asarray(values[name]) for name in PRICE_COLUMNS}
+    for name, price in prices.items():
+        bad = np.flatnonzero(price <= 0)
         if len(bad):
             raise BadInputError(f"{path}: row {bad[0] + 2}: {name} must be positive, "
-                                f"got {values[name][bad[0]]}")
-    bad = np.flatnonzero(values["high"] < values["low"])
+                                f"got {price[bad[0]]}")
+    bad = np.flatnonzero(prices["high"] < prices["low"])
     if len(bad):
         raise BadInputError(f"{path}: row {bad[0] + 2}: high is below low")
     keep = np.ones(len(timestamps), dtype=bool)
@@ -257,8 +272,19 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
                  f"{_iso(end) if end is not None else '...'}"
         raise BadInputError(f"{path}: no rows between {bounds} (the file covers "
                             f"{_iso(timestamps[0])} to {_iso(timestamps[-1])})")
+    volume = values["volume"]
     return OHLCV(symbol=symbol, timeframe=timeframe, timestamps=timestamps[keep],
-                 path=str(path), **{name: values[name][keep] for name in COLUMNS[1:]})
+                 open=prices["open"][keep], high=prices["high"][keep], low=prices["low"][keep],
+                 close=prices["close"][keep], volume=None if volume is None else volume[keep],
+                 path=str(path))
+
+
+def _time_column(header: list[str]) -> int | None:
+    """Index of the time column: by name, else an unnamed first column (a pandas index)."""
+    for name in TIME_COLUMNS:
+        if name in header:
+            return header.index(name)
+    return 0 if header and header[0] == "" else None
 
 
 def _is_float(text: str) -> bool:

@@ -1,8 +1,13 @@
 """Features: indicator values → fuzzy memberships → a matrix with lag columns.
 
-Column order: every fuzzy membership in strategy order (``{feature_id}_{set}``),
-then, for each of those columns in the same order, its lags
-``{col}_lag_1 .. {col}_lag_{lookback}`` (the value ``n`` bars earlier).
+Each indicator is computed once; its outputs are exposed by reference:
+``{feature_id: primary, f"{feature_id}.{output}": ..., ...}``, and the fuzzy
+sets read those references (``adx_14.plus_di``).
+
+Column order: every fuzzy membership in strategy order (``{key}_{set}``, the
+key being the ``fuzzy_sets`` key), then, for each of those columns in the same
+order, its lags ``{col}_lag_1 .. {col}_lag_{lookback}`` (the value ``n`` bars
+earlier).
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ktrdr_core.errors import BadInputError
 from ktrdr_core.training.fuzzy import fuzzify
-from ktrdr_core.training.indicators import compute_indicator
-from ktrdr_core.training.strategy import StrategyConfig
+from ktrdr_core.training.indicators import IndicatorSpec, default_registry
+from ktrdr_core.training.strategy import IndicatorConfig, StrategyConfig
 
-__all__ = ["add_lags", "feature_matrix", "indicator_values", "lag_name", "memberships"]
+__all__ = ["add_lags", "check_columns", "feature_matrix", "indicator_values", "lag_name",
+           "memberships", "spec_of", "warmup_bars"]
 
 
 def lag_name(column: str, lag: int) -> str:
@@ -42,19 +49,50 @@ def add_lags(columns: Mapping[str, np.ndarray], lookback: int) -> dict[str, np.n
     return out
 
 
-def indicator_values(strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray]
-                     ) -> dict[str, np.ndarray]:
-    """``{feature_id: series}`` for each of the strategy's indicators."""
-    return {
-        ind.feature_id: compute_indicator(ind.name, ind.period, ind.params, ind.source, ohlcv)
-        for ind in strategy.indicators
-    }
+def spec_of(indicator: IndicatorConfig) -> IndicatorSpec:
+    """The registry spec of a parsed indicator (its plugin may have gone since parsing)."""
+    registry = default_registry()
+    spec = registry.get(indicator.name)
+    if spec is None:
+        raise BadInputError(f"indicator {indicator.feature_id!r}: "
+                            f"{registry.unknown_message(indicator.name)}")
+    return spec
+
+
+def check_columns(strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None],
+                  where: str = "the data") -> None:
+    """One clear error when an indicator needs a column (volume) that ``where`` lacks."""
+    for ind in strategy.indicators:
+        missing = [c for c in spec_of(ind).columns(ind.params) if ohlcv.get(c) is None]
+        if missing:
+            raise BadInputError(f"indicator {ind.feature_id!r} ({ind.name}) needs the "
+                                f"{', '.join(missing)} column, which {where} does not have")
+
+
+def indicator_values(strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None],
+                     where: str = "the data") -> dict[str, np.ndarray]:
+    """Every indicator computed once, by reference: ``{ID: selected output, "ID.OUT": ...}``."""
+    check_columns(strategy, ohlcv, where)
+    present = {k: v for k, v in ohlcv.items() if v is not None}
+    values: dict[str, np.ndarray] = {}
+    for ind in strategy.indicators:
+        spec = spec_of(ind)
+        outputs = spec.compute(present, ind.params)
+        for reference, output in ind.references(spec.outputs).items():
+            values[reference] = outputs[output]
+    return values
+
+
+def warmup_bars(strategy: StrategyConfig) -> int:
+    """The longest indicator warm-up of the strategy, in bars (before lags)."""
+    return max((spec_of(ind).warmup(ind.params) for ind in strategy.indicators), default=0)
 
 
 def memberships(strategy: StrategyConfig, values: Mapping[str, np.ndarray]
                 ) -> dict[str, np.ndarray]:
-    """The fuzzy membership columns of the strategy."""
-    return fuzzify(values, strategy.fuzzy_sets)
+    """The fuzzy membership columns of the strategy, each set reading its reference."""
+    inputs = {key: values[strategy.reference_of(key)] for key in strategy.fuzzy_sets}
+    return fuzzify(inputs, strategy.fuzzy_sets)
 
 
 def feature_matrix(columns: Mapping[str, np.ndarray], lookback: int

@@ -221,13 +221,14 @@ def load_data(symbols: Sequence[str], timeframes: Sequence[str], data_dir: Path,
 
 def compute_indicators(strategy: StrategyConfig, data: Sequence[OHLCV]
                        ) -> list[dict[str, np.ndarray]]:
-    """Per series: ``{feature_id: indicator series}``."""
-    return [feature_mod.indicator_values(strategy, series.columns()) for series in data]
+    """Per series: ``{reference: series}`` (``ID`` and ``ID.OUTPUT`` for every indicator)."""
+    return [feature_mod.indicator_values(strategy, series.columns(), series.path or series.symbol)
+            for series in data]
 
 
 def compute_memberships(strategy: StrategyConfig, values: Sequence[Mapping[str, np.ndarray]]
                         ) -> list[dict[str, np.ndarray]]:
-    """Per series: ``{f"{feature_id}_{set}": membership}``."""
+    """Per series: ``{f"{key}_{set}": membership}`` (``key`` a ``fuzzy_sets`` key)."""
     return [feature_mod.memberships(strategy, v) for v in values]
 
 

@@ -51,19 +51,16 @@ BUILTIN_STRATEGIES_DIR = Path(__file__).resolve().parent / "strategies"
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=-]*$")
 TIMEFRAME_PATTERN = re.compile(r"^[0-9]+[A-Za-z]+$")
 
-#: indicator name -> (default period or None when ``period`` is not used, allowed params)
-INDICATORS: dict[str, tuple[int | None, frozenset[str]]] = {
-    "rsi": (14, frozenset()),
-    "sma": (20, frozenset({"relative"})),
-    "ema": (20, frozenset({"relative"})),
-    "macd": (None, frozenset({"fast_period", "slow_period", "signal_period", "output",
-                              "relative"})),
-    "bollinger_percent_b": (20, frozenset({"num_std"})),
-    "atr": (14, frozenset({"relative"})),
-    "roc": (10, frozenset()),
+#: Old names of the native schema, kept working: name -> (registry type, output a
+#: bare feature_id means). ``num_std`` is an alias of bollinger_bands' multiplier.
+LEGACY_INDICATORS: dict[str, tuple[str, str]] = {
+    "bollinger_percent_b": ("bollinger_bands", "percent_b"),
 }
-PRICE_SOURCES = ("open", "high", "low", "close")
-MACD_OUTPUTS = ("line", "signal", "histogram")
+#: What a bare ``macd`` feature_id meant before indicators had named outputs.
+LEGACY_DEFAULT_OUTPUT = {"macd": "histogram"}
+#: Indicator types are the registry's (``ktrdr_core.training.indicators``); this
+#: lists the native schema's keys of one ``indicators`` entry.
+INDICATOR_KEYS = ("name", "feature_id", "period", "params", "source")
 FUZZY_TYPES = {"triangular": 3, "trapezoidal": 4, "gaussian": 2}
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "elu", "sigmoid")
 OPTIMIZERS = ("adam",)
@@ -82,13 +79,27 @@ class TrainingDataConfig:
 
 @attrs.frozen
 class IndicatorConfig:
-    """One indicator; ``feature_id`` names its column (and its ``fuzzy_sets`` entry)."""
+    """One indicator; ``feature_id`` is the id its outputs are referenced by.
+
+    ``name`` is the registry's canonical type and ``params`` every parameter of
+    it, defaults filled in (``period`` and ``source`` are repeated as fields
+    when the type has them). ``fuzzy_sets`` keys reference it as
+    ``feature_id`` (the output ``output`` names, else the type's primary) or
+    ``feature_id.OUTPUT``.
+    """
 
     name: str
     feature_id: str
     period: int | None
     source: str
     params: Mapping[str, Any] = attrs.field(factory=dict)
+    output: str | None = None
+
+    def references(self, outputs: Sequence[str]) -> dict[str, str]:
+        """``{reference: output}`` for this indicator, given its type's outputs."""
+        refs = {self.feature_id: self.output or outputs[0]}
+        refs.update({f"{self.feature_id}.{name}": name for name in outputs})
+        return refs
 
 
 @attrs.frozen
@@ -185,6 +196,12 @@ class StrategyConfig:
     labels: LabelConfig
     data_split: DataSplitConfig
     source_path: str | None = attrs.field(default=None, eq=False)
+    fuzzy_inputs: Mapping[str, str] = attrs.field(factory=dict)
+    """``fuzzy_sets`` key -> indicator reference, for keys that are not references themselves."""
+
+    def reference_of(self, key: str) -> str:
+        """The indicator reference (``ID`` or ``ID.OUTPUT``) a ``fuzzy_sets`` key reads."""
+        return self.fuzzy_inputs.get(key, key)
 
     def to_dict(self) -> dict[str, Any]:
         """The strategy in the YAML schema's shape, JSON-ready (the resolved config)."""
@@ -196,16 +213,7 @@ class StrategyConfig:
                 "symbols": list(self.training_data.symbols),
                 "timeframes": list(self.training_data.timeframes),
             },
-            "indicators": [
-                {
-                    "name": ind.name,
-                    "feature_id": ind.feature_id,
-                    **({"period": ind.period} if ind.period is not None else {}),
-                    "source": ind.source,
-                    **({"params": dict(ind.params)} if ind.params else {}),
-                }
-                for ind in self.indicators
-            ],
+            "indicators": [_indicator_dict(ind) for ind in self.indicators],
             "fuzzy_sets": {
                 feature_id: {
                     fs.name: {"type": fs.type, "parameters": [_json_float(p) for p in fs.parameters]}
@@ -247,6 +255,20 @@ class StrategyConfig:
         """A copy whose ``model.training`` has ``changes`` (request overrides)."""
         training = attrs.evolve(self.model.training, **changes)
         return attrs.evolve(self, model=attrs.evolve(self.model, training=training))
+
+
+def _indicator_dict(ind: IndicatorConfig) -> dict[str, Any]:
+    """One ``indicators`` entry as the native schema writes it (it parses back the same)."""
+    params = {k: v for k, v in ind.params.items() if k not in ("period", "source")}
+    if ind.output is not None:
+        params["output"] = ind.output
+    return {
+        "name": ind.name,
+        "feature_id": ind.feature_id,
+        **({"period": ind.period} if "period" in ind.params else {}),
+        **({"source": ind.source} if "source" in ind.params else {}),
+        **({"params": params} if params else {}),
+    }
 
 
 def _json_float(value: float) -> float | str:
@@ -396,11 +418,24 @@ def _type_name(value: Any) -> str:
 
 
 def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
+    """``{name: TYPE, feature_id?, period?, source?, params?}``, validated by the type's spec.
+
+    Every problem with the parameters is reported at once. Old names keep
+    working: ``bollinger_percent_b`` is bollinger_bands' ``percent_b`` output,
+    and ``params.output`` picks the output a bare ``feature_id`` means (for
+    ``macd`` the histogram unless it says otherwise, as before).
+    """
+    from ktrdr_core.training.indicators import default_registry
+
     key = f"indicators[{index}]"
-    data = ck.mapping(raw, key, ("name", "feature_id", "period", "params", "source"), ("name",))
-    name = ck.choice(data["name"], f"{key}.name", tuple(INDICATORS))
-    default_period, allowed_params = INDICATORS[name]
-    feature_id = data.get("feature_id", name)
+    data = ck.mapping(raw, key, INDICATOR_KEYS, ("name",))
+    registry = default_registry()
+    raw_name = data["name"]
+    legacy = LEGACY_INDICATORS.get(raw_name) if isinstance(raw_name, str) else None
+    spec = registry.get(legacy[0] if legacy else raw_name)
+    if spec is None:
+        raise ck.fail(f"{key}.name", registry.unknown_message(raw_name))
+    feature_id = data.get("feature_id", raw_name if legacy else spec.type)
     if not isinstance(feature_id, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", feature_id):
         raise ck.fail(f"{key}.feature_id", f"must be an identifier such as 'rsi_14', "
                       f"got {feature_id!r}")
@@ -408,57 +443,43 @@ def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
     if not isinstance(params_raw, Mapping):
         raise ck.fail(f"{key}.params", f"must be a mapping, got {_type_name(params_raw)}")
     params = dict(params_raw)
-    if "period" in params:
-        if "period" in data:
-            raise ck.fail(f"{key}.params.period", "repeats the indicator's period")
-        data = {**data, "period": params.pop("period")}
-    for param in params:
-        if param not in allowed_params:
-            allowed = ", ".join(sorted(allowed_params)) or "none"
-            raise ck.fail(f"{key}.params.{param}", f"is not a parameter of {name} "
-                          f"(allowed: {allowed})")
-    period: int | None
-    if default_period is None:
-        if "period" in data:
-            raise ck.fail(f"{key}.period", f"is not used by {name} (use params)")
-        period = None
-    else:
-        period = ck.integer(data.get("period", default_period), f"{key}.period", 1)
-        if name in ("rsi", "bollinger_percent_b") and period < 2:
-            raise ck.fail(f"{key}.period", f"must be at least 2 for {name}, got {period}")
-    if name == "atr":
-        if "source" in data:
-            raise ck.fail(f"{key}.source", "is not used by atr (it reads high, low and close)")
-        source = "close"
-    else:
-        source = ck.choice(data.get("source", "close"), f"{key}.source", PRICE_SOURCES)
-    clean: dict[str, Any] = {}
-    for param, value in params.items():
-        pkey = f"{key}.params.{param}"
-        if param in ("fast_period", "slow_period", "signal_period"):
-            clean[param] = ck.integer(value, pkey, 1)
-        elif param == "output":
-            clean[param] = ck.choice(value, pkey, MACD_OUTPUTS)
-        elif param == "relative":
-            clean[param] = ck.boolean(value, pkey)
-        elif param == "num_std":
-            clean[param] = ck.number(value, pkey)
-            if clean[param] <= 0:
-                raise ck.fail(pkey, f"must be positive, got {value}")
-    if name == "macd":
-        fast = clean.setdefault("fast_period", 12)
-        slow = clean.setdefault("slow_period", 26)
-        clean.setdefault("signal_period", 9)
-        clean.setdefault("output", "histogram")
-        if fast >= slow:
-            raise ck.fail(f"{key}.params.fast_period", f"must be less than slow_period "
-                          f"({fast} >= {slow})")
-    if name == "bollinger_percent_b":
-        clean.setdefault("num_std", 2.0)
-    if "relative" in allowed_params:
-        clean.setdefault("relative", False)
-    return IndicatorConfig(name=name, feature_id=feature_id, period=period, source=source,
-                           params=clean)
+    problems: list[str] = []
+    for shorthand in ("period", "source"):
+        if shorthand in data:
+            if shorthand in params:
+                problems.append(f"params.{shorthand} repeats the indicator's {shorthand}")
+            params[shorthand] = data[shorthand]
+    output = params.pop("output", None)
+    if legacy:
+        output = output or legacy[1]
+    elif output is None:
+        output = LEGACY_DEFAULT_OUTPUT.get(spec.type) if "output" not in params_raw else None
+    if output is not None and output not in spec.outputs:
+        problems.append(f"params.output must be one of {', '.join(spec.outputs)}, got {output!r}")
+    clean, param_problems = spec.validate(params)
+    problems.extend(param_problems)
+    if problems:
+        raise ck.fail(key, f"({spec.type}): {'; '.join(problems)}")
+    return IndicatorConfig(name=spec.type, feature_id=feature_id, period=clean.get("period"),
+                           source=str(clean.get("source", "close")), params=clean,
+                           output=output if output != spec.primary else None)
+
+
+def _fuzzy_references(ck: _Checker, indicators: Sequence[IndicatorConfig]
+                      ) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """``{reference: index of its indicator}`` and each indicator's references, for messages."""
+    from ktrdr_core.training.indicators import default_registry
+
+    registry = default_registry()
+    refs: dict[str, int] = {}
+    by_id: dict[str, list[str]] = {}
+    for i, ind in enumerate(indicators):
+        spec = registry.get(ind.name)
+        outputs = spec.outputs if spec is not None else (ind.name,)
+        names = list(ind.references(outputs))
+        refs.update(dict.fromkeys(names, i))
+        by_id[ind.feature_id] = names
+    return refs, by_id
 
 
 def _parse_fuzzy_set(ck: _Checker, raw: Any, key: str, set_name: str) -> FuzzySetConfig:
@@ -736,10 +757,15 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
     if not isinstance(fz, Mapping):
         raise ck.fail("fuzzy_sets", f"must be a mapping, got {_type_name(fz)}")
     fuzzy: dict[str, tuple[FuzzySetConfig, ...]] = {}
+    references, by_id = _fuzzy_references(ck, indicators)
     for feature_id, sets in fz.items():
-        if feature_id not in seen:
-            raise ck.fail(f"fuzzy_sets.{feature_id}", f"names no indicator (feature_ids: "
-                          f"{', '.join(sorted(seen))})")
+        if feature_id not in references:
+            head = str(feature_id).partition(".")[0]
+            if head in by_id:
+                hint = f"{head}'s references: {', '.join(by_id[head])}"
+            else:
+                hint = f"feature_ids: {', '.join(sorted(seen))}; a key is ID or ID.OUTPUT"
+            raise ck.fail(f"fuzzy_sets.{feature_id}", f"names no indicator output ({hint})")
         if not isinstance(sets, Mapping) or not sets:
             raise ck.fail(f"fuzzy_sets.{feature_id}", "must be a non-empty mapping of named sets")
         parsed = []
@@ -749,11 +775,13 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
             parsed.append(_parse_fuzzy_set(ck, spec, f"fuzzy_sets.{feature_id}.{set_name}",
                                            set_name))
         fuzzy[feature_id] = tuple(parsed)
-    for ind in indicators:
-        if ind.feature_id not in fuzzy:
+    used = {references[key] for key in fuzzy}
+    for i, ind in enumerate(indicators):
+        if i not in used:
             raise ck.fail("fuzzy_sets", f"has no sets for indicator {ind.feature_id!r} "
                           "(every indicator feeds the model through its fuzzy sets)")
-    fuzzy = {ind.feature_id: fuzzy[ind.feature_id] for ind in indicators}
+    order = list(fuzzy)
+    fuzzy = {k: fuzzy[k] for k in sorted(order, key=lambda k: (references[k], order.index(k)))}
     model = _parse_model(ck, data["model"])
     labels, split = _parse_training(ck, data.get("training", {}))
     return StrategyConfig(name=name, description=description.strip(),

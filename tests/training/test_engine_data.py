@@ -105,11 +105,35 @@ def test_missing_folder(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
 
 
 def test_missing_columns(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
-    path = write_csv(tmp_path, "AAA", header="timestamp,open,high,low,close",
-                     rows=["2024-01-01T00:00:00Z,1,1,1,1"])
-    with pytest.raises(BadInputError, match=r"missing column\(s\) volume") as err:
+    path = write_csv(tmp_path, "AAA", header="timestamp,open,high,close",
+                     rows=["2024-01-01T00:00:00Z,1,1,1"])
+    with pytest.raises(BadInputError, match=r"missing column\(s\) low") as err:
         load_ohlcv("AAA", "1h", tmp_path)
     assert str(path) in str(err.value)
+
+
+def test_volume_is_optional(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA", header="timestamp,open,high,low,close",
+              rows=["2024-01-01T00:00:00Z,1,2,1,1.5", "2024-01-01T01:00:00Z,1.5,2,1,1"])
+    series = load_ohlcv("AAA", "1h", tmp_path)
+    assert series.volume is None
+    assert series.columns()["volume"] is None
+    assert series.close.tolist() == [1.5, 1.0]
+
+
+@pytest.mark.parametrize("time_header", ["timestamp", "Date", "DATETIME", "time", ""])
+def test_time_column_names(tmp_path: Path, write_csv: Callable[..., Path], time_header: str) -> None:
+    write_csv(tmp_path, "AAA", "1d", header=f"{time_header},Open,High,Low,Close,Volume",
+              rows=["2024-01-02,1,2,1,1.5,10", "2024-01-03,1.5,2,1,1,20"])
+    series = load_ohlcv("AAA", "1d", tmp_path)
+    assert [str(t) for t in series.timestamps] == ["2024-01-02T00:00:00", "2024-01-03T00:00:00"]
+    assert series.volume is not None and series.volume.tolist() == [10.0, 20.0]
+
+
+def test_no_time_column_is_named(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
+    write_csv(tmp_path, "AAA", "1d", header="when,open,high,low,close", rows=["2024-01-02,1,2,1,1.5"])
+    with pytest.raises(BadInputError, match=r"missing column\(s\) timestamp"):
+        load_ohlcv("AAA", "1d", tmp_path)
 
 
 @pytest.mark.parametrize(("rows", "pattern"), [

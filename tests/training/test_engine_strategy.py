@@ -13,6 +13,7 @@ from ktrdr_core.training.strategy import (
     StrategyConfig,
     list_strategies,
     load_strategy,
+    parse_strategy,
     resolve_strategy_path,
 )
 
@@ -21,7 +22,9 @@ def test_builtins_load_as_frozen_attrs() -> None:
     config = load_strategy("neuro_mean_reversion")
     assert isinstance(config, StrategyConfig)
     assert config.model.hidden_layers == (50, 25) and config.model.dropout == 0.2
-    assert [i.name for i in config.indicators] == ["rsi", "macd", "bollinger_percent_b"]
+    # old native names map onto the registry: the type, and the output a bare feature_id means
+    assert [(i.name, i.output) for i in config.indicators] == [
+        ("rsi", None), ("macd", "histogram"), ("bollinger_bands", "percent_b")]
     with pytest.raises(AttributeError):
         config.name = "other"  # type: ignore[misc]
     trend = load_strategy("trend_momentum")
@@ -101,19 +104,83 @@ def test_indicator_errors(write_strategy: Callable[..., Path]) -> None:
     def edit(raw: dict[str, Any]) -> None:
         raw["indicators"][0]["period"] = 0
     write_strategy("bad", edit=edit)
-    with pytest.raises(BadInputError, match=r"indicators\[0\].period must be at least 1"):
+    with pytest.raises(BadInputError, match=r"indicators\[0\] \(rsi\): period must be at least 2, got 0"):
         load_strategy("bad")
 
     def edit2(raw: dict[str, Any]) -> None:
         raw["indicators"][1]["params"]["wobble"] = 3
     write_strategy("bad", edit=edit2)
-    with pytest.raises(BadInputError, match=r"indicators\[1\].params.wobble is not a parameter"):
+    with pytest.raises(BadInputError, match=r"indicators\[1\] \(macd\): wobble is not a parameter "
+                                            r"of macd \(parameters: fast_period, slow_period"):
         load_strategy("bad")
 
     def edit3(raw: dict[str, Any]) -> None:
         del raw["fuzzy_sets"]["rsi"]
     write_strategy("bad", edit=edit3)
     with pytest.raises(BadInputError, match="fuzzy_sets has no sets for indicator 'rsi'"):
+        load_strategy("bad")
+
+
+def test_indicator_parameters_report_every_problem(write_strategy: Callable[..., Path]) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"][1]["params"].update(fast_period=40, signal_period=0, colour="red")
+    write_strategy("bad", edit=edit)
+    with pytest.raises(BadInputError) as err:
+        load_strategy("bad")
+    message = str(err.value)
+    assert "indicators[1] (macd): " in message
+    assert "signal_period must be at least 1, got 0" in message
+    assert "colour is not a parameter of macd" in message
+    assert "\n" not in message
+
+
+def test_unknown_indicator_type_lists_the_known_ones(write_strategy: Callable[..., Path]) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"][0]["name"] = "rsx"
+    write_strategy("bad", edit=edit)
+    with pytest.raises(BadInputError, match=r"indicators\[0\].name unknown indicator type 'rsx' "
+                                            r"\(known: ad_line, adx, "):
+        load_strategy("bad")
+
+
+def test_fuzzy_sets_reference_indicator_outputs(write_strategy: Callable[..., Path]) -> None:
+    """Several keys may read one indicator: ``ID`` (its primary) and ``ID.OUTPUT``."""
+    low_high = {"low": {"type": "triangular", "parameters": [0, 15, 30]},
+                "high": {"type": "trapezoidal", "parameters": [20, 40, ".inf", ".inf"]}}
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"] = [{"name": "ADX", "feature_id": "adx_14", "period": 14},
+                             {"name": "BollingerBands", "feature_id": "bb",
+                              "params": {"multiplier": 2.5}}]
+        raw["fuzzy_sets"] = {"adx_14.plus_di": low_high, "adx_14": low_high,
+                             "bb.percent_b": {"in": {"type": "gaussian", "parameters": [0.5, 0.3]}},
+                             "adx_14.minus_di": low_high}
+    path = write_strategy("refs", edit=edit)
+    text = path.read_text().replace("'.inf'", ".inf")
+    path.write_text(text)
+    config = load_strategy("refs")
+    assert [i.name for i in config.indicators] == ["adx", "bollinger_bands"]
+    assert config.indicators[1].params["multiplier"] == 2.5
+    # grouped by indicator, in file order within one
+    assert list(config.fuzzy_sets) == ["adx_14.plus_di", "adx_14", "adx_14.minus_di", "bb.percent_b"]
+    again = parse_strategy(config.to_dict() | {"fuzzy_sets": _inf_back(config.to_dict())},
+                           "again")
+    assert again.indicators == config.indicators and list(again.fuzzy_sets) == list(config.fuzzy_sets)
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("adx_14.plus", r"fuzzy_sets.adx_14.plus names no indicator output \(adx_14's references: "
+                    r"adx_14, adx_14.adx, adx_14.plus_di, adx_14.minus_di\)"),
+    ("rsi.rsi.x", r"fuzzy_sets.rsi.rsi.x names no indicator output"),
+    ("volume", r"fuzzy_sets.volume names no indicator output \(feature_ids: adx_14"),
+])
+def test_bad_fuzzy_references(write_strategy: Callable[..., Path], key: str, message: str) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"].append({"name": "adx", "feature_id": "adx_14"})
+        raw["fuzzy_sets"]["adx_14"] = {"weak": {"type": "gaussian", "parameters": [10, 5]}}
+        raw["fuzzy_sets"][key] = {"weak": {"type": "gaussian", "parameters": [10, 5]}}
+    write_strategy("bad", edit=edit)
+    with pytest.raises(BadInputError, match=message):
         load_strategy("bad")
 
 
