@@ -40,9 +40,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import talib
 from numpy.lib.stride_tricks import sliding_window_view
-
-from ktrdr_core.training import indicators
 
 __all__ = ["BUY", "HOLD", "LABEL_NAMES", "SELL", "UNKNOWN", "barrier_volatility",
            "label_distribution", "triple_barrier_labels", "zigzag_labels"]
@@ -96,12 +95,13 @@ def barrier_volatility(close: Any, high: Any, low: Any, method: str, span: int) 
     if method == "fixed":
         return np.ones_like(close)
     if method == "atr":
-        return indicators.atr(high, low, close, span) / close
+        return talib.ATR(np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64),
+                         close, timeperiod=span) / close
     if method == "close":
         returns = np.full_like(close, np.nan)
         returns[1:] = close[1:] / close[:-1] - 1.0
-        mean = indicators.ema(returns, span)
-        variance = indicators.ema(returns * returns, span) - mean * mean
+        mean = talib.EMA(returns, timeperiod=span)
+        variance = talib.EMA(returns * returns, timeperiod=span) - mean * mean
         return np.sqrt(np.maximum(variance, 0.0))
     raise ValueError(f"vol_method must be atr, close or fixed, got {method!r}")
 
