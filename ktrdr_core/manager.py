@@ -21,8 +21,10 @@ from ktrdr_core.cancellation import CancellationSource, CancellationToken, Threa
 from ktrdr_core.errors import BadInputError, CancellationError, ConfigurationError, KtrdrError
 from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
 from ktrdr_core.progress import ProgressCallback, ProgressFanout
+from ktrdr_core.progress_accuracy import ProgressAccuracy
 from ktrdr_core.report import RunReport
 from ktrdr_core.request import TrainingRequest
+from ktrdr_core.resources import ResourceMeter
 from ktrdr_core.result import TrainingResult
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 
@@ -160,7 +162,8 @@ class TrainingManager:
             sinks.extend(found)
         if progress is not None:
             sinks.append(progress)
-        timer = ProgressTimer(ProgressFanout(sinks))
+        accuracy = ProgressAccuracy()
+        timer = ProgressTimer(ProgressFanout([accuracy, *sinks]))
 
         sources: list[CancellationSource] = []
         for found in _call_each(pm, "cancellation_sources", request=request):
@@ -171,6 +174,7 @@ class TrainingManager:
             self._active[decision.mode] += 1
         started_wall, started = time.time(), time.monotonic()
         attached: list[CancellationSource] = []
+        meter = ResourceMeter().start()
         try:
             for source in sources:
                 source.attach(token)
@@ -182,6 +186,8 @@ class TrainingManager:
                                            metadata={"error_kind": "exception"})
         finally:
             ended = time.monotonic()
+            usage = meter.stop()
+            accuracy.close()
             for source in attached:
                 try:
                     source.detach()
@@ -200,6 +206,8 @@ class TrainingManager:
             request_id=request.request_id,
             user_id=request.user_id,
             strategy=request.strategy,
+            resources=usage.to_dict(),
+            progress_max_deviation=accuracy.max_deviation,
         )
         report = RunReport(
             request_id=request.request_id,
@@ -211,6 +219,8 @@ class TrainingManager:
             progress_intervals=timer.intervals,
             cancellation_latency_seconds=latency,
             error=result.error if result.status == "error" else None,
+            resources=usage.to_dict(),
+            progress_max_deviation=accuracy.max_deviation,
         )
         _call_each(pm, "training_finished", request=request, decision=decision,
                    result=result, report=report)

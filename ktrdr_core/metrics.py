@@ -15,7 +15,20 @@ metric                                    labels                      type
 ``ktrdr_event_loop_lag_seconds``          (none)                      histogram
 ``ktrdr_rollout_percentage``              (none)                      gauge
 ``ktrdr_build_info``                      ``version, python``         info
+``ktrdr_training_cpu_seconds``            ``implementation``          histogram
+``ktrdr_training_peak_memory_bytes``      ``implementation``          histogram
+``ktrdr_training_val_loss``               ``implementation``          histogram
+``ktrdr_training_val_accuracy``           ``implementation``          histogram
+``ktrdr_progress_accuracy_deviation``     ``implementation``          histogram
+``ktrdr_shadow_comparisons_total``        ``result``                  counter
+``ktrdr_shadow_val_loss_ratio``           (none)                      histogram
+``ktrdr_shadow_val_accuracy_ratio``       (none)                      histogram
 ========================================  ==========================  =========
+
+The ``ktrdr_training_*`` and ``ktrdr_progress_*`` families are the migration
+plan's other monitoring (resource usage, model accuracy, progress accuracy);
+the ``ktrdr_shadow_*`` families compare the two implementations on the same
+requests (shadow pairs), the only like-for-like view of model accuracy.
 
 ``implementation`` is the execution mode's name (``legacy``, ``unified``,
 ``cloud``…), a small fixed set. ``status`` is one of :data:`STATUSES`. A user
@@ -71,7 +84,7 @@ token fired (Ctrl-C, HTTP cancel, deadline). An unknown status is counted as
 ``error`` so the label set stays fixed.
 """
 
-LABEL_NAMES: frozenset[str] = frozenset({"implementation", "status"})
+LABEL_NAMES: frozenset[str] = frozenset({"implementation", "status", "result"})
 """Every label name the training metrics use (``le`` and the build info's aside)."""
 
 # -- buckets -----------------------------------------------------------------
@@ -96,6 +109,25 @@ CANCELLATION_BUCKETS: tuple[float, ...] = (
 )
 """10 ms–1 s in detail (target < 100 ms, alert > 500 ms); up to 30 s for a
 stuck remote worker stopped by force after its grace period."""
+
+CPU_SECONDS_BUCKETS: tuple[float, ...] = DURATION_BUCKETS
+"""CPU seconds of a training: about its wall time on one thread."""
+
+MEMORY_BUCKETS: tuple[float, ...] = tuple(float(2 ** power) for power in range(26, 37))
+"""64 MiB to 64 GiB, doubling: the alert compares means, not quantiles."""
+
+VAL_LOSS_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
+VAL_ACCURACY_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
+
+PROGRESS_DEVIATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""A fraction of the work: edges at the target (0.01) and the alert (0.05)."""
+
+SHADOW_RESULTS: tuple[str, ...] = ("equivalent", "different", "candidate_failed", "cancelled")
+"""Values of ``ktrdr_shadow_comparisons_total``'s ``result`` label."""
+
+PAIR_RATIO_BUCKETS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 1.01, 1.05, 1.1, 1.25, 2.0)
+"""Candidate / control on a shadow pair: edges at the target (1 %) and the alert (5 %) each way.
+Ratios, not differences: a histogram's ``_sum`` must only grow for ``rate()`` to read it."""
 
 EVENT_LOOP_LAG_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -159,6 +191,47 @@ class KtrdrMetrics:
             "rollout is disabled.",
             registry=registry,
         )
+        self.cpu_seconds = Histogram(
+            "ktrdr_training_cpu_seconds",
+            "CPU seconds of one training (its process when it ran alone, else its thread).",
+            ["implementation"], buckets=CPU_SECONDS_BUCKETS, registry=registry,
+        )
+        self.peak_memory_bytes = Histogram(
+            "ktrdr_training_peak_memory_bytes",
+            "Peak resident memory of the process during one training that ran alone in it.",
+            ["implementation"], buckets=MEMORY_BUCKETS, registry=registry,
+        )
+        self.val_loss = Histogram(
+            "ktrdr_training_val_loss", "Validation loss of each successful training.",
+            ["implementation"], buckets=VAL_LOSS_BUCKETS, registry=registry,
+        )
+        self.val_accuracy = Histogram(
+            "ktrdr_training_val_accuracy", "Validation accuracy of each successful training.",
+            ["implementation"], buckets=VAL_ACCURACY_BUCKETS, registry=registry,
+        )
+        self.progress_deviation = Histogram(
+            "ktrdr_progress_accuracy_deviation",
+            "Largest |reported - actual| fraction of work over one training's progress updates.",
+            ["implementation"], buckets=PROGRESS_DEVIATION_BUCKETS, registry=registry,
+        )
+        self.shadow_comparisons_total = Counter(
+            "ktrdr_shadow_comparisons_total",
+            "Shadow pairs (the candidate run in the background on a control-routed request) "
+            "compared, by result.",
+            ["result"], registry=registry,
+        )
+        for result in SHADOW_RESULTS:
+            self.shadow_comparisons_total.labels(result=result)
+        self.shadow_val_loss_ratio = Histogram(
+            "ktrdr_shadow_val_loss_ratio",
+            "On each shadow pair: candidate val_loss / control val_loss (above 1: the candidate is worse).",
+            buckets=PAIR_RATIO_BUCKETS, registry=registry,
+        )
+        self.shadow_val_accuracy_ratio = Histogram(
+            "ktrdr_shadow_val_accuracy_ratio",
+            "On each shadow pair: candidate val_accuracy / control val_accuracy (below 1: worse).",
+            buckets=PAIR_RATIO_BUCKETS, registry=registry,
+        )
         self.build_info = Info("ktrdr_build", "The running ktrdr-core.", registry=registry)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self._initialised: set[str] = set()
@@ -181,6 +254,34 @@ class KtrdrMetrics:
         self.active_sessions.labels(implementation=implementation)
         self.progress_interval_seconds.labels(implementation=implementation)
         self.cancellation_latency_seconds.labels(implementation=implementation)
+        for family in (self.cpu_seconds, self.peak_memory_bytes, self.val_loss, self.val_accuracy,
+                       self.progress_deviation):
+            family.labels(implementation=implementation)
+
+    def record_run_quality(self, implementation: str, result: TrainingResult, report: RunReport) -> None:
+        """Resources, model accuracy and progress accuracy of one finished run."""
+        resources = getattr(report, "resources", None) or {}
+        if isinstance(resources.get("cpu_seconds"), (int, float)):
+            self.cpu_seconds.labels(implementation=implementation).observe(resources["cpu_seconds"])
+        if isinstance(resources.get("peak_rss_bytes"), int):
+            self.peak_memory_bytes.labels(implementation=implementation).observe(resources["peak_rss_bytes"])
+        deviation = getattr(report, "progress_max_deviation", None)
+        if isinstance(deviation, (int, float)):
+            self.progress_deviation.labels(implementation=implementation).observe(deviation)
+        if result.status == "success":
+            for key, family in (("val_loss", self.val_loss), ("val_accuracy", self.val_accuracy)):
+                value = result.training_metrics.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    family.labels(implementation=implementation).observe(value)
+
+    def record_shadow(self, result: str, *, val_loss_ratio: float | None = None,
+                      val_accuracy_ratio: float | None = None) -> None:
+        """One compared shadow pair (``result`` in :data:`SHADOW_RESULTS`)."""
+        self.shadow_comparisons_total.labels(result=result if result in SHADOW_RESULTS else "different").inc()
+        for value, family in ((val_loss_ratio, self.shadow_val_loss_ratio),
+                              (val_accuracy_ratio, self.shadow_val_accuracy_ratio)):
+            if value is not None and math.isfinite(value) and value >= 0:
+                family.observe(value)
 
     def record_rollout(self, policy: RolloutPolicy) -> None:
         """Set ``ktrdr_rollout_percentage`` from the policy in force."""
@@ -273,6 +374,7 @@ class MetricsPlugin:
                 m.cancellation_latency_seconds.labels(implementation=implementation).observe(
                     report.cancellation_latency_seconds
                 )
+            m.record_run_quality(implementation, result, report)
         finally:
             m.active_sessions.labels(implementation=implementation).dec()
 

@@ -8,7 +8,7 @@ stopped), not about the model — the things the rollout's quality gates judge.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -49,6 +49,11 @@ class RunReport:
     cancellation_latency_seconds: float | None = None
     """From the cancel request to the mode returning; ``None`` when not cancelled."""
     error: str | None = None
+    resources: Mapping[str, Any] | None = None
+    """CPU seconds and peak memory of the run (``ktrdr_core.resources.ResourceUsage.to_dict``)."""
+    progress_max_deviation: float | None = None
+    """Largest |reported - actual| fraction of work over the delivered updates
+    (``ktrdr_core.progress_accuracy``); ``None`` where the engine ran elsewhere."""
 
     def interval_summary(self) -> dict[str, float | None]:
         """Median, p95, min and max of the progress intervals."""

@@ -19,7 +19,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from ktrdr_core.metrics import CANCELLATION_BUCKETS, PROGRESS_INTERVAL_BUCKETS, KtrdrMetrics
+from ktrdr_core.metrics import (
+    CANCELLATION_BUCKETS,
+    PROGRESS_DEVIATION_BUCKETS,
+    PROGRESS_INTERVAL_BUCKETS,
+    KtrdrMetrics,
+)
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 ALERTS = DEPLOY / "alerts.yml"
@@ -32,6 +37,11 @@ PLAN_ALERTS = {
     "UnifiedTrainingSlowCancellation": ("warning", "5m"),
 }
 EXTRA_ALERTS = {
+    "UnifiedTrainingHighCpuUsage",
+    "UnifiedTrainingHighMemoryUsage",
+    "UnifiedTrainingValLossDegraded",
+    "UnifiedTrainingValAccuracyDegraded",
+    "UnifiedTrainingProgressInaccurate",
     "UnifiedTrainingProgressTooSlow",
     "UnifiedTrainingProgressTooFast",
     "KtrdrEventLoopLag",
@@ -117,6 +127,33 @@ MUTATIONS = {
     "event loop p99 0.09 s": ("KtrdrEventLoopLag", ") > 0.1\n        for: 5m", ") > 0.09\n        for: 5m"),
     "service down without for": ("KtrdrServiceDown", "for: 2m", "for: 0m"),
     "availability 99.6%": ("KtrdrServiceAvailabilityLow", "< 0.995", "< 0.996"),
+    "cpu ratio 1.6": ("UnifiedTrainingHighCpuUsage",
+                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.6\n'),
+    "cpu ratio 1.2": ("UnifiedTrainingHighCpuUsage",
+                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.2\n'),
+    "memory ratio 1.7": ("UnifiedTrainingHighMemoryUsage",
+                         'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+                         'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.7\n'),
+    "val_loss ratio 1.15": ("UnifiedTrainingValLossDegraded",
+                            "val_loss_ratio_count[1h]))\n          > 1.05\n",
+                            "val_loss_ratio_count[1h]))\n          > 1.15\n"),
+    "val_loss ratio 1.01": ("UnifiedTrainingValLossDegraded",
+                            "val_loss_ratio_count[1h]))\n          > 1.05\n",
+                            "val_loss_ratio_count[1h]))\n          > 1.01\n"),
+    "val_accuracy ratio 0.9": ("UnifiedTrainingValAccuracyDegraded",
+                               "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
+                               "val_accuracy_ratio_count[1h]))\n          < 0.9\n"),
+    "val_accuracy ratio 1.04": ("UnifiedTrainingValAccuracyDegraded",
+                                "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
+                                "val_accuracy_ratio_count[1h]))\n          < 1.04\n"),
+    "progress deviation 0.1": ("UnifiedTrainingProgressInaccurate",
+                               "accuracy_deviation_bucket{implementation=\"unified\"}[1h]))\n          ) > 0.05\n",
+                               "accuracy_deviation_bucket{implementation=\"unified\"}[1h]))\n          ) > 0.1\n"),
+    "progress deviation of every mode": ("UnifiedTrainingProgressInaccurate",
+                                         'ktrdr_progress_accuracy_deviation_bucket{implementation="unified"}',
+                                         "ktrdr_progress_accuracy_deviation_bucket"),
 }
 
 
@@ -199,7 +236,8 @@ def test_alerts_read_only_metrics_that_ktrdr_exposes() -> None:
     exposed |= {  # labelled families show their samples once a label is used
         f"{base}{suffix}"
         for base in ("training_duration_seconds", "progress_update_interval_seconds",
-                     "cancellation_latency_seconds")
+                     "cancellation_latency_seconds", "ktrdr_training_cpu_seconds",
+                     "ktrdr_training_peak_memory_bytes", "ktrdr_progress_accuracy_deviation")
         for suffix in ("_bucket", "_sum", "_count")
     } | {"training_requests_total", "active_training_sessions"}
     functions = {"sum", "rate", "by", "le", "instance", "histogram_quantile", "avg_over_time", "absent"}
@@ -214,6 +252,7 @@ def test_alerts_read_only_metrics_that_ktrdr_exposes() -> None:
 def test_alert_thresholds_sit_on_bucket_edges() -> None:
     assert 0.5 in CANCELLATION_BUCKETS
     assert {0.1, 1.0} <= set(PROGRESS_INTERVAL_BUCKETS)
+    assert {0.01, 0.05} <= set(PROGRESS_DEVIATION_BUCKETS)
 
 
 def test_sample_config_scrapes_ktrdr_serve_and_loads_the_rules() -> None:

@@ -92,3 +92,23 @@ def test_runs_and_gate_do_not_import_torch(ledger: RunLedger, args: tuple[str, .
                if line.startswith("import time:") and "|" in line}
     assert "sqlite3" in modules  # the measurement itself works
     assert "torch" not in modules
+
+
+def test_shadow_runs_are_shown_as_such_and_can_be_filtered() -> None:
+    ledger = RunLedger()
+    ledger.record_run(request_id="user-run-000001", user_id="alice", strategy="s", mode="legacy",
+                      status="success", duration_seconds=2.0,
+                      resources={"cpu_seconds": 1.5, "cpu_scope": "process", "peak_rss_bytes": 300 * 2 ** 20})
+    ledger.record_run(request_id="shadow-run-0001", user_id="alice", strategy="s", mode="unified",
+                      status="success", duration_seconds=2.0, shadow=True, shadow_of="user-run-000001")
+    table = ktrdr("runs")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert "cpu" in lines[0] and "peak_mem" in lines[0]
+    shadow_line = next(line for line in lines if "shadow-run-0" in line)
+    assert "shadow-of:user-run-000" in shadow_line
+    user_line = next(line for line in lines if line.split()[2] == "user-run-000")
+    assert "1.50s" in user_line and "300MiB" in user_line
+    only = json.loads(ktrdr("runs", "--shadow", "--json").stdout)
+    assert [r["request_id"] for r in only] == ["shadow-run-0001"] and only[0]["shadow"] is True
+    assert ids(ktrdr("runs", "--no-shadow", "--json")) == ["user-run-000001"]

@@ -167,7 +167,7 @@ def test_no_label_is_ever_a_user_id(metrics: KtrdrMetrics) -> None:
     manager = manager_with(StepMode("legacy"), StepMode("unified"), metrics=metrics, percentage=50)
     for user in (SECRET_USER, "bob", "carol", "dave"):
         manager.train(TrainingRequest(strategy="s", user_id=user))
-    allowed = {"implementation", "status", "le", "version", "python"}
+    allowed = {"implementation", "status", "le", "version", "python", "result"}
     label_names = {
         label
         for family in metrics.registry.collect()

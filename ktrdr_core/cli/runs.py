@@ -14,8 +14,8 @@ from ktrdr_core.cli.output import echo_json
 from ktrdr_core.ledger.store import STATUSES, RunLedger, RunRecord
 from ktrdr_core.ledger.times import parse_since
 
-COLUMNS = ("started", "request", "user", "strategy", "mode", "status", "duration", "val_loss",
-           "val_acc", "updates", "flags")
+COLUMNS = ("started", "request", "user", "strategy", "mode", "status", "duration", "cpu", "peak_mem",
+           "val_loss", "val_acc", "updates", "flags")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -23,8 +23,15 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def _flags(run: RunRecord) -> str:
-    flags = [name for name in ("candidate", "forced", "fallback") if getattr(run, name)]
+    """``shadow`` marks a background candidate run on a user's request: not user traffic."""
+    flags = [name for name in ("shadow", "candidate", "forced", "fallback") if getattr(run, name)]
+    if run.shadow and run.shadow_of:
+        flags[0] = f"shadow-of:{run.shadow_of[:12]}"
     return ",".join(flags) or "-"
+
+
+def _memory(run: RunRecord) -> str:
+    return "-" if run.peak_rss_bytes is None else f"{run.peak_rss_bytes / 2 ** 20:.0f}MiB"
 
 
 def _row(run: RunRecord) -> tuple[str, ...]:
@@ -36,6 +43,8 @@ def _row(run: RunRecord) -> tuple[str, ...]:
         run.mode,
         run.status,
         _num(run.duration_seconds, ".2f") + ("s" if run.duration_seconds is not None else ""),
+        _num(run.cpu_seconds, ".2f") + ("s" if run.cpu_seconds is not None else ""),
+        _memory(run),
         _num(run.val_loss, ".4f"),
         _num(run.val_accuracy, ".3f"),
         "-" if run.progress_updates is None else str(run.progress_updates),
@@ -59,13 +68,16 @@ def render_table(runs: list[RunRecord]) -> str:
 @click.option("--user", default=None, help="Only runs of this user id.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="At most N runs (newest first).")
+@click.option("--shadow/--no-shadow", "shadow", default=None,
+              help="Only shadow runs (background candidate runs on users' requests), or none of them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
 def runs(mode: str | None, status: str | None, since: str | None, user: str | None, limit: int,
-         as_json: bool) -> None:
-    """List training runs from the run ledger, newest first."""
+         shadow: bool | None, as_json: bool) -> None:
+    """List training runs from the run ledger, newest first (shadow runs are flagged as such)."""
     since_epoch = parse_since(since) if since is not None else None
     ledger = RunLedger()
-    found = ledger.runs(mode=mode, status=status, since=since_epoch, user=user, limit=limit)
+    found = ledger.runs(mode=mode, status=status, since=since_epoch, user=user, limit=limit,
+                        shadow=shadow)
     if as_json:
         data: list[dict[str, Any]] = [run.to_dict() for run in found]
         echo_json(data)

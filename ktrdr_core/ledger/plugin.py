@@ -95,6 +95,8 @@ class LedgerPlugin:
             progress_updates=report.progress_updates,
             interval_summary=report.interval_summary(),
             cancellation_latency_seconds=report.cancellation_latency_seconds,
+            resources=getattr(report, "resources", None),
+            progress_max_deviation=getattr(report, "progress_max_deviation", None),
         )
         self._after_write(ledger, run_id)
 

@@ -49,6 +49,7 @@ from torch import nn
 from ktrdr_core.cancellation import CancellationToken
 from ktrdr_core.errors import BadInputError, CancellationError
 from ktrdr_core.progress import ProgressCallback
+from ktrdr_core.progress_accuracy import count_batch, restart_count
 from ktrdr_core.training.losses import Loss
 from ktrdr_core.training.model import NUM_CLASSES, select_device
 from ktrdr_core.training.strategy import LR_SCHEDULERS, lr_scheduler_shorthand
@@ -250,6 +251,7 @@ class ModelTrainer:
         wait = 0
         stopped_early = False
         started = time.perf_counter()
+        restart_count()
         epoch = 0
         for epoch in range(1, epochs + 1):
             model.train()
@@ -272,6 +274,7 @@ class ModelTrainer:
                 if clip > 0:
                     nn.utils.clip_grad_norm_(parameters, clip)
                 optimizer.step()
+                count_batch()
                 count = len(index)
                 seen += count
                 loss_sum += loss.item() * count
