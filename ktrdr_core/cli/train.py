@@ -38,6 +38,8 @@ def _summary(result: TrainingResult) -> None:
         click.echo(f"  test:       accuracy {te['test_accuracy']:.3f} vs baseline {baseline:.3f} "
                    f"({(te['test_accuracy'] - baseline) * 100:+.1f} points), f1 {te.get('f1', 0):.3f}")
     click.echo(f"  model:      {result.model_path or '(not saved)'}")
+    for warning in result.metadata.get("warnings") or ():
+        click.echo(f"  warning:    {warning}")
 
 
 @click.command()
@@ -130,6 +132,8 @@ def train(
 
     if as_json:
         echo_json(result.to_dict())
+        for warning in result.metadata.get("warnings") or ():  # stdout stays pure JSON
+            click.echo(f"ktrdr: warning: {warning}", err=True)
     if result.status == "cancelled":
         click.echo(f"ktrdr: cancelled ({result.error}); no model was saved", err=True)
         return EXIT_CANCELLED

@@ -46,6 +46,7 @@ from ktrdr_core.training.dataset import (
     balance_series,
     split_series,
 )
+from ktrdr_core.training.diagnostics import result_warnings
 from ktrdr_core.training.evaluation import evaluate_model, permutation_importance
 from ktrdr_core.training.labels import (
     LABEL_NAMES,
@@ -348,6 +349,7 @@ class _Run:
     training_metrics: dict[str, Any] = attrs.field(factory=dict)
     test_metrics: dict[str, Any] = attrs.field(factory=dict)
     importance: dict[str, float] = attrs.field(factory=dict)
+    warnings: list[str] = attrs.field(factory=list)
     saved: SavedModel | None = None
     started: float = attrs.field(factory=time.perf_counter)
 
@@ -408,6 +410,9 @@ class _Run:
         assert self.split is not None and self.model is not None
         self.test_metrics = evaluate_model(self.model, self.split.X_test, self.split.y_test,
                                            self.device or "cpu")
+        self.warnings = result_warnings(self.split, self.feature_names, self.test_metrics)
+        for warning in self.warnings:
+            logger.warning("%s: %s", self.request.strategy, warning)
 
     def importance_step(self) -> None:
         assert self.split is not None and self.model is not None
@@ -456,6 +461,7 @@ class _Run:
             "python_version": platform.python_version(),
             "ignored_overrides": list(self.options.ignored),
             "save_model": self.options.save_model,
+            "warnings": list(self.warnings),
         }
 
     def data_summary(self) -> dict[str, Any]:

@@ -116,3 +116,33 @@ def test_sigint_exits_130_and_leaves_no_model(mode: str, ktrdr_cmd: list[str],
     assert took < 10, f"took {took:.1f} s to stop"
     assert "Traceback" not in err and "cancelled" in err
     assert model_dirs(ktrdr_home) == []
+
+
+def _hopeless_strategy(folder: Path) -> None:
+    """The sample strategy with labels that are all HOLD (a 50 % move in 2 bars never happens)."""
+    import yaml
+
+    from ktrdr_core.training.strategy import BUILTIN_STRATEGIES_DIR
+
+    raw = yaml.safe_load((BUILTIN_STRATEGIES_DIR / "neuro_mean_reversion.yaml").read_text())
+    raw["name"] = "hopeless"
+    raw["training"]["labels"] = {"source": "zigzag", "zigzag_threshold": 0.5, "label_lookahead": 2}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hopeless.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.mark.parametrize("mode", ["legacy", "unified"])
+def test_warnings_are_printed_and_in_the_json(mode: str, ktrdr_cmd: list[str], cli_env: dict[str, str],
+                                              tmp_path: Path) -> None:
+    _hopeless_strategy(tmp_path / "strategies")
+    env = {**cli_env, "KTRDR_STRATEGIES_DIR": str(tmp_path / "strategies")}
+    args = ("train", "hopeless", "--mode", mode, "--epochs", "1", "--no-progress", *SHORT_ARGS)
+    done = run(ktrdr_cmd, env, *args)
+    assert done.returncode == 0, done.stderr  # warnings are not errors
+    assert "  warning:    every one of the" in done.stdout and "labels is HOLD" in done.stdout
+    assert "  warning:    the model predicts HOLD for every one of the" in done.stdout
+    as_json = run(ktrdr_cmd, env, *args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    warnings = json.loads(as_json.stdout)["metadata"]["warnings"]
+    assert any(w.startswith("no gain over the majority baseline") for w in warnings)
+    assert all(f"ktrdr: warning: {w}" in as_json.stderr for w in warnings)

@@ -36,6 +36,7 @@ from ktrdr_core.request import TrainingRequest, check_strategy_name
 from ktrdr_core.training import pipeline
 from ktrdr_core.training.data import resolve_data_dir
 from ktrdr_core.training.dataset import split_series
+from ktrdr_core.training.diagnostics import result_warnings
 from ktrdr_core.training.evaluation import evaluate_model
 from ktrdr_core.training.labels import LABEL_NAMES, label_distribution
 from ktrdr_core.training.model import select_device
@@ -182,6 +183,9 @@ class StrategyTrainer:
             # -- evaluation and feature importance --------------------------------------------
             step = "evaluate"
             test_metrics = evaluate_model(model, split.X_test, split.y_test, device)
+            warnings = result_warnings(split, feature_names, test_metrics)
+            for warning in warnings:
+                logger.warning("legacy: %s: %s", strategy.name, warning)
             self._check_cancelled(token)
             step = "feature importance"
             importance = pipeline.feature_importance_step(
@@ -211,6 +215,7 @@ class StrategyTrainer:
                 "ignored_overrides": list(options.ignored),
                 "save_model": options.save_model,
                 "validation_split": validation_share,
+                "warnings": warnings,
             }
             step = "save model"
             saved = None
