@@ -15,7 +15,9 @@ Measures (benchmarks/README.md says what each number means):
    (bench_modes.cancel_run);
 4. progress interval percentiles per mode (from the runs of 2);
 5. one selector decision and one hook call, in microseconds (bench_micro.py);
-6. ``ktrdr --help`` start-up time (bench_micro.py).
+6. ``ktrdr --help`` start-up time (bench_micro.py);
+7. loading + indicators + features + labels for 10 symbols at three sizes, and
+   whether the cost grows linearly with bars (bench_features.py).
 
 A/B measurements are interleaved (ABBA) so that drift in machine load falls
 on both sides; each figure is a median. Writes
@@ -39,22 +41,25 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_micro, bench_modes, bench_overhead  # noqa: E402
+from benchmarks import bench_features, bench_micro, bench_modes, bench_overhead  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
-SECTIONS = ("overhead", "modes", "cancel", "micro", "startup")
+SECTIONS = ("overhead", "modes", "cancel", "micro", "startup", "features")
 MODES = ("legacy", "unified")
 
 PROFILES: dict[str, dict[str, Any]] = {
     # rounds: interleaved A/B rounds; epochs: per timed training (0: the strategy's own, with early stopping)
     "quick": {"overhead_rounds": 3, "overhead_epochs": 2, "mode_rounds": 3, "mode_epochs": 3,
-              "cancels": 30, "micro_repeats": 5, "startup_runs": 5},
+              "cancels": 30, "micro_repeats": 5, "startup_runs": 5,
+              "feature_sizes": [10_000, 20_000, 40_000]},
     "default": {"overhead_rounds": 7, "overhead_epochs": 4, "mode_rounds": 5, "mode_epochs": 5,
-                "cancels": 30, "micro_repeats": 7, "startup_runs": 10},
+                "cancels": 30, "micro_repeats": 7, "startup_runs": 10,
+                "feature_sizes": [25_000, 50_000, 100_000]},
     "thorough": {"overhead_rounds": 9, "overhead_epochs": 10, "mode_rounds": 7, "mode_epochs": 0,
-                 "cancels": 100, "micro_repeats": 15, "startup_runs": 25},
+                 "cancels": 100, "micro_repeats": 15, "startup_runs": 25,
+                 "feature_sizes": [25_000, 50_000, 100_000, 200_000]},
 }
 
 TARGETS = {
@@ -238,6 +243,15 @@ def render_table(report: dict[str, Any]) -> str:
                      f"{_f(med['python -c pass'], '.3f')} s)", f"{_f(value, '.3f')} s",
                      f"< {TARGETS['help_s']:.1f} s",
                      _meets(None if value is None else value < TARGETS["help_s"])))
+    fe = report.get("features")
+    if fe:
+        for run in fe["runs"]:
+            rows.append((f"7. load + indicators + features + labels, {fe['symbols']} symbols × "
+                         f"{run['bars_per_symbol']:,} 1h bars, {fe['indicators']} indicators",
+                         f"{run['total_s']:.2f} s ({run['total_s'] / run['bars'] * 1e6:.2f} µs/bar), "
+                         f"peak RSS {run['peak_rss_mb']:.0f} MB", "–", "–"))
+        rows.append(("7. per-bar time, largest / smallest size", f"{fe['per_bar_growth']:.2f}",
+                     f"≤ {fe['linear_tolerance']:.2f} (linear)", _meets(fe["linear"])))
     lines = [
         f"Measured {report['finished_at']} with `{report['command']}` "
         f"(profile {report['profile']}): {env['cpus']} CPUs, load average "
@@ -335,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     if "cancel" in sections:
         log(f"cancel: {profile['cancels']} cancels per mode")
         report["cancel"] = run_cancels(profile["cancels"], args.seed, home)
+
+    if "features" in sections:
+        log(f"features: 10 symbols x {profile['feature_sizes']} bars")
+        report["features"] = bench_features.run(profile["feature_sizes"], 10)
 
     report["bench_seconds"] = time.perf_counter() - bench_started
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

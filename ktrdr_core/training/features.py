@@ -12,7 +12,7 @@ earlier).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -97,8 +97,23 @@ def memberships(strategy: StrategyConfig, values: Mapping[str, np.ndarray]
 
 def feature_matrix(columns: Mapping[str, np.ndarray], lookback: int
                    ) -> tuple[np.ndarray, list[str]]:
-    """``(X, names)`` with lags; rows still hold NaN during warm-up (callers drop them)."""
-    full = add_lags(columns, lookback)
-    names: Sequence[str] = list(full)
-    matrix = np.column_stack([full[name] for name in names]).astype(np.float32)
-    return matrix, list(names)
+    """``(X, names)`` with lags; rows still hold NaN during warm-up (callers drop them).
+
+    The float32 matrix is filled in place, column by column (the same values
+    and order as :func:`add_lags`, without a float64 copy of every lag).
+    """
+    if lookback < 0:
+        raise ValueError("lookback must not be negative")
+    plain = list(columns)
+    names = plain + [lag_name(name, lag) for name in plain for lag in range(1, lookback + 1)]
+    rows = len(next(iter(columns.values()))) if plain else 0
+    matrix = np.empty((rows, len(names)), dtype=np.float32)
+    for j, name in enumerate(plain):
+        matrix[:, j] = columns[name]
+    j = len(plain)
+    for i in range(len(plain)):
+        for lag in range(1, lookback + 1):
+            matrix[:lag, j] = np.nan
+            matrix[lag:, j] = matrix[: rows - lag, i]
+            j += 1
+    return matrix, names

@@ -112,3 +112,14 @@ def test_zigzag_rejects_bad_parameters() -> None:
         zigzag_labels([1.0, 2.0], 0.0, 3)
     with pytest.raises(ValueError):
         zigzag_labels([1.0, 2.0], 0.1, 0)
+
+
+def test_feature_matrix_is_the_columns_and_their_lags_in_float32() -> None:
+    rng = np.random.default_rng(3)
+    columns = {name: np.where(rng.random(50) < 0.1, np.nan, rng.normal(size=50)) for name in "abc"}
+    matrix, names = feature_matrix(columns, 3)
+    lagged = add_lags(columns, 3)
+    assert names == list(lagged)
+    expected = np.column_stack([lagged[name] for name in names]).astype(np.float32)
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.dtype == np.float32
