@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 
-import attrs
 import click
 
 from ktrdr_core.cli.output import echo_json
 from ktrdr_core.errors import BadInputError
 from ktrdr_core.request import TrainingRequest
-from ktrdr_core.rollout.autorollback import auto_rollback_state, last_rollout_change
-from ktrdr_core.rollout.gates import NEXT_STAGE, PASS, GateConfig, GateReport, evaluate_gate
+from ktrdr_core.rollout.autorollback import auto_rollback_state
+from ktrdr_core.rollout.current import current_stage, evaluate_current
+from ktrdr_core.rollout.gates import NEXT_STAGE, PASS, GateReport
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES, parse_percentage
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
@@ -173,10 +173,6 @@ def history(as_json: bool, limit: int | None) -> None:
 # -- stages and gates ------------------------------------------------------------
 
 
-def _gate_config(store: RolloutStore) -> GateConfig:
-    return GateConfig.from_mapping(store.read_raw().get("gates"), source=str(store.settings_path))
-
-
 def _warn_stage_env() -> None:
     for field in ("enabled", "percentage"):
         _warn_env_override(field)
@@ -231,29 +227,8 @@ def gate(stage_name: str | None, window: str | None, as_json: bool) -> int:
     return report.exit_code
 
 
-def _current_stage(policy: RolloutPolicy) -> str:
-    stage = policy.settings.stage
-    if stage == "custom":
-        raise BadInputError(
-            f"the rollout is at {policy.settings.percentage} %, between stages; name the gate with "
-            "--stage, or move to a stage with `ktrdr rollout stage NAME`"
-        )
-    return stage
-
-
 def _evaluate(stage_name: str | None, window: str | None) -> GateReport:
-    from ktrdr_core.ledger.store import RunLedger
-    from ktrdr_core.ledger.times import parse_duration
-
-    policy = RolloutPolicy.from_env()
-    store = RolloutStore()
-    config = _gate_config(store)
-    stage = stage_name or _current_stage(policy)
-    if window is not None:
-        parse_duration(window, what="--window")
-        config = GateConfig({**config.stages, stage: attrs.evolve(config[stage], window=window)})
-    return evaluate_gate(stage, ledger=RunLedger(), settings=policy.settings, config=config,
-                         stage_since=last_rollout_change(store))
+    return evaluate_current(RolloutPolicy.from_env(), stage=stage_name, window=window)
 
 
 @rollout.command("advance")
@@ -269,7 +244,7 @@ def advance(force: bool, reason: str | None, as_json: bool) -> int:
     if force and not (reason and reason.strip()):
         raise BadInputError("--force needs --reason: say why the gate is overridden (it is audited)")
     policy = RolloutPolicy.from_env()
-    stage = _current_stage(policy)
+    stage = current_stage(policy)
     nxt = NEXT_STAGE[stage]
     if nxt is None:
         raise BadInputError(
