@@ -11,6 +11,7 @@ Routes (all JSON but the progress stream and ``/metrics``)::
     GET  /api/v1/rollout                     settings, stage, sources
     PUT  /api/v1/rollout                     partial change (Bearer $KTRDR_API_TOKEN)
     GET  /metrics                            Prometheus exposition
+    GET  /                                   the dashboard (ktrdr_core/service/dashboard/)
 
 Nothing CPU-bound runs on the event loop: trainings run on their own thread
 pool, and mode health checks, rollout reads and writes on worker threads.
@@ -46,6 +47,7 @@ from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
 from ktrdr_core.rollout.store import RolloutStore
+from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.health import ModeHealthCache, evaluate_health
 from ktrdr_core.service.models import (
     ErrorOut,
@@ -377,6 +379,10 @@ def create_app(
         return JSONResponse({"changed": entry is not None,
                              "audit": entry.to_dict() if entry is not None else None,
                              "rollout": rollout_body(policy), "warnings": warnings})
+
+    # -- the dashboard at / -------------------------------------------------
+    app.include_router(dashboard_router(service=service, policy_provider=read_policy,
+                                        require_token=require_token))
 
     # -- metrics -----------------------------------------------------------
     @app.get("/metrics", tags=["service"], response_class=Response,
