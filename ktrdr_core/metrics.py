@@ -122,7 +122,7 @@ VAL_ACCURACY_BUCKETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0
 PROGRESS_DEVIATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """A fraction of the work: edges at the target (0.01) and the alert (0.05)."""
 
-SHADOW_RESULTS: tuple[str, ...] = ("equivalent", "different", "candidate_failed", "cancelled")
+SHADOW_RESULTS: tuple[str, ...] = ("equivalent", "different", "candidate_failed", "cancelled", "skipped")
 """Values of ``ktrdr_shadow_comparisons_total``'s ``result`` label."""
 
 PAIR_RATIO_BUCKETS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 1.01, 1.05, 1.1, 1.25, 2.0)

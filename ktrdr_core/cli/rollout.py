@@ -24,6 +24,7 @@ from ktrdr_core.rollout.current import current_stage, evaluate_current
 from ktrdr_core.rollout.gates import NEXT_STAGE, PASS, GateReport
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES, parse_percentage
+from ktrdr_core.rollout.shadow import ShadowConfig, set_shadow_percentage
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
 
 REASON_OPTION = click.option(
@@ -77,6 +78,8 @@ def status(as_json: bool) -> None:
     described["last_change"] = history[-1].to_dict() if history else None
     auto = auto_rollback_state(store)
     described["auto_rollback"] = auto
+    shadow_config = ShadowConfig.read(store)
+    described["shadow"] = attrs.asdict(shadow_config)
     if as_json:
         echo_json(described)
         return
@@ -88,6 +91,8 @@ def status(as_json: bool) -> None:
     click.echo(f"candidate:  {s.candidate}  [{src['candidate']}]")
     excluded = ", ".join(sorted(s.excluded_users)) or "-"
     click.echo(f"excluded:   {excluded}  [{src['excluded_users']}]")
+    click.echo(f"shadow:     {shadow_config.percentage} % of control-routed trainings also run "
+               f"{s.candidate} in the background (at most {shadow_config.max_concurrent} at once)")
     if history:
         last = history[-1]
         click.echo(f"last change: {last.timestamp} by {last.actor}: {last.action} "
@@ -168,6 +173,26 @@ def history(as_json: bool, limit: int | None) -> None:
         click.echo("No rollout changes recorded yet.")
     for e in entries:
         click.echo(f"{e.timestamp}  {e.actor}  {e.action}: {e.old!r} -> {e.new!r}  ({e.reason})")
+
+
+@rollout.command("shadow")
+@click.argument("percentage")
+@REASON_OPTION
+def shadow(percentage: str, reason: str) -> None:
+    """Shadow PERCENTAGE % of control-routed trainings with the candidate (0 turns it off).
+
+    The user keeps the control's result; the candidate runs the same request in
+    the background at low priority, saves no model, and the pair is compared and
+    recorded in the ledger for the gates. Only `ktrdr serve` shadows (a CLI run
+    ends with its training).
+    """
+    value = parse_percentage(percentage, source="the shadow percentage")
+    entry = set_shadow_percentage(RolloutStore(), value, reason=reason)
+    if entry is None:
+        click.echo(f"No change: the shadow is already at {value} %.")
+    else:
+        click.echo(f"Shadow: {value} % of control-routed trainings also run the candidate "
+                   f"(by {entry.actor}).")
 
 
 # -- stages and gates ------------------------------------------------------------

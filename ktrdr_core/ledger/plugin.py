@@ -32,7 +32,7 @@ def ledger_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get(ENV_LEDGER, "").strip().lower() not in _OFF_VALUES
 
 
-def _metrics(result: Any) -> dict[str, Any]:
+def result_metrics(result: Any) -> dict[str, Any]:
     """val_* from the training metrics, test_* from the test metrics (either may be missing)."""
     training = dict(getattr(result, "training_metrics", None) or {})
     test = dict(getattr(result, "test_metrics", None) or {})
@@ -91,7 +91,7 @@ class LedgerPlugin:
             duration_seconds=report.duration_seconds,
             error=result.error if report.status != "success" else None,
             error_kind=(result.metadata or {}).get("error_kind") if report.status == "error" else None,
-            metrics=_metrics(result),
+            metrics=result_metrics(result),
             progress_updates=report.progress_updates,
             interval_summary=report.interval_summary(),
             cancellation_latency_seconds=report.cancellation_latency_seconds,

@@ -10,6 +10,7 @@ Routes (all JSON but the progress stream and ``/metrics``)::
     POST /api/v1/trainings/{id}/cancel       202; 409 when already ended
     GET  /api/v1/rollout                     settings, stage, sources
     PUT  /api/v1/rollout                     partial change (Bearer $KTRDR_API_TOKEN)
+    PUT  /api/v1/rollout/shadow              shadow percentage (Bearer $KTRDR_API_TOKEN)
     GET  /metrics                            Prometheus exposition
     GET  /                                   the dashboard (ktrdr_core/service/dashboard/)
 
@@ -31,6 +32,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -46,6 +48,7 @@ from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
+from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.health import ModeHealthCache, evaluate_health
@@ -55,6 +58,7 @@ from ktrdr_core.service.models import (
     RolloutChangeOut,
     RolloutOut,
     RolloutUpdate,
+    ShadowUpdate,
     TrainingCreate,
     TrainingList,
     TrainingOut,
@@ -73,6 +77,7 @@ logger = logging.getLogger(__name__)
 ENV_API_TOKEN = "KTRDR_API_TOKEN"
 ACTOR_HEADER = "X-Ktrdr-Actor"
 METRICS_PLUGIN_NAME = "ktrdr-metrics"
+SHADOW_PLUGIN_NAME = "ktrdr-shadow"
 SSE_HEARTBEAT_SECONDS = 15.0
 _ACTOR_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:/+-]{0,99}$")
 _UNSET: Any = object()
@@ -149,6 +154,9 @@ def create_app(
         else:
             lag = EventLoopLagMonitor()
         state["lag"] = lag
+        shadow = ShadowPlugin() if pm.get_plugin(SHADOW_PLUGIN_NAME) is None else None
+        if shadow is not None:
+            pm.register(shadow, name=SHADOW_PLUGIN_NAME)
         if preload:
             await asyncio.to_thread(_preload_engine)
         lag.start()
@@ -165,6 +173,9 @@ def create_app(
             if running:
                 logger.warning("shutting down: cancelling %d running training(s)", running)
             await service.shutdown(timeout=shutdown_timeout)
+            if shadow is not None:
+                await asyncio.to_thread(shadow.runner.close)
+                pm.unregister(name=SHADOW_PLUGIN_NAME)
             await lag.stop()
 
     app = FastAPI(
@@ -325,7 +336,12 @@ def create_app(
 
     # -- rollout -----------------------------------------------------------
     def rollout_body(policy: RolloutPolicy) -> dict[str, Any]:
-        return {**policy.describe(), "file": str(RolloutStore().settings_path)}
+        store = RolloutStore()
+        try:
+            shadow_config: dict[str, Any] | None = attrs.asdict(ShadowConfig.read(store))
+        except ConfigurationError:
+            shadow_config = None
+        return {**policy.describe(), "file": str(store.settings_path), "shadow": shadow_config}
 
     async def current_policy() -> RolloutPolicy:
         return await asyncio.to_thread(read_policy)
@@ -379,6 +395,29 @@ def create_app(
         return JSONResponse({"changed": entry is not None,
                              "audit": entry.to_dict() if entry is not None else None,
                              "rollout": rollout_body(policy), "warnings": warnings})
+
+    @app.put("/api/v1/rollout/shadow", response_model=RolloutChangeOut, tags=["rollout"],
+             dependencies=[Depends(require_token)],
+             responses={**ERROR_RESPONSES,
+                        401: {"model": ErrorOut, "description": "Missing or wrong token"},
+                        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"}})
+    async def put_shadow(
+        update: ShadowUpdate,
+        actor: str | None = Header(None, alias=ACTOR_HEADER, max_length=100),
+    ) -> JSONResponse:
+        """Set the share of control-routed trainings that also run the candidate in the background."""
+        who = actor.strip() if actor and _ACTOR_PATTERN.match(actor.strip()) else "api"
+        reason = (update.reason or "").strip() or "changed over the HTTP API"
+        store = RolloutStore()
+        try:
+            entry = await asyncio.to_thread(set_shadow_percentage, store, update.percentage,
+                                            reason=reason, actor=who)
+            policy = await current_policy()
+        except ConfigurationError as exc:
+            return _error(422, str(exc))
+        return JSONResponse({"changed": entry is not None,
+                             "audit": entry.to_dict() if entry is not None else None,
+                             "rollout": rollout_body(policy), "warnings": []})
 
     # -- the dashboard at / -------------------------------------------------
     app.include_router(dashboard_router(service=service, policy_provider=read_policy,

@@ -226,6 +226,9 @@ class RolloutOut(BaseModel):
     stage: str
     sources: dict[str, str]
     file: str
+    shadow: dict[str, int] | None = Field(
+        default=None, description="the shadow stage: percentage of control-routed trainings that also run "
+        "the candidate in the background, and how many at once (null: malformed in the file)")
 
 
 class RolloutUpdate(BaseModel):
@@ -254,6 +257,16 @@ class RolloutUpdate(BaseModel):
         if self.stage is not None and given & {"percentage", "enabled"}:
             raise ValueError("give either stage or percentage/enabled, not both")
         return self
+
+
+class ShadowUpdate(BaseModel):
+    """``PUT /api/v1/rollout/shadow``: the shadow percentage (0 turns the shadow off)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"percentage": 100,
+                                                                               "reason": "shadow week"}]})
+
+    percentage: Annotated[StrictInt, Field(ge=0, le=100)]
+    reason: Annotated[str, Field(max_length=500)] | None = None
 
 
 class RolloutChangeOut(BaseModel):
