@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+import attrs
 import click
 
 from ktrdr_core.cli.output import echo_json
