@@ -92,6 +92,9 @@ def _record(strategy: str, control: str, candidate: str, equivalent: bool,
 @click.option("--end", "end_date", default=None, help="Last date (ISO, UTC).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Folder of {SYMBOL}_{timeframe}.csv files.")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+              help="Change one strategy setting for this run, e.g. "
+                   "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).")
 @click.option("--user", "user_id", default="default", show_default=True, help="User id of both runs.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Report folder (default: KTRDR_HOME/reports/compare-<timestamp>).")
@@ -118,6 +121,7 @@ def compare(
     start_date: str | None,
     end_date: str | None,
     data_dir: Path | None,
+    set_items: tuple[str, ...],
     user_id: str,
     report_dir: Path | None,
     check_cancel: bool,
@@ -144,11 +148,16 @@ def compare(
     logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_strategy_name(strategy)
-    load_strategy(strategy)  # a missing or invalid strategy file is bad input, before any training
+    from ktrdr_core.training.overrides import parse_set_options
+
+    settings = parse_set_options(set_items)
+    # a missing or invalid strategy file (or setting) is bad input, found before any training
+    load_strategy(strategy, settings=settings)
     policy = RolloutPolicy.from_env()
     control = control or policy.control
     candidate = candidate or policy.candidate
-    overrides: dict[str, Any] = {"seed": seed, "save_model": save_models}
+    overrides: dict[str, Any] = {"seed": seed, "save_model": save_models,
+                                 **({"set": settings} if settings else {})}
     if data_dir is not None:
         if not data_dir.is_dir():
             raise BadInputError(f"data directory {data_dir} does not exist")

@@ -57,6 +57,9 @@ def _summary(result: TrainingResult) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Folder of {SYMBOL}_{timeframe}.csv files "
                    "(default: $KTRDR_DATA_DIR, else the sample set).")
+@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
+              help="Change one strategy setting for this run, e.g. "
+                   "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).")
 @click.option("--timeout", type=float, default=None, callback=_positive, help="Cancel after SECONDS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--progress-jsonl", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -74,6 +77,7 @@ def train(
     seed: int | None,
     batch_size: int | None,
     data_dir: Path | None,
+    set_items: tuple[str, ...],
     timeout: float | None,
     as_json: bool,
     progress_jsonl: Path | None,
@@ -90,10 +94,12 @@ def train(
     check_strategy_name(strategy)
     # Validate the strategy file before routing: a broken file is the user's to fix (exit 2),
     # found in milliseconds, and never counted as an error of whichever mode would have run it.
+    from ktrdr_core.training.overrides import parse_set_options
     from ktrdr_core.training.strategy import load_strategy
 
-    load_strategy(strategy)
-    overrides: dict[str, object] = {}
+    settings = parse_set_options(set_items)
+    load_strategy(strategy, settings=settings)
+    overrides: dict[str, object] = {"set": settings} if settings else {}
     if data_dir is not None:
         if not data_dir.is_dir():
             raise BadInputError(f"data directory {data_dir} does not exist")

@@ -76,6 +76,7 @@ class TrainingOverrides(BaseModel):
     learning_rate: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False, strict=True)] | None = None
     save_model: StrictBool | None = None
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
+    set: Annotated[dict[str, Any], Field(max_length=100)] | None = None  # strategy settings, as --set
 
 
 class TrainingCreate(BaseModel):

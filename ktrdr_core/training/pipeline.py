@@ -55,6 +55,7 @@ from ktrdr_core.training.labels import (
     zigzag_labels,
 )
 from ktrdr_core.training.model import NUM_CLASSES, build_mlp, select_device
+from ktrdr_core.training.overrides import check_settings
 from ktrdr_core.training.storage import SavedModel, save_model
 from ktrdr_core.training.strategy import (
     SYMBOL_PATTERN,
@@ -104,7 +105,7 @@ STEP_NAMES = (
 
 DEFAULT_SEED = 42
 KNOWN_OVERRIDES = ("epochs", "seed", "batch_size", "learning_rate", "data_dir", "save_model",
-                   "device")
+                   "device", "set")
 
 
 # --------------------------------------------------------------------------- options
@@ -121,6 +122,7 @@ class RunOptions:
     data_dir: str | None = None
     save_model: bool = True
     device: str = "auto"
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
     ignored: tuple[str, ...] = ()
 
 
@@ -172,6 +174,8 @@ def resolve_options(overrides: Mapping[str, Any]) -> RunOptions:
         values["save_model"] = _bool_option("save_model", overrides["save_model"])
     if overrides.get("device") not in (None, ""):
         values["device"] = str(overrides["device"])
+    if overrides.get("set"):
+        values["settings"] = check_settings(overrides["set"])
     ignored = tuple(sorted(key for key in overrides if key not in KNOWN_OVERRIDES))
     if ignored:
         logger.warning("ignoring override(s) the engine does not use: %s", ", ".join(ignored))
@@ -185,7 +189,7 @@ def load_strategy_step(request: TrainingRequest, options: RunOptions,
                        environ: Mapping[str, str] | None = None) -> StrategyConfig:
     """Resolve the strategy by name and apply the training overrides."""
     check_strategy_name(request.strategy)
-    strategy = load_strategy(request.strategy, environ)
+    strategy = load_strategy(request.strategy, environ, settings=options.settings)
     changes = {key: getattr(options, key) for key in ("epochs", "batch_size", "learning_rate")
                if getattr(options, key) is not None}
     return strategy.with_training(**changes) if changes else strategy
@@ -461,6 +465,7 @@ class _Run:
             "python_version": platform.python_version(),
             "ignored_overrides": list(self.options.ignored),
             "save_model": self.options.save_model,
+            "strategy_settings": dict(self.options.settings),
             "warnings": list(self.warnings),
         }
 

@@ -823,19 +823,30 @@ def resolve_strategy_path(name: str, environ: Mapping[str, str] | None = None) -
                         f"{hint}")
 
 
-def load_strategy_file(path: Path, *, builtin: bool | None = None) -> StrategyConfig:
-    """Parse and validate one strategy file (its stem must be its ``name``)."""
+def load_strategy_file(path: Path, *, builtin: bool | None = None,
+                       settings: Mapping[str, Any] | None = None) -> StrategyConfig:
+    """Parse and validate one strategy file (its stem must be its ``name``).
+
+    ``settings`` (``{dotted key: value}``, see :mod:`~ktrdr_core.training.overrides`)
+    are written into the file's data first, so they are validated like the file.
+    """
     path = Path(path)
     if builtin is None:
         builtin = path.resolve().parent == BUILTIN_STRATEGIES_DIR
     display = _display(path, builtin)
     raw = _read_yaml(path, display)
+    if settings:
+        from ktrdr_core.training.overrides import apply_settings
+
+        raw = apply_settings(raw, settings)
+        display = f"{display}, with set {', '.join(settings)}"
     return parse_strategy(raw, display, expected_name=path.stem, source_path=str(path))
 
 
-def load_strategy(name: str, environ: Mapping[str, str] | None = None) -> StrategyConfig:
-    """Resolve a strategy *name* and load it (the pipeline's first step)."""
-    return load_strategy_file(resolve_strategy_path(name, environ))
+def load_strategy(name: str, environ: Mapping[str, str] | None = None, *,
+                  settings: Mapping[str, Any] | None = None) -> StrategyConfig:
+    """Resolve a strategy *name* and load it (the pipeline's first step), with ``settings``."""
+    return load_strategy_file(resolve_strategy_path(name, environ), settings=settings)
 
 
 @attrs.frozen

@@ -65,3 +65,19 @@ def test_legacy_and_unified_agree_exactly(name: str, options_strategies: Path, k
     if "plateau" not in name:  # the step and exponential schedules lower it every epoch
         assert rates[-1] < rates[0]
     assert unified.config["training"]["labels"] == VARIANTS[name]["labels"]
+
+
+def test_both_modes_apply_the_same_settings(ktrdr_home: Path) -> None:
+    """A whole section may be set: here the labels become triple barrier for this run only."""
+    results = {}
+    for mode in ("legacy", "unified"):
+        request = TrainingRequest(strategy=STRATEGY, user_id="opts", overrides={
+            "epochs": 2, "seed": 5, "save_model": False,
+            "set": {"training.labels": {"source": "triple_barrier", "max_holding_period": 12}}}, **SHORT)
+        results[mode] = TrainingManager().train(request, mode=mode)
+        assert results[mode].success, results[mode].error
+    legacy, unified = results["legacy"], results["unified"]
+    assert legacy.config == unified.config
+    assert unified.config["training"]["labels"]["max_holding_period"] == 12
+    assert legacy.metadata["strategy_settings"] == unified.metadata["strategy_settings"]
+    assert legacy.training_metrics["val_loss"] == unified.training_metrics["val_loss"]

@@ -101,7 +101,7 @@ class StrategyTrainer:
         fraction (or a string of one, "0.2", as overrides from the CLI or JSON
         carry it) replaces its validation share (the train share shrinks, the
         test share stays). ``overrides``: ``epochs``, ``seed``, ``batch_size``,
-        ``learning_rate``, ``data_dir``, ``save_model``, ``device``.
+        ``learning_rate``, ``data_dir``, ``save_model``, ``device``, ``set`` (strategy settings).
 
         Raises :class:`BadInputError` for anything the caller can fix,
         :class:`CancellationError` when the token fires (no model is left),
@@ -215,6 +215,7 @@ class StrategyTrainer:
                 "ignored_overrides": list(options.ignored),
                 "save_model": options.save_model,
                 "validation_split": validation_share,
+                "strategy_settings": dict(options.settings),
                 "warnings": warnings,
             }
             step = "save model"
