@@ -19,6 +19,7 @@ from ktrdr_core.ledger.store import RunLedger
 from ktrdr_core.rollout.current import evaluate_current
 from ktrdr_core.rollout.gates import DEFAULT_GATES
 from ktrdr_core.rollout.policy import RolloutPolicy
+from ktrdr_core.rollout.shadow import set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service import create_app
 from ktrdr_core.service.dashboard import data
@@ -94,6 +95,9 @@ def test_rollout_says_where_each_setting_comes_from(client: TestClient,
     assert body["env"]["enabled"] == "USE_UNIFIED_TRAINING"
     assert body["last_change"]["reason"] == "from the file"
     assert body["auto_rollback"]["rolled_back"] is False
+    assert body["shadow"]["percentage"] == 0
+    set_shadow_percentage(RolloutStore(), 25, reason="pairs from real traffic")
+    assert client.get("/dashboard/api/rollout").json()["shadow"]["percentage"] == 25
 
 
 def test_series_buckets_the_gate_window_per_mode() -> None:

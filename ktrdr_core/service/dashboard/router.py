@@ -18,6 +18,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+import attrs
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -28,6 +29,7 @@ from ktrdr_core.rollout.autorollback import auto_rollback_state, threshold_stage
 from ktrdr_core.rollout.current import evaluate_current, gate_config
 from ktrdr_core.rollout.policy import RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD
+from ktrdr_core.rollout.shadow import ShadowConfig
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.dashboard import data
 from ktrdr_core.service.sessions import TrainingService
@@ -95,12 +97,13 @@ def dashboard_router(
 
     @router.get(API_PREFIX + "/rollout")
     async def rollout() -> JSONResponse:
-        """The rollout in force, where each setting comes from, the last change, auto-rollback."""
+        """The rollout in force, each setting's source, the shadow share, last change, auto-rollback."""
         def read() -> dict[str, Any]:
             policy = policy_provider()
             store = RolloutStore()
             history = store.history()
             return {**policy.describe(), "env": dict(ENV_FOR_FIELD),
+                    "shadow": attrs.asdict(ShadowConfig.read(store)),
                     "last_change": history[-1].to_dict() if history else None,
                     "auto_rollback": auto_rollback_state(store)}
         try:

@@ -31,6 +31,7 @@ function renderRollout(answer) {
     ["candidate mode", r.candidate, "candidate"],
     ["excluded users", (r.excluded_users || []).join(", ") || "none", "excluded_users"],
   ];
+  if (r.shadow) rows.push(["shadow", `${r.shadow.percentage} % of control-routed trainings also run ${r.candidate} in the background (at most ${r.shadow.max_concurrent} at once)`, "shadow"]);
   for (const [key, value] of Object.entries(r)) {
     // settings added later (e.g. a shadow share) show up without a page change
     if (["enabled", "percentage", "excluded_users", "control", "candidate", "stage", "sources", "env",
@@ -39,7 +40,7 @@ function renderRollout(answer) {
   }
   table("rollout", ["setting", "value", "from"], rows.map(([name, value, field]) =>
     el("tr", {}, el("th", { text: name }), el("td", { class: "value", text: value }),
-      el("td", { class: "muted", text: name === "stage" ? "derived" : sourceText(r, field) }))));
+      el("td", { class: "muted", text: name === "stage" ? "derived" : field === "shadow" ? "rollout file" : sourceText(r, field) }))));
   const last = r.last_change;
   replace("rollout-file", last ? `last change ${when(last.timestamp)} by ${last.actor}: ${last.action} (${last.reason})` : "no rollout change recorded yet");
 }
@@ -83,7 +84,8 @@ function renderHeadline() {
     const text = !r.enabled || r.percentage === 0
       ? `Rollout off: every user gets the control mode ${r.control}.`
       : `Stage ${r.stage}: ${r.percentage} % of users get the candidate ${r.candidate}; the rest get ${r.control}.`;
-    replace("headline-stage", text, (r.excluded_users || []).length ? ` ${r.excluded_users.length} user(s) excluded.` : "");
+    const shadow = r.shadow && r.shadow.percentage > 0 ? ` Shadow: ${r.shadow.percentage} % of the control's trainings also run ${r.candidate} for comparison.` : "";
+    replace("headline-stage", text, (r.excluded_users || []).length ? ` ${r.excluded_users.length} user(s) excluded.` : "", shadow);
     const auto = r.auto_rollback || {};
     const banner = document.getElementById("banner");
     banner.hidden = !auto.rolled_back;
