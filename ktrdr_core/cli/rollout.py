@@ -270,6 +270,7 @@ def advance(force: bool, reason: str | None, as_json: bool) -> int:
     if force and not (reason and reason.strip()):
         raise BadInputError("--force needs --reason: say why the gate is overridden (it is audited)")
     policy = RolloutPolicy.from_env()
+    _refuse_if_completed(policy)
     stage = current_stage(policy)
     nxt = NEXT_STAGE[stage]
     if nxt is None:
@@ -301,3 +302,96 @@ def advance(force: bool, reason: str | None, as_json: bool) -> int:
                    + (" [FORCED]" if action == "advance_forced" else "") + ".")
     _warn_stage_env()
     return 0
+
+
+# -- Phase 3 ----------------------------------------------------------------------
+
+
+def _refuse_if_completed(policy: RolloutPolicy) -> None:
+    if policy.settings.completed:
+        raise BadInputError(
+            f"the migration is complete: {policy.settings.control!r} is the only mode; "
+            "`ktrdr rollout restore NAME` goes back to a rollback point"
+        )
+
+
+@rollout.command("complete")
+@click.option("--name", default=None, help="The rollback point's name (default: before-complete-MODE-TIME).")
+@click.option("--force", is_flag=True,
+              help="Complete even though the full gate does not pass (needs --reason).")
+@click.option("--reason", default=None, help="Why; written to the audit log. Required with --force.")
+@click.option("--json", "as_json", is_flag=True, help="Print the gate as JSON.")
+def complete_command(name: str | None, force: bool, reason: str | None, as_json: bool) -> int:
+    """Phase 3: the candidate becomes the control and the rollout goes off, if the full gate passes.
+
+    The settings replaced are kept as a named rollback point (`ktrdr rollout
+    restore NAME`). Exit 0 when completed; 1 or 3 when the gate refused; 2 for
+    bad usage. Afterwards the old control mode is no longer referenced.
+    """
+    from ktrdr_core.rollout.completion import check_point_name, complete, default_point_name
+
+    if force and not (reason and reason.strip()):
+        raise BadInputError("--force needs --reason: say why the gate is overridden (it is audited)")
+    policy = RolloutPolicy.from_env()
+    _refuse_if_completed(policy)
+    point = check_point_name(name) if name else default_point_name(policy.settings)
+    report = evaluate_current(policy, stage="full")
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        _print_gate(report)
+    if report.verdict != PASS and not force:
+        click.echo(f"ktrdr: refusing to complete the migration: the full gate says {report.summary()}; "
+                   "nothing was changed (use --force --reason to override)", err=True)
+        return report.exit_code
+    old, new = policy.settings.control, policy.settings.candidate
+    if report.verdict == PASS:
+        action, why = "complete", f"complete: {new} replaces {old}; gate full PASS" + (
+            f"; {reason}" if reason else "")
+    else:
+        action = "complete_forced"
+        why = f"FORCED complete: {new} replaces {old} although gate full said {report.summary()}: {reason}"
+    entry = complete(RolloutStore(), name=point, reason=why, action=action)
+    assert entry is not None  # completing always changes the file
+    click.echo(f"Completed: {new!r} is now the control and the only mode; the rollout is off "
+               f"(by {entry.actor}){' [FORCED]' if action == 'complete_forced' else ''}.")
+    click.echo(f"Rollback point: {point}  (`ktrdr rollout restore {point}` goes back)")
+    click.echo(f"{old!r} is no longer referenced by the rollout: `ktrdr plugins` confirms it before "
+               f"its plugin is uninstalled.")
+    for field in ("enabled", "percentage", "control", "candidate"):
+        _warn_env_override(field)
+    return 0
+
+
+@rollout.command("restore")
+@click.argument("name", required=False)
+@REASON_OPTION
+def restore_command(name: str | None, reason: str) -> None:
+    """Put back the rollout settings kept as rollback point NAME (without NAME: list them)."""
+    from ktrdr_core.rollout.completion import restore, rollback_points
+
+    store = RolloutStore()
+    if name is None:
+        points = rollback_points(store)
+        if not points:
+            click.echo("No rollback points (`ktrdr rollout complete` makes one).")
+        for key, point in sorted(points.items()):
+            settings = point.get("settings") or {}
+            click.echo(f"{key}  {point.get('created_at', '?')}  control {settings.get('control')!r}, "
+                       f"candidate {settings.get('candidate')!r}, enabled {settings.get('enabled')}, "
+                       f"percentage {settings.get('percentage')}")
+        return
+    entry = restore(store, name, reason=reason)
+    if entry is None:
+        click.echo(f"No change: the rollout already has the settings of {name}.")
+        return
+    settings = store.read()
+    click.echo(f"Restored {name}: control {settings.control!r}, candidate {settings.candidate!r}, "
+               f"stage {settings.stage} (by {entry.actor}).")
+    from ktrdr_core.plugins import get_plugin_manager
+
+    installed = get_plugin_manager().execution_modes()
+    missing = [m for m in {settings.control, settings.candidate} if m not in installed]
+    if missing:
+        click.echo(f"warning: mode(s) {', '.join(sorted(missing))} not installed here; reinstall before "
+                   "traffic reaches them (e.g. pip install ktrdr-legacy).", err=True)

@@ -44,7 +44,7 @@ AUTO_ROLLBACK_ACTION = "auto_rollback"
 AUTO_ROLLBACK_ACTOR = "ktrdr-auto-rollback"
 ROLLOUT_CHANGING_ACTIONS = frozenset(
     {"set_percentage", "set_enabled", "set_stage", "advance", "advance_forced", "api_update",
-     AUTO_ROLLBACK_ACTION}
+     AUTO_ROLLBACK_ACTION, "complete", "complete_forced", "restore"}
 )
 """Audit actions that change who gets the candidate (exclusions aside)."""
 

@@ -92,6 +92,9 @@ class RolloutPolicy:
         """Whether the rollout puts ``user_id`` on the candidate, and the sentence why."""
         s = self.settings
         bucket = bucket_for(user_id)
+        if s.completed:
+            return False, (f"the migration is complete, so {s.control!r} is the only mode "
+                           "(`ktrdr rollout complete`; `ktrdr rollout restore NAME` undoes it)")
         if user_id in s.excluded_users:
             return False, f"user {user_id!r} is on the rollback list (ROLLBACK_USER_IDS)"
         if not s.enabled:

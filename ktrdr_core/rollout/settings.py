@@ -96,9 +96,11 @@ class RolloutSettings:
     excluded_users: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
     control: str = "legacy"
     candidate: str = "unified"
+    completed: bool = False
+    """Phase 3 done (``ktrdr rollout complete``): the control is the only mode; nobody is rolled out."""
 
     def __attrs_post_init__(self) -> None:
-        if self.control == self.candidate:
+        if self.control == self.candidate and not self.completed:
             raise ConfigurationError(
                 f"the control and candidate modes are both {self.control!r}; they must differ"
             )
@@ -114,16 +116,18 @@ class RolloutSettings:
             "excluded_users": sorted(self.excluded_users),
             "control": self.control,
             "candidate": self.candidate,
+            "completed": self.completed,
         }
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str) -> RolloutSettings:
         """Settings from the rollout file's JSON object; ``source`` names the file in errors."""
         values: dict[str, Any] = {}
-        if "enabled" in data:
-            if not isinstance(data["enabled"], bool):
-                raise ConfigurationError(f"{source}: 'enabled' must be true or false")
-            values["enabled"] = data["enabled"]
+        for flag in ("enabled", "completed"):
+            if flag in data:
+                if not isinstance(data[flag], bool):
+                    raise ConfigurationError(f"{source}: {flag!r} must be true or false")
+                values[flag] = data[flag]
         if "percentage" in data:
             values["percentage"] = parse_percentage(data["percentage"], source=f"{source}: 'percentage'")
         if "excluded_users" in data:
