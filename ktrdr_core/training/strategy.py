@@ -449,11 +449,10 @@ def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
             if shorthand in params:
                 problems.append(f"params.{shorthand} repeats the indicator's {shorthand}")
             params[shorthand] = data[shorthand]
-    output = params.pop("output", None)
-    if legacy:
-        output = output or legacy[1]
-    elif output is None:
-        output = LEGACY_DEFAULT_OUTPUT.get(spec.type) if "output" not in params_raw else None
+    if "output" in params:
+        output = params.pop("output")
+    else:
+        output = legacy[1] if legacy else LEGACY_DEFAULT_OUTPUT.get(spec.type)
     if output is not None and output not in spec.outputs:
         problems.append(f"params.output must be one of {', '.join(spec.outputs)}, got {output!r}")
     clean, param_problems = spec.validate(params)

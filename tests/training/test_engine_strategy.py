@@ -305,3 +305,26 @@ def test_early_stopping_shorthand_and_defaults(write_strategy: Callable[..., Pat
     assert config.model.training.early_stopping.enabled is False
     assert config.model.training.epochs == 100 and config.labels.label_lookahead == 20
     assert (config.data_split.train, config.data_split.method) == (0.7, "chronological")
+
+
+def test_params_output_picks_what_a_bare_id_means(write_strategy: Callable[..., Path]) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["indicators"][1]["params"].pop("output")  # macd without output: its histogram, as before
+        raw["indicators"][2] = {"name": "bollinger_percent_b", "feature_id": "bb_pct_b", "period": 20,
+                                "params": {"num_std": 2.5}}
+        raw["indicators"].append({"name": "stochastic", "feature_id": "stoch",
+                                  "params": {"output": "d"}})
+        raw["fuzzy_sets"]["stoch"] = {"mid": {"type": "gaussian", "parameters": [50, 20]}}
+    write_strategy("outputs", edit=edit)
+    config = load_strategy("outputs")
+    macd, bb, stoch = config.indicators[1:]
+    assert (macd.name, macd.output) == ("macd", "histogram")
+    assert (bb.name, bb.output, bb.params["multiplier"]) == ("bollinger_bands", "percent_b", 2.5)
+    assert (stoch.name, stoch.output) == ("stochastic", "d")
+
+    def bad(raw: dict[str, Any]) -> None:
+        raw["indicators"][0]["params"] = {"output": "value"}
+    write_strategy("outputs", edit=bad)
+    with pytest.raises(BadInputError, match=r"indicators\[0\] \(rsi\): params.output must be one of "
+                                            r"rsi, got 'value'"):
+        load_strategy("outputs")
