@@ -123,3 +123,15 @@ def test_feature_matrix_is_the_columns_and_their_lags_in_float32() -> None:
     expected = np.column_stack([lagged[name] for name in names]).astype(np.float32)
     np.testing.assert_array_equal(matrix, expected)
     assert matrix.dtype == np.float32
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2])
+def test_feature_matrix_with_fewer_rows_than_lags(rows: int) -> None:
+    columns = {"a": np.arange(rows, dtype=float)}
+    matrix, names = feature_matrix(columns, 3)
+    assert matrix.shape == (rows, 4) and names[1:] == ["a_lag_1", "a_lag_2", "a_lag_3"]
+    lagged = add_lags(columns, 3)
+    expected = np.column_stack([lagged[n] for n in names]).astype(np.float32) if rows else \
+        np.empty((0, 4), dtype=np.float32)
+    np.testing.assert_array_equal(matrix, expected)
+    assert np.isnan(matrix[:, 3]).all()  # the third lag exists in no row
