@@ -40,12 +40,24 @@ def rollout_references(registered: Any) -> dict[str, str]:
     return roles
 
 
+def _indicators_by_plugin() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``({plugin: indicator types}, {plugin: error of its register_indicators})``."""
+    from ktrdr_core.training.indicators import default_registry
+
+    registry = default_registry()
+    types: dict[str, list[str]] = {}
+    for name in registry.names():
+        types.setdefault(registry.plugin_of(name), []).append(name)
+    return types, dict(registry.errors)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def plugins(as_json: bool) -> None:
     """List plugins: distribution, version, modes (with health), hooks, load errors."""
     pm = get_plugin_manager()
     registered = pm.registered_modes()
+    indicators = _indicators_by_plugin()
     rows: list[dict[str, Any]] = []
     for info in pm.plugin_infos():
         modes = []
@@ -59,7 +71,8 @@ def plugins(as_json: bool) -> None:
             "module": info.module,
             "modes": modes,
             "hooks": list(info.hooks),
-            "error": info.error,
+            "indicators": indicators[0].get(info.name, []),
+            "error": info.error or indicators[1].get(info.name),
             "disabled": info.disabled,
         })
     conflicts = pm.conflicts
@@ -78,6 +91,8 @@ def plugins(as_json: bool) -> None:
         for mode in row["modes"]:
             state = "healthy" if mode["healthy"] else "UNHEALTHY"
             click.echo(f"    mode {mode['name']}: {state} - {mode['detail']}")
+        if row["indicators"]:
+            click.echo(f"    indicators ({len(row['indicators'])}): {', '.join(row['indicators'])}")
         click.echo(f"    hooks: {', '.join(row['hooks']) or '-'}")
     for conflict in conflicts:
         click.echo(click.style(f"conflict: {conflict}", fg="red"))

@@ -90,9 +90,13 @@ def test_a_plugin_indicator_trains_and_a_broken_plugin_is_isolated(site: Path, t
     strategy(folder, "uses_broken", "broken_thing")
     listing = run_ktrdr(site, tmp_path, cli_env, "plugins", "--json")
     assert listing.returncode == 0, listing.stderr
-    hooks = {row["name"]: row["hooks"] for row in json.loads(listing.stdout)["plugins"]}
-    assert hooks["range_indicators"] == ["register_indicators"]
-    assert hooks["ktrdr-indicators"] == ["register_indicators"]
+    rows = {row["name"]: row for row in json.loads(listing.stdout)["plugins"]}
+    assert rows["range_indicators"]["hooks"] == ["register_indicators"]
+    assert rows["range_indicators"]["indicators"] == ["range_position"]
+    assert rows["range_indicators"]["error"] is None
+    assert rows["ktrdr-indicators"]["hooks"] == ["register_indicators"]
+    assert len(rows["ktrdr-indicators"]["indicators"]) == 31
+    assert rows["bad_indicators"]["error"] == "RuntimeError: indicator plugin broken on purpose"
 
     proc = run_ktrdr(site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "legacy", "--json",
                      "--no-progress")
