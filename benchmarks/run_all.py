@@ -17,7 +17,9 @@ Measures (benchmarks/README.md says what each number means):
 5. one selector decision and one hook call, in microseconds (bench_micro.py);
 6. ``ktrdr --help`` start-up time (bench_micro.py);
 7. loading + indicators + features + labels for 10 symbols at three sizes, and
-   whether the cost grows linearly with bars (bench_features.py).
+   whether the cost grows linearly with bars (bench_features.py);
+8. shadow overhead: the user's wall time with the shadow at 100 % / off, at the
+   shadow's own low priority and without it (bench_shadow.py).
 
 A/B measurements are interleaved (ABBA) so that drift in machine load falls
 on both sides; each figure is a median. Writes
@@ -41,12 +43,18 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_features, bench_micro, bench_modes, bench_overhead  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_features,
+    bench_micro,
+    bench_modes,
+    bench_overhead,
+    bench_shadow,
+)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 RESULTS_MD = HERE / "RESULTS.md"
-SECTIONS = ("overhead", "modes", "cancel", "micro", "startup", "features")
+SECTIONS = ("overhead", "modes", "cancel", "micro", "startup", "features", "shadow")
 MODES = ("legacy", "unified")
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -70,6 +78,7 @@ TARGETS = {
     "progress_band": 0.15,
     "progress_ceiling_s": 1.0,
     "help_s": 0.3,
+    "shadow_ratio": 1.05,
 }
 
 
@@ -252,6 +261,17 @@ def render_table(report: dict[str, Any]) -> str:
                          f"peak RSS {run['peak_rss_mb']:.0f} MB", "–", "–"))
         rows.append(("7. per-bar time, largest / smallest size", f"{fe['per_bar_growth']:.2f}",
                      f"≤ {fe['linear_tolerance']:.2f} (linear)", _meets(fe["linear"])))
+    sh = report.get("shadow")
+    if sh:
+        for variant, label in (("shadow nice 19", "at nice 19 (the default)"),
+                               ("shadow nice 0", "at normal priority (for comparison)")):
+            ratio = sh["ratios"][variant]
+            rows.append((f"8. shadow overhead: user's wall time, shadow 100 % / off, {label} "
+                         f"({sh['rounds']} rounds, {sh['epochs']} epochs)",
+                         f"{ratio:.3f} (medians {sh['medians'][variant]:.2f} s vs "
+                         f"{sh['medians']['off']:.2f} s; best-of {sh['best_of'][variant]:.3f})",
+                         f"≤ {TARGETS['shadow_ratio']:.2f}" if variant == "shadow nice 19" else "–",
+                         _meets(ratio <= TARGETS["shadow_ratio"]) if variant == "shadow nice 19" else "–"))
     lines = [
         f"Measured {report['finished_at']} with `{report['command']}` "
         f"(profile {report['profile']}): {env['cpus']} CPUs, load average "
@@ -353,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     if "features" in sections:
         log(f"features: 10 symbols x {profile['feature_sizes']} bars")
         report["features"] = bench_features.run(profile["feature_sizes"], 10)
+    if "shadow" in sections:
+        log(f"shadow: user's run with the shadow off / at 100 %, {profile['mode_rounds']} rounds")
+        report["shadow"] = bench_shadow.run(profile["mode_rounds"], profile["mode_epochs"] or 5, log=log)
 
     report["bench_seconds"] = time.perf_counter() - bench_started
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

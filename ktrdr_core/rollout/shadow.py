@@ -126,10 +126,11 @@ def shadow_request(request: TrainingRequest) -> TrainingRequest:
 # -- the background process ------------------------------------------------------------
 
 
-def _child_main(request_data: dict[str, Any], mode: str, cancel: Any, conn: Any) -> None:
+def _child_main(request_data: dict[str, Any], mode: str, cancel: Any, conn: Any,
+                niceness: int = NICENESS) -> None:
     """Runs in the shadow process: train ``mode`` at low priority; send back the result's dict."""
     with contextlib.suppress(OSError):  # already at the lowest priority, or not allowed
-        os.nice(NICENESS)
+        os.nice(niceness)
     os.environ["KTRDR_LEDGER"] = "off"  # the parent records the shadow run, flagged as such
     from ktrdr_core.cancellation import ThreadingCancellationToken
     from ktrdr_core.manager import TrainingManager
@@ -171,8 +172,10 @@ class ShadowRunner:
     """Runs shadow jobs in low-priority processes, at most ``max_concurrent`` at once."""
 
     def __init__(self, *, ledger_factory: Callable[[], RunLedger] = RunLedger,
-                 on_outcome: Callable[[str, dict[str, float | None]], None] | None = None) -> None:
+                 on_outcome: Callable[[str, dict[str, float | None]], None] | None = None,
+                 niceness: int = NICENESS) -> None:
         self._context = multiprocessing.get_context("spawn")
+        self._niceness = niceness
         self._ledger_factory = ledger_factory
         self._on_outcome = on_outcome
         self._lock = threading.Lock()
@@ -248,7 +251,8 @@ class ShadowRunner:
     def _train(self, job: ShadowJob) -> TrainingResult:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_child_main, args=(job.request.to_dict(), job.candidate, job.cancel, send),
+            target=_child_main, args=(job.request.to_dict(), job.candidate, job.cancel, send,
+                                      self._niceness),
             name="ktrdr-shadow", daemon=True)
         job.process = process
         process.start()
