@@ -109,3 +109,12 @@ def test_bad_point_names_are_refused(ktrdr_home: Path) -> None:
     proc = ktrdr("rollout", "complete", "--name", "../x", "--force", "--reason", "r")
     assert proc.returncode == 2 and "invalid rollback point name" in proc.stderr
     assert not RolloutStore().read().completed
+
+
+def test_status_shows_the_completion_and_its_rollback_point(ktrdr_home: Path) -> None:
+    at_full()
+    assert ktrdr("rollout", "complete", "--force", "--reason", "r", "--name", "p3").returncode == 0
+    text = ktrdr("rollout", "status").stdout
+    assert "migration complete" in text and "rollback points: p3" in text
+    data = json.loads(ktrdr("rollout", "status", "--json").stdout)
+    assert data["completed"] is True and data["rollback_points"] == ["p3"]

@@ -81,11 +81,15 @@ def status(as_json: bool) -> None:
     described["auto_rollback"] = auto
     shadow_config = ShadowConfig.read(store)
     described["shadow"] = attrs.asdict(shadow_config)
+    from ktrdr_core.rollout.completion import rollback_points
+
+    described["rollback_points"] = sorted(rollback_points(store))
     if as_json:
         echo_json(described)
         return
     s, src = policy.settings, policy.sources
-    click.echo(f"stage:      {s.stage}")
+    click.echo(f"stage:      {s.stage}" + ("  (migration complete: the control is the only mode)"
+                                            if s.completed else ""))
     click.echo(f"enabled:    {s.enabled}  [{src['enabled']}]")
     click.echo(f"percentage: {s.percentage} %  [{src['percentage']}]")
     click.echo(f"control:    {s.control}  [{src['control']}]")
@@ -94,6 +98,9 @@ def status(as_json: bool) -> None:
     click.echo(f"excluded:   {excluded}  [{src['excluded_users']}]")
     click.echo(f"shadow:     {shadow_config.percentage} % of control-routed trainings also run "
                f"{s.candidate} in the background (at most {shadow_config.max_concurrent} at once)")
+    if described["rollback_points"]:
+        click.echo(f"rollback points: {', '.join(described['rollback_points'])} "
+                   "(`ktrdr rollout restore NAME`)")
     if history:
         last = history[-1]
         click.echo(f"last change: {last.timestamp} by {last.actor}: {last.action} "
@@ -257,6 +264,19 @@ def _evaluate(stage_name: str | None, window: str | None) -> GateReport:
     return evaluate_current(RolloutPolicy.from_env(), stage=stage_name, window=window)
 
 
+def _gate_refuses(report: GateReport, as_json: bool, force: bool, what: str) -> bool:
+    """Print the gate; say and return True when it stops the change (not PASS, not forced)."""
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        _print_gate(report)
+    if report.verdict == PASS or force:
+        return False
+    click.echo(f"ktrdr: refusing to {what} says {report.summary()}; nothing was changed "
+               "(use --force --reason to override)", err=True)
+    return True
+
+
 @rollout.command("advance")
 @click.option("--force", is_flag=True, help="Advance even though the gate does not pass (needs --reason).")
 @click.option("--reason", default=None, help="Why; written to the audit log. Required with --force.")
@@ -279,13 +299,7 @@ def advance(force: bool, reason: str | None, as_json: bool) -> int:
             "Phase 3 (removing the control mode) may begin"
         )
     report = _evaluate(stage, None)
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        _print_gate(report)
-    if report.verdict != PASS and not force:
-        click.echo(f"ktrdr: refusing to advance {stage} -> {nxt}: the gate says {report.summary()}; "
-                   "nothing was changed (use --force --reason to override)", err=True)
+    if _gate_refuses(report, as_json, force, f"advance {stage} -> {nxt}: the gate"):
         return report.exit_code
     enabled, percentage = STAGES[nxt]
     if report.verdict == PASS:
@@ -336,13 +350,7 @@ def complete_command(name: str | None, force: bool, reason: str | None, as_json:
     _refuse_if_completed(policy)
     point = check_point_name(name) if name else default_point_name(policy.settings)
     report = evaluate_current(policy, stage="full")
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        _print_gate(report)
-    if report.verdict != PASS and not force:
-        click.echo(f"ktrdr: refusing to complete the migration: the full gate says {report.summary()}; "
-                   "nothing was changed (use --force --reason to override)", err=True)
+    if _gate_refuses(report, as_json, force, "complete the migration: the full gate"):
         return report.exit_code
     old, new = policy.settings.control, policy.settings.candidate
     if report.verdict == PASS:

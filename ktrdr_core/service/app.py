@@ -356,11 +356,18 @@ def create_app(
             return _error(503, str(exc))
         return JSONResponse(rollout_body(policy))
 
+    change_responses: dict[int | str, dict[str, Any]] = {
+        **ERROR_RESPONSES,
+        401: {"model": ErrorOut, "description": "Missing or wrong token"},
+        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"}}
+
+    def change_reply(entry: Any, policy: RolloutPolicy, warnings: list[str]) -> JSONResponse:
+        return JSONResponse({"changed": entry is not None,
+                             "audit": entry.to_dict() if entry is not None else None,
+                             "rollout": rollout_body(policy), "warnings": warnings})
+
     @app.put("/api/v1/rollout", response_model=RolloutChangeOut, tags=["rollout"],
-             dependencies=[Depends(require_token)],
-             responses={**ERROR_RESPONSES,
-                        401: {"model": ErrorOut, "description": "Missing or wrong token"},
-                        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"}})
+             dependencies=[Depends(require_token)], responses=change_responses)
     async def put_rollout(
         update: RolloutUpdate,
         actor: str | None = Header(None, alias=ACTOR_HEADER, max_length=100),
@@ -392,15 +399,10 @@ def create_app(
             f"the change of {name} is saved but not in force until it is unset"
             for name in fields if policy.sources.get(name) == "env"
         ]
-        return JSONResponse({"changed": entry is not None,
-                             "audit": entry.to_dict() if entry is not None else None,
-                             "rollout": rollout_body(policy), "warnings": warnings})
+        return change_reply(entry, policy, warnings)
 
     @app.put("/api/v1/rollout/shadow", response_model=RolloutChangeOut, tags=["rollout"],
-             dependencies=[Depends(require_token)],
-             responses={**ERROR_RESPONSES,
-                        401: {"model": ErrorOut, "description": "Missing or wrong token"},
-                        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"}})
+             dependencies=[Depends(require_token)], responses=change_responses)
     async def put_shadow(
         update: ShadowUpdate,
         actor: str | None = Header(None, alias=ACTOR_HEADER, max_length=100),
@@ -415,9 +417,7 @@ def create_app(
             policy = await current_policy()
         except ConfigurationError as exc:
             return _error(422, str(exc))
-        return JSONResponse({"changed": entry is not None,
-                             "audit": entry.to_dict() if entry is not None else None,
-                             "rollout": rollout_body(policy), "warnings": []})
+        return change_reply(entry, policy, [])
 
     # -- the dashboard at / -------------------------------------------------
     app.include_router(dashboard_router(service=service, policy_provider=read_policy,
