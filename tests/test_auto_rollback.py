@@ -204,3 +204,14 @@ def test_a_rollout_change_over_the_api_ends_the_rolled_back_state(ktrdr_home: Pa
     assert auto_rollback_state(store)["rolled_back"] is True
     store.set_fields("api_update", {"percentage": 10}, reason="fixed, canary again", actor="api")
     assert auto_rollback_state(store)["rolled_back"] is False
+
+
+def test_failing_shadow_runs_are_not_user_traffic() -> None:
+    store = rollout(window=10, threshold=10.0)
+    ledger = RunLedger()
+    finish(ledger, errors=0, successes=10)
+    for i in range(10):  # the latest runs: the candidate failed every shadow run, users never saw them
+        ledger.record_run(request_id=f"shadow-{i}", user_id="u", strategy="s", mode="unified",
+                          status="error", error="boom", duration_seconds=1.0, shadow=True)
+    user_run = ledger.runs(shadow=False, limit=1)[0]
+    assert maybe_auto_rollback(ledger, user_run) is None and store.read().percentage == 10

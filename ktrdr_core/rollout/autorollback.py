@@ -18,10 +18,12 @@ not pass either: the rollout holds where it is).
 Counting only runs since the last rollout change means a rollout re-enabled
 after a fix is judged on its own runs, not on the failures that stopped it.
 Failures of kind ``bad_input`` (the request could not work anywhere) are
-not counted. A custom percentage uses the threshold of the stage below it
-(1-49 % canary, 51-99 % expanded); nothing is checked while the rollout is
-off. With ``exclude_failed_users`` the users whose candidate runs failed in
-the window are added to the exclusion list in the same change.
+not counted, nor are shadow runs (background candidate runs on users'
+requests, ``ktrdr_core.rollout.shadow``): they are not user traffic. A
+custom percentage uses the threshold of the stage below it (1-49 % canary,
+51-99 % expanded); nothing is checked while the rollout is off. With
+``exclude_failed_users`` the users whose candidate runs failed in the window
+are added to the exclusion list in the same change.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def check(
     runs: list[RunRecord] = []
     if stage is not None:
         runs = ledger.runs(mode=settings.candidate, status=FINISHED_STATUSES, since=since,
-                           exclude_error_kind=BAD_INPUT_KIND, limit=config.window_runs)
+                           exclude_error_kind=BAD_INPUT_KIND, limit=config.window_runs, shadow=False)
     failed = sorted({r.user_id for r in runs if r.status == "error"})
     return RollbackCheck(
         stage=stage,
