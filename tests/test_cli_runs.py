@@ -112,3 +112,22 @@ def test_shadow_runs_are_shown_as_such_and_can_be_filtered() -> None:
     only = json.loads(ktrdr("runs", "--shadow", "--json").stdout)
     assert [r["request_id"] for r in only] == ["shadow-run-0001"] and only[0]["shadow"] is True
     assert ids(ktrdr("runs", "--no-shadow", "--json")) == ["user-run-000001"]
+
+
+def test_warnings_are_counted_listed_and_in_the_json() -> None:
+    ledger = RunLedger()
+    said = ["every one of the 900 labels is HOLD: the model can learn nothing but that class",
+            "the test part has only 40 samples (under 100)"]
+    ledger.record_run(request_id="warned-run", user_id="eve", strategy="s", mode="unified", status="success",
+                      duration_seconds=3, warnings=said)
+    ledger.record_run(request_id="clean-run", user_id="eve", strategy="s", mode="legacy", status="success",
+                      duration_seconds=3, warnings=[])
+    proc = ktrdr("runs", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["request_id"]: row for row in json.loads(proc.stdout)}
+    assert rows["warned-run"]["warnings"] == said and rows["clean-run"]["warnings"] == []
+    text = ktrdr("runs").stdout.splitlines()
+    assert "warnings" in text[0].split()
+    column = text[0].split().index("warnings")
+    assert [line.split()[column + 1] for line in text[1:3]] == ["-", "2"]  # +1: the date has a space
+    assert f"warning warned-run: {said[0]} (+1 more: ktrdr runs --json)" in text

@@ -251,11 +251,12 @@ def test_migrates_a_v1_ledger_to_the_current_schema(tmp_path: Path) -> None:
     old = {r.request_id: r for r in ledger.runs()}
     assert old["v1run"].duration_seconds == 5.0 and old["v1run"].val_loss == 0.3
     assert old["v1run"].interval_p50 is None and old["v1run"].error_kind is None
+    assert old["v1run"].warnings == ()
     ledger.finish_run(old["v1open"].id, status="cancelled", cancellation_latency_seconds=0.02)
     assert ledger.get(old["v1open"].id).cancellation_latency_seconds == 0.02  # type: ignore[union-attr]
     ledger.record_comparison(strategy="s", control="legacy", candidate="unified", equivalent=True)
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 def test_a_ledger_from_a_newer_ktrdr_is_refused(tmp_path: Path) -> None:

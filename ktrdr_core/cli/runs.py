@@ -15,7 +15,7 @@ from ktrdr_core.ledger.store import STATUSES, RunLedger, RunRecord
 from ktrdr_core.ledger.times import parse_since
 
 COLUMNS = ("started", "request", "user", "strategy", "mode", "status", "duration", "cpu", "peak_mem",
-           "val_loss", "val_acc", "updates", "flags")
+           "val_loss", "val_acc", "updates", "warnings", "flags")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -48,6 +48,7 @@ def _row(run: RunRecord) -> tuple[str, ...]:
         _num(run.val_loss, ".4f"),
         _num(run.val_accuracy, ".3f"),
         "-" if run.progress_updates is None else str(run.progress_updates),
+        str(len(run.warnings)) if run.warnings else "-",
         _flags(run),
     )
 
@@ -90,3 +91,7 @@ def runs(mode: str | None, status: str | None, since: str | None, user: str | No
     errors = [run for run in found if run.status == "error" and run.error]
     for run in errors[:5]:
         click.echo(f"error {run.request_id[:12]}: {run.error.splitlines()[0] if run.error else ''}")
+    warned = [run for run in found if run.warnings]
+    for run in warned[:5]:
+        more = f" (+{len(run.warnings) - 1} more: ktrdr runs --json)" if len(run.warnings) > 1 else ""
+        click.echo(f"warning {run.request_id[:12]}: {run.warnings[0]}{more}")

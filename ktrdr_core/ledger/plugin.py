@@ -97,6 +97,7 @@ class LedgerPlugin:
             cancellation_latency_seconds=report.cancellation_latency_seconds,
             resources=getattr(report, "resources", None),
             progress_max_deviation=getattr(report, "progress_max_deviation", None),
+            warnings=(result.metadata or {}).get("warnings"),
         )
         self._after_write(ledger, run_id)
 

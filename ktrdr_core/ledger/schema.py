@@ -120,11 +120,17 @@ def _v4_monitoring(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX comparisons_source_created ON comparisons (source, created_epoch)")
 
 
+def _v5_warnings(conn: sqlite3.Connection) -> None:
+    """Version 5: a finished run's honest-result warnings (a JSON list of sentences)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_runs,
     _v2_timings,
     _v3_comparisons,
     _v4_monitoring,
+    _v5_warnings,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

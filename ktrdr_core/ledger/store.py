@@ -112,16 +112,24 @@ class RunRecord:
     """A background candidate run on a user's request: never user traffic."""
     shadow_of: str | None = None
     """The request id of the user's run this shadow run mirrored."""
+    warnings: tuple[str, ...] = ()
+    """The result's ``metadata.warnings`` (honest-result warnings; see docs/engine.md)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         data = {name: row[name] for name in row.keys()}  # noqa: SIM118 - sqlite3.Row
         for flag in ("candidate", "forced", "fallback", "shadow"):
             data[flag] = bool(data[flag])
+        data["warnings"] = tuple(json.loads(data["warnings"])) if data.get("warnings") else ()
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def _warnings_json(warnings: Sequence[str] | None) -> str | None:
+    """The ``warnings`` column: a JSON list of sentences, NULL when there are none."""
+    return json.dumps([str(w) for w in warnings]) if warnings else None
 
 
 @attrs.frozen(kw_only=True)
@@ -215,6 +223,7 @@ class RunLedger:
         cancellation_latency_seconds: float | None = None,
         resources: Mapping[str, Any] | None = None,
         progress_max_deviation: float | None = None,
+        warnings: Sequence[str] | None = None,
     ) -> None:
         """Complete the row ``run_id`` in one statement (all of it, or nothing)."""
         if status not in FINISHED_STATUSES:
@@ -232,7 +241,7 @@ class RunLedger:
                     progress_updates = ?, interval_p50 = ?, interval_p95 = ?, interval_min = ?,
                     interval_max = ?, cancellation_latency_seconds = ?,
                     cpu_seconds = ?, cpu_scope = ?, peak_rss_bytes = ?, torch_peak_bytes = ?,
-                    cuda_peak_bytes = ?, progress_max_deviation = ?
+                    cuda_peak_bytes = ?, progress_max_deviation = ?, warnings = ?
                 WHERE id = ?
                 """,
                 (status, error, error_kind, iso_utc(ended), ended, _float(duration_seconds), ended,
@@ -240,7 +249,8 @@ class RunLedger:
                  _float(m.get("test_accuracy")), _float(m.get("test_loss")),
                  progress_updates, _float(s.get("p50")), _float(s.get("p95")), _float(s.get("min")),
                  _float(s.get("max")), _float(cancellation_latency_seconds),
-                 *r.values(), _float(progress_max_deviation), run_id),
+                 *r.values(), _float(progress_max_deviation),
+                 _warnings_json(warnings), run_id),
             )
             if cursor.rowcount != 1:
                 raise BadInputError(f"the ledger has no run with id {run_id}")
@@ -271,6 +281,7 @@ class RunLedger:
         progress_max_deviation: float | None = None,
         shadow: bool = False,
         shadow_of: str | None = None,
+        warnings: Sequence[str] | None = None,
     ) -> int:
         """Insert a whole run in one statement (imports, tests, shadow runs, runs whose start was not seen).
 
@@ -304,7 +315,7 @@ class RunLedger:
             "host": socket.gethostname(), "pid": os.getpid(),
             **_resource_columns(resources),
             "progress_max_deviation": _float(progress_max_deviation),
-            "shadow": int(bool(shadow)), "shadow_of": shadow_of,
+            "shadow": int(bool(shadow)), "shadow_of": shadow_of, "warnings": _warnings_json(warnings),
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)

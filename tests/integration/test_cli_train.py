@@ -146,3 +146,5 @@ def test_warnings_are_printed_and_in_the_json(mode: str, ktrdr_cmd: list[str], c
     warnings = json.loads(as_json.stdout)["metadata"]["warnings"]
     assert any(w.startswith("no gain over the majority baseline") for w in warnings)
     assert all(f"ktrdr: warning: {w}" in as_json.stderr for w in warnings)
+    ledger = json.loads(run(ktrdr_cmd, env, "runs", "--json").stdout)  # the ledger keeps them too
+    assert [r["warnings"] for r in ledger][0] == warnings and all(r["warnings"] for r in ledger)
