@@ -75,14 +75,33 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = ("success", "error", "cancelled")
-"""Values of ``training_requests_total``'s ``status`` label: the result's status.
+STATUSES: tuple[str, ...] = ("success", "error", "bad_input", "cancelled", "interrupted")
+"""Values of ``training_requests_total``'s ``status`` label.
 
 ``success`` — the mode returned a successful result; ``error`` — the mode
-raised or returned a failed result; ``cancelled`` — it stopped because its
-token fired (Ctrl-C, HTTP cancel, deadline). An unknown status is counted as
-``error`` so the label set stays fixed.
+raised or returned a failed result; ``bad_input`` — it failed because the
+request cannot work anywhere (an unknown strategy, a missing data file: the
+user's mistake, not the mode's); ``cancelled`` — it stopped because its token
+fired (Ctrl-C, HTTP cancel, deadline); ``interrupted`` — the process running
+it died (counted by the next service start-up that finds its ledger row).
+An unknown status is counted as ``error`` so the label set stays fixed.
+
+The error-rate alert and the rollout gate count the same failures:
+``error`` and ``interrupted`` out of everything but ``bad_input``.
 """
+
+FAILURE_STATUSES: tuple[str, ...] = ("error", "interrupted")
+"""The statuses the error-rate alert counts as failures (as the gate does)."""
+NOT_COUNTED_STATUSES: tuple[str, ...] = ("bad_input",)
+"""The status the error-rate alert leaves out of the total (as the gate does)."""
+
+
+def request_status(result: TrainingResult) -> str:
+    """The ``status`` label for a finished result."""
+    if result.status == "error" and (result.metadata or {}).get("error_kind") == "bad_input":
+        return "bad_input"
+    return result.status if result.status in STATUSES else "error"
+
 
 LABEL_NAMES: frozenset[str] = frozenset({"implementation", "status", "result"})
 """Every label name the training metrics use (``le`` and the build info's aside)."""
@@ -148,7 +167,7 @@ class KtrdrMetrics:
         self.requests_total = Counter(
             "training_requests_total",
             "Training requests that finished, by implementation and status "
-            "(success, error, cancelled).",
+            "(success, error, bad_input, cancelled, interrupted).",
             ["implementation", "status"],
             registry=registry,
         )
@@ -283,6 +302,12 @@ class KtrdrMetrics:
             if value is not None and math.isfinite(value) and value >= 0:
                 family.observe(value)
 
+    def record_interrupted(self, implementation: str, *, started: bool) -> None:
+        """Count a run found interrupted at start-up; one that never started is not a request outcome."""
+        self.initialise(implementation)
+        if started:
+            self.requests_total.labels(implementation=implementation, status="interrupted").inc()
+
     def record_rollout(self, policy: RolloutPolicy) -> None:
         """Set ``ktrdr_rollout_percentage`` from the policy in force."""
         settings = policy.settings
@@ -367,7 +392,7 @@ class MetricsPlugin:
         implementation = decision.mode
         m = self.metrics
         try:
-            status = result.status if result.status in STATUSES else "error"
+            status = request_status(result)
             m.requests_total.labels(implementation=implementation, status=status).inc()
             m.duration_seconds.labels(implementation=implementation).observe(report.duration_seconds)
             if report.cancellation_latency_seconds is not None:

@@ -107,13 +107,20 @@ MUTATIONS = {
     # The plan's un-summed ratio divides each error series by itself.
     "error ratio without sum": (
         "UnifiedTrainingHighErrorRate",
-        'sum(rate(training_requests_total{implementation="unified",status="error"}[5m]))\n'
+        'sum(rate(training_requests_total{implementation="unified",status=~"error|interrupted"}[5m]))\n'
         "          /\n"
-        '          sum(rate(training_requests_total{implementation="unified"}[5m]))',
-        'rate(training_requests_total{implementation="unified",status="error"}[5m])\n'
+        '          sum(rate(training_requests_total{implementation="unified",status!="bad_input"}[5m]))',
+        'rate(training_requests_total{implementation="unified",status=~"error|interrupted"}[5m])\n'
         "          /\n"
-        '          rate(training_requests_total{implementation="unified"}[5m])',
+        '          rate(training_requests_total{implementation="unified",status!="bad_input"}[5m])',
     ),
+    # The gate leaves users' typos out; so must the alert.
+    "bad input counted": ("UnifiedTrainingHighErrorRate", ',status!="bad_input"}[5m]))', "}[5m]))"),
+    # The gate counts runs lost with their process as failures; so must the alert.
+    "bad input as a failure": ("UnifiedTrainingHighErrorRate", 'status=~"error|interrupted"',
+                               'status=~"error|interrupted|bad_input"'),
+    "interrupted not counted": ("UnifiedTrainingHighErrorRate", 'status=~"error|interrupted"',
+                                'status="error"'),
     "error threshold 5%": ("UnifiedTrainingHighErrorRate", "          > 0.01\n", "          > 0.05\n"),
     "duration ratio 1.05": ("UnifiedTrainingSlowPerformance", "> 1.2\n", "> 1.05\n"),
     "cancellation p95 0.8 s": ("UnifiedTrainingSlowCancellation", ") > 0.5\n", ") > 0.8\n"),

@@ -256,7 +256,7 @@ def test_migrates_a_v1_ledger_to_the_current_schema(tmp_path: Path) -> None:
     assert ledger.get(old["v1open"].id).cancellation_latency_seconds == 0.02  # type: ignore[union-attr]
     ledger.record_comparison(strategy="s", control="legacy", candidate="unified", equivalent=True)
     with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_a_ledger_from_a_newer_ktrdr_is_refused(tmp_path: Path) -> None:

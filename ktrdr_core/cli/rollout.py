@@ -261,6 +261,9 @@ def gate(stage_name: str | None, window: str | None, as_json: bool) -> int:
 
 
 def _evaluate(stage_name: str | None, window: str | None) -> GateReport:
+    from ktrdr_core.recovery import recover_at_startup
+
+    recover_at_startup()  # the gate counts runs of crashed processes as interrupted
     return evaluate_current(RolloutPolicy.from_env(), stage=stage_name, window=window)
 
 

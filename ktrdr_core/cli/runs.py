@@ -75,8 +75,11 @@ def render_table(runs: list[RunRecord]) -> str:
 def runs(mode: str | None, status: str | None, since: str | None, user: str | None, limit: int,
          shadow: bool | None, as_json: bool) -> None:
     """List training runs from the run ledger, newest first (shadow runs are flagged as such)."""
+    from ktrdr_core.recovery import recover_at_startup
+
     since_epoch = parse_since(since) if since is not None else None
     ledger = RunLedger()
+    recover_at_startup()  # rows of crashed processes show as interrupted, not running forever
     found = ledger.runs(mode=mode, status=status, since=since_epoch, user=user, limit=limit,
                         shadow=shadow)
     if as_json:

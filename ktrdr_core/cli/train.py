@@ -112,7 +112,7 @@ def train(
     request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
                               start_date=start_date, end_date=end_date, overrides=overrides)
 
-    writable_home()
+    _recover(writable_home())
     configure_torch_threads()
     manager = TrainingManager()
     decision = manager.decide(request, mode)
@@ -152,3 +152,12 @@ def train(
     if not as_json:
         _summary(result)
     return 0
+
+
+def _recover(home: Path) -> None:
+    """Close the ledger rows of crashed runs before this one starts (ktrdr_core.recovery)."""
+    from ktrdr_core.recovery import interrupted_note, recover_at_startup
+
+    note = interrupted_note(recover_at_startup(home))
+    if note:
+        click.echo(note, err=True)

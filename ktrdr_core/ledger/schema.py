@@ -16,6 +16,7 @@ them.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -125,12 +126,43 @@ def _v5_warnings(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN warnings TEXT")
 
 
+RUN_STATUSES_V6 = ("queued", "running", "success", "error", "cancelled", "interrupted")
+_STATUS_CHECK = re.compile(r"CHECK\s*\(\s*status\s+IN\s*\([^)]*\)\s*\)", re.IGNORECASE)
+
+
+def _v6_durable_statuses(conn: sqlite3.Connection) -> None:
+    """Version 6: ``queued`` (written at admission) and ``interrupted`` (its process died).
+
+    SQLite cannot alter a CHECK constraint, so the table is rebuilt from its own
+    stored definition with only the status list changed: columns that other
+    steps added are kept, whatever they are.
+    """
+    (table_sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+                                ).fetchone()
+    statuses = ", ".join(f"'{status}'" for status in RUN_STATUSES_V6)
+    new_sql, found = _STATUS_CHECK.subn(f"CHECK (status IN ({statuses}))", table_sql, count=1)
+    if not found:
+        raise ConfigurationError("the ledger's runs table has no status check to extend")
+    new_sql = re.sub(r"^\s*CREATE\s+TABLE\s+\"?runs\"?", "CREATE TABLE runs_v6", new_sql, count=1,
+                     flags=re.IGNORECASE)
+    indexes = [row[0] for row in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL")]
+    conn.execute(new_sql)
+    conn.execute("INSERT INTO runs_v6 SELECT * FROM runs")
+    conn.execute("DROP TABLE runs")
+    conn.execute("ALTER TABLE runs_v6 RENAME TO runs")
+    for index_sql in indexes:
+        conn.execute(index_sql)
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_runs,
     _v2_timings,
     _v3_comparisons,
     _v4_monitoring,
     _v5_warnings,
+    _v6_durable_statuses,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

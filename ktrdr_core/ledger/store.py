@@ -2,9 +2,12 @@
 
 Each thread has its own connection, and every operation holds a transaction
 only for the one statement it needs, so any number of threads and processes
-can write at once (WAL mode, a busy timeout). A run is inserted as ``running``
-when it starts and completed in one ``UPDATE`` when it ends: a process
-killed in between leaves a well-formed ``running`` row, never half a row.
+can write at once (WAL mode, a busy timeout). The service inserts a run as
+``queued`` when it accepts it; it becomes ``running`` when it starts (the CLI
+inserts it ``running``) and is completed in one ``UPDATE`` when it ends. A
+process killed in between leaves a well-formed ``queued`` or ``running`` row,
+never half a row, and :meth:`RunLedger.reconcile` turns such rows of dead
+processes into ``interrupted`` ones at the next start-up.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,14 +25,52 @@ from typing import Any
 
 import attrs
 
-from ktrdr_core.errors import BadInputError
+from ktrdr_core.errors import BadInputError, ConfigurationError, KtrdrError
 from ktrdr_core.home import ktrdr_home
+from ktrdr_core.ledger.health import describe_storage_error, record_write
 from ktrdr_core.ledger.schema import thread_connection
 from ktrdr_core.ledger.times import iso_utc
 
 LEDGER_FILENAME = "ledger.sqlite3"
-STATUSES = ("running", "success", "error", "cancelled")
-FINISHED_STATUSES = ("success", "error", "cancelled")
+STATUSES = ("queued", "running", "success", "error", "cancelled", "interrupted")
+OPEN_STATUSES = ("queued", "running")
+FINISHED_STATUSES = ("success", "error", "cancelled", "interrupted")
+FAILED_STATUSES = ("error", "interrupted")
+"""What the gates and the automatic rollback count as the mode's failures."""
+NOT_STARTED_KIND = "not_started"
+"""``error_kind`` of a run that ended before it reached a mode (cancelled or interrupted while queued)."""
+INTERRUPTED_KIND = "interrupted"
+NOT_COUNTED_KINDS = ("bad_input", NOT_STARTED_KIND)
+"""Error kinds the gates leave out: the request could not work anywhere, or never ran."""
+
+
+class LedgerWriteError(KtrdrError):
+    """The run ledger cannot be written (full disk, read-only file, not a database)."""
+
+
+_live_lock = threading.Lock()
+_live: set[tuple[str, int]] = set()
+"""(ledger path, run id) of the open rows this process wrote and still owns."""
+
+
+def _own(path: Path, run_id: int, owned: bool) -> None:
+    with _live_lock:
+        (_live.add if owned else _live.discard)((str(path), run_id))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` names a live (not zombie) process on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def ledger_path(home: Path | None = None) -> Path:
@@ -164,6 +206,22 @@ class ComparisonRecord:
         return attrs.asdict(self)
 
 
+def _insert_open(conn: sqlite3.Connection, status: str, started: float, *, request_id: str, user_id: str,
+                 strategy: str, mode: str, reason: str | None, bucket: int | None, candidate: bool,
+                 forced: bool, fallback: bool) -> int:
+    """Insert a ``queued`` or ``running`` row of this host and process; returns its id."""
+    cursor = conn.execute(
+        """
+        INSERT INTO runs (request_id, user_id, strategy, mode, reason, bucket, candidate,
+                          forced, fallback, status, started_at, started_epoch, host, pid)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (request_id, user_id, strategy, mode, reason, bucket, int(candidate), int(forced),
+         int(fallback), status, iso_utc(started), started, socket.gethostname(), os.getpid()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
 class RunLedger:
     """The ledger at ``path`` (default ``KTRDR_HOME/ledger.sqlite3``)."""
 
@@ -175,6 +233,21 @@ class RunLedger:
         # One connection per thread and file (see schema.thread_connection); each
         # statement is its own autocommit transaction, so nothing is held between calls.
         yield thread_connection(self.path)
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A connection for one write; its outcome is reported to the ledger's health."""
+        try:
+            yield thread_connection(self.path)
+        except ConfigurationError as exc:  # not a ledger database: the operator's to fix (exit 2)
+            record_write(self.path, str(exc))
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            problem = describe_storage_error(exc)
+            record_write(self.path, problem)
+            raise LedgerWriteError(f"the run ledger ({self.path.name}) cannot be written: {problem}"
+                                   ) from None
+        record_write(self.path, None)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -194,19 +267,113 @@ class RunLedger:
         fallback: bool = False,
         started_at: float | None = None,
     ) -> int:
-        """Insert a ``running`` row; returns its id (needed by :meth:`finish_run`)."""
+        """Mark this process's ``queued`` row of ``request_id`` running, else insert a ``running`` row.
+
+        Returns the row's id (needed by :meth:`finish_run`).
+        """
         started = time.time() if started_at is None else started_at
-        with self._connection() as conn:
-            cursor = conn.execute(
+        with self._writing() as conn:
+            claimed = conn.execute(
                 """
-                INSERT INTO runs (request_id, user_id, strategy, mode, reason, bucket, candidate,
-                                  forced, fallback, status, started_at, started_epoch, host, pid)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+                UPDATE runs SET status = 'running', started_at = ?, started_epoch = ?
+                WHERE id = (SELECT id FROM runs WHERE request_id = ? AND status = 'queued'
+                            AND host = ? AND pid = ? ORDER BY id DESC LIMIT 1)
+                RETURNING id
                 """,
-                (request_id, user_id, strategy, mode, reason, bucket, int(candidate), int(forced),
-                 int(fallback), iso_utc(started), started, socket.gethostname(), os.getpid()),
+                (iso_utc(started), started, request_id, socket.gethostname(), os.getpid()),
+            ).fetchone()
+            if claimed is not None:
+                _own(self.path, int(claimed[0]), True)
+                return int(claimed[0])
+            run_id = _insert_open(conn, "running", started, request_id=request_id, user_id=user_id,
+                                  strategy=strategy, mode=mode, reason=reason, bucket=bucket,
+                                  candidate=candidate, forced=forced, fallback=fallback)
+        _own(self.path, run_id, True)
+        return run_id
+
+    def admit_run(
+        self,
+        *,
+        request_id: str,
+        user_id: str,
+        strategy: str,
+        mode: str,
+        reason: str | None = None,
+        bucket: int | None = None,
+        candidate: bool = False,
+        forced: bool = False,
+        fallback: bool = False,
+    ) -> int:
+        """Insert a ``queued`` row for an accepted request (the service, before it answers 202)."""
+        with self._writing() as conn:
+            run_id = _insert_open(conn, "queued", time.time(), request_id=request_id, user_id=user_id,
+                                  strategy=strategy, mode=mode, reason=reason, bucket=bucket,
+                                  candidate=candidate, forced=forced, fallback=fallback)
+        _own(self.path, run_id, True)
+        return run_id
+
+    def end_unstarted(self, run_id: int, *, status: str, reason: str) -> None:
+        """End a ``queued`` row that never reached a mode (cancelled or refused while waiting)."""
+        if status not in ("cancelled", "interrupted"):
+            raise BadInputError(f"a run that never started ends cancelled or interrupted, not {status!r}")
+        now = time.time()
+        with self._writing() as conn:
+            conn.execute(
+                """
+                UPDATE runs SET status = ?, error = ?, error_kind = ?, ended_at = ?, ended_epoch = ?,
+                    duration_seconds = 0
+                WHERE id = ? AND status = 'queued'
+                """,
+                (status, reason, NOT_STARTED_KIND, iso_utc(now), now, run_id),
             )
-            return int(cursor.lastrowid or 0)
+        _own(self.path, run_id, False)
+
+    def reconcile(self) -> list[RunRecord]:
+        """End the open rows of processes that are gone (same host, dead pid) as ``interrupted``.
+
+        A row of this very process counts as gone unless this process still
+        owns it (a restarted container may get its old pid back). Rows of
+        other hosts are left alone: their process cannot be checked from here.
+        Returns the rows it ended, as they are now.
+        """
+        if not self.exists():
+            return []
+        host, me = socket.gethostname(), os.getpid()
+        with self._connection() as conn:
+            rows = [RunRecord.from_row(row) for row in conn.execute(
+                "SELECT * FROM runs WHERE status IN ('queued', 'running') AND host = ? ORDER BY id",
+                (host,))]
+        stale = []
+        for row in rows:
+            if row.pid is None:
+                continue
+            if row.pid == me:
+                with _live_lock:
+                    if (str(self.path), row.id) in _live:
+                        continue
+            elif process_alive(row.pid):
+                continue
+            stale.append(row)
+        if not stale:
+            return []
+        now = time.time()
+        with self._writing() as conn:
+            for row in stale:
+                if row.status == "queued":
+                    kind, why = NOT_STARTED_KIND, "accepted it; the training never started"
+                else:
+                    kind, why = INTERRUPTED_KIND, "was running it; its result was never recorded"
+                reason = (f"interrupted: the process (pid {row.pid} on {row.host}) that {why}; "
+                          f"found gone at start-up by pid {me}")
+                conn.execute(
+                    """
+                    UPDATE runs SET status = 'interrupted', error = ?, error_kind = ?, ended_at = ?,
+                        ended_epoch = ?, duration_seconds = MAX(0, ? - started_epoch)
+                    WHERE id = ? AND status = ?
+                    """,
+                    (reason, kind, iso_utc(now), now, now, row.id, row.status),
+                )
+        return [record for row in stale if (record := self.get(row.id)) is not None]
 
     def finish_run(
         self,
@@ -232,7 +399,7 @@ class RunLedger:
         m = metrics or {}
         s = interval_summary or {}
         r = _resource_columns(resources)
-        with self._connection() as conn:
+        with self._writing() as conn:
             cursor = conn.execute(
                 """
                 UPDATE runs SET status = ?, error = ?, error_kind = ?, ended_at = ?, ended_epoch = ?,
@@ -254,6 +421,7 @@ class RunLedger:
             )
             if cursor.rowcount != 1:
                 raise BadInputError(f"the ledger has no run with id {run_id}")
+        _own(self.path, run_id, False)
 
     def record_run(
         self,
@@ -319,7 +487,7 @@ class RunLedger:
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        with self._connection() as conn:
+        with self._writing() as conn:
             cursor = conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", list(values.values()))
             return int(cursor.lastrowid or 0)
 
@@ -332,15 +500,16 @@ class RunLedger:
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
-        exclude_error_kind: str | None = None,
+        exclude_error_kind: str | Sequence[str] | None = None,
         limit: int | None = None,
         newest_first: bool = True,
         shadow: bool | None = None,
     ) -> list[RunRecord]:
         """Runs matching every filter given (``since``/``until``: epoch of the start).
 
-        ``exclude_error_kind`` leaves out failures of that kind (the gates leave
-        out ``bad_input``: a request that cannot work anywhere is not the mode's fault).
+        ``exclude_error_kind`` leaves out runs of that kind or kinds (the gates
+        leave out :data:`NOT_COUNTED_KINDS`: a request that cannot work anywhere,
+        or that never reached a mode, says nothing about the mode).
         ``shadow=False`` keeps user traffic only (what the gates judge).
         """
         if not self.exists():
@@ -364,8 +533,9 @@ class RunLedger:
             clauses.append("user_id = ?")
             params.append(user)
         if exclude_error_kind is not None:
-            clauses.append("(error_kind IS NULL OR error_kind != ?)")
-            params.append(exclude_error_kind)
+            kinds = [exclude_error_kind] if isinstance(exclude_error_kind, str) else list(exclude_error_kind)
+            clauses.append(f"(error_kind IS NULL OR error_kind NOT IN ({', '.join('?' for _ in kinds)}))")
+            params.extend(kinds)
         if shadow is not None:
             clauses.append("shadow = ?")
             params.append(int(shadow))
@@ -417,7 +587,7 @@ class RunLedger:
             raise BadInputError(f"a comparison's source is one of {COMPARISON_SOURCES}, not {source!r}")
         created = time.time() if created_at is None else created_at
         diffs = [differences] if isinstance(differences, Mapping) else list(differences)
-        with self._connection() as conn:
+        with self._writing() as conn:
             cursor = conn.execute(
                 """
                 INSERT INTO comparisons (strategy, control, candidate, equivalent, differences,

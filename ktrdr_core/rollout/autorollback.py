@@ -35,9 +35,15 @@ from typing import Any
 import attrs
 
 from ktrdr_core.errors import ConfigurationError
-from ktrdr_core.ledger.store import FINISHED_STATUSES, RunLedger, RunRecord
+from ktrdr_core.ledger.store import (
+    FAILED_STATUSES,
+    FINISHED_STATUSES,
+    NOT_COUNTED_KINDS,
+    RunLedger,
+    RunRecord,
+)
 from ktrdr_core.ledger.times import iso_utc, parse_audit_timestamp
-from ktrdr_core.rollout.gates import BAD_INPUT_KIND, GateConfig, exceeds
+from ktrdr_core.rollout.gates import GateConfig, exceeds
 from ktrdr_core.rollout.policy import RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_ENABLED, ENV_PERCENTAGE, RolloutSettings
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
@@ -148,13 +154,13 @@ def check(
     runs: list[RunRecord] = []
     if stage is not None:
         runs = ledger.runs(mode=settings.candidate, status=FINISHED_STATUSES, since=since,
-                           exclude_error_kind=BAD_INPUT_KIND, limit=config.window_runs, shadow=False)
-    failed = sorted({r.user_id for r in runs if r.status == "error"})
+                           exclude_error_kind=NOT_COUNTED_KINDS, limit=config.window_runs, shadow=False)
+    failed = sorted({r.user_id for r in runs if r.status in FAILED_STATUSES})
     return RollbackCheck(
         stage=stage,
         window_runs=config.window_runs,
         runs=len(runs),
-        errors=sum(1 for r in runs if r.status == "error"),
+        errors=sum(1 for r in runs if r.status in FAILED_STATUSES),
         threshold_pct=gates[stage].error_rate_pct if stage else None,
         since=since,
         failed_users=tuple(failed),

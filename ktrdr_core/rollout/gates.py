@@ -45,7 +45,14 @@ from typing import Any
 import attrs
 
 from ktrdr_core.errors import BadInputError, ConfigurationError
-from ktrdr_core.ledger.store import FINISHED_STATUSES, ComparisonRecord, RunLedger, RunRecord
+from ktrdr_core.ledger.store import (
+    FAILED_STATUSES,
+    FINISHED_STATUSES,
+    NOT_COUNTED_KINDS,
+    ComparisonRecord,
+    RunLedger,
+    RunRecord,
+)
 from ktrdr_core.ledger.times import iso_utc, parse_duration
 from ktrdr_core.report import percentile
 from ktrdr_core.rollout import confidence
@@ -356,10 +363,10 @@ def _runs_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion
 
 def _error_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion:
     n = len(finished)
-    errors = sum(1 for r in finished if r.status == "error")
+    errors = sum(1 for r in finished if r.status in FAILED_STATUSES)  # interrupted runs count too
     name = "candidate error rate"
     threshold = f"< {_fmt_pct(gate.error_rate_pct)} (upper 95 % bound, Wilson)"
-    detail = f"{errors} errors in {n} runs (bad-input failures not counted)"
+    detail = f"{errors} errors in {n} runs (bad-input failures and runs that never started not counted)"
     if n < gate.min_runs:
         judgement = confidence.judge_rate(errors, n, gate.error_rate_pct / 100)
         return Criterion(name=name, threshold=threshold, unit="%",
@@ -580,7 +587,7 @@ def evaluate_gate(
 
     def finished_runs(mode: str) -> list[RunRecord]:
         return ledger.runs(mode=mode, status=FINISHED_STATUSES, since=since, until=until,
-                           exclude_error_kind=BAD_INPUT_KIND, shadow=False)
+                           exclude_error_kind=NOT_COUNTED_KINDS, shadow=False)
 
     candidate = finished_runs(settings.candidate)
     control_ok = [r for r in finished_runs(settings.control) if r.status == "success"]

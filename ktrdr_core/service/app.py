@@ -22,6 +22,7 @@ See docs/service.md.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hmac
 import json
@@ -41,6 +42,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ktrdr_core._version import __version__
 from ktrdr_core.errors import BadInputError, ConfigurationError, KtrdrError
+from ktrdr_core.ledger.health import ledger_problem
+from ktrdr_core.ledger.plugin import ledger_enabled
+from ktrdr_core.ledger.store import LedgerWriteError, ledger_path
 from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.manager import TrainingManager
 from ktrdr_core.metrics import METRICS, MetricsPlugin, event_loop_lag_monitor, exposition
@@ -51,6 +55,7 @@ from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
 from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.dashboard import dashboard_router
+from ktrdr_core.service.durable import recorder_for
 from ktrdr_core.service.health import ModeHealthCache, evaluate_health
 from ktrdr_core.service.models import (
     ErrorOut,
@@ -133,8 +138,11 @@ def create_app(
     training_manager = manager or TrainingManager(plugin_manager=pm, policy_provider=read_policy)
     token = os.environ.get(ENV_API_TOKEN) if api_token is _UNSET else api_token
     token = token.strip() if token else None
+    # The service's own I/O threads: ledger admissions and rollout changes, which may wait on
+    # locks; health checks and /metrics use the default executor and never queue behind them.
+    io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ktrdr-io")
     service = TrainingService(training_manager, max_concurrent=max_concurrent, queue_size=queue_size,
-                              keep_finished=keep_finished)
+                              keep_finished=keep_finished, recorder=recorder_for(io_pool))
     health_cache = ModeHealthCache(pm)
     state: dict[str, EventLoopLagMonitor | None] = {"lag": None}
 
@@ -157,6 +165,8 @@ def create_app(
         shadow = ShadowPlugin() if pm.get_plugin(SHADOW_PLUGIN_NAME) is None else None
         if shadow is not None:
             pm.register(shadow, name=SHADOW_PLUGIN_NAME)
+        if ledger_enabled(os.environ):
+            await asyncio.to_thread(_recover, metrics)
         if preload:
             await asyncio.to_thread(_preload_engine)
         lag.start()
@@ -176,6 +186,7 @@ def create_app(
             if shadow is not None:
                 await asyncio.to_thread(shadow.runner.close)
                 pm.unregister(name=SHADOW_PLUGIN_NAME)
+            io_pool.shutdown(wait=False)
             await lag.stop()
 
     app = FastAPI(
@@ -237,6 +248,7 @@ def create_app(
             pm=pm, cache=health_cache, policy_provider=read_policy, monitor=state["lag"],
             active_sessions=training_manager.active_sessions(), queue=service.counts(),
             version=__version__, lag_threshold=lag_threshold, lag_window=lag_window,
+            ledger_problem=ledger_problem(ledger_path()) if ledger_enabled(os.environ) else None,
         )
         return JSONResponse(body, status_code=code)
 
@@ -264,7 +276,10 @@ def create_app(
             return _error(422, str(exc))
         except ConfigurationError as exc:
             return _error(503, f"cannot route the training: {exc}")
-        session = service.submit(request, decision)
+        try:
+            session = await service.admit(request, decision)
+        except (LedgerWriteError, ConfigurationError) as exc:  # the server's storage, not the request
+            return _error(503, f"not accepted: {exc}; retry once the run ledger can be written")
         return JSONResponse(session.to_dict(), status_code=202,
                             headers={"Location": f"/api/v1/trainings/{session.id}"})
 
@@ -432,6 +447,23 @@ def create_app(
         return Response(content=body, media_type=content_type)
 
     return app
+
+
+def _recover(metrics: bool) -> None:
+    """Start-up recovery (:mod:`ktrdr_core.recovery`); interrupted runs count in the metrics too."""
+    from ktrdr_core.recovery import recover
+
+    try:
+        found = recover()
+    except KtrdrError as exc:  # an unreadable ledger: the health check says so on every call
+        logger.error("start-up recovery failed: %s", exc)
+        return
+    if found.interrupted:
+        logger.warning("recorded %d run(s) of a process that is gone as interrupted",
+                       len(found.interrupted))
+    if metrics:
+        for record in found.interrupted:
+            METRICS.record_interrupted(record.mode, started=record.error_kind != "not_started")
 
 
 def _preload_engine() -> None:

@@ -8,7 +8,8 @@ Status rules (also in docs/service.md):
   ``lag_window`` seconds (migration plan Risk 1: the service looks hung).
 * ``degraded`` (HTTP 200) — it can train, but something is off: the rollout's
   candidate mode is missing or unhealthy (its users fall back to the control
-  mode), or another installed mode is unhealthy.
+  mode), or another installed mode is unhealthy, or the run ledger cannot be
+  written (new trainings are then refused with 503 until it can).
 * ``ok`` (HTTP 200) otherwise.
 
 Mode health checks run on a worker thread with a timeout and are cached for
@@ -89,6 +90,7 @@ async def evaluate_health(
     version: str,
     lag_threshold: float,
     lag_window: float,
+    ledger_problem: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """The health body and its HTTP status code."""
     problems: list[str] = []
@@ -123,6 +125,9 @@ async def evaluate_health(
     for name, health in modes.items():
         if name not in (control, candidate) and not health.healthy:
             warnings.append(f"mode {name!r} is unhealthy: {health.detail}")
+    if ledger_problem:
+        warnings.append(f"the run ledger cannot be written ({ledger_problem}): new trainings are "
+                        "refused with 503 until it can")
     lag = lag_summary(monitor, window=lag_window, threshold=lag_threshold)
     if lag["max_recent_seconds"] > lag_threshold:
         problems.append(f"the event loop lagged {lag['max_recent_seconds'] * 1000:.0f} ms in the last "

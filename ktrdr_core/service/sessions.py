@@ -9,7 +9,8 @@ the loop wakes up once per burst rather than once per batch).
 Bounds (so memory never grows without limit):
 
 * at most ``max_concurrent`` trainings run and ``queue_size`` wait; one more
-  is refused (:class:`QueueFullError`, HTTP 429);
+  is refused (:class:`QueueFullError`, HTTP 429); a place is reserved while
+  the admission's ledger row is written, so two admissions never share one;
 * finished sessions are kept in an LRU of ``keep_finished`` (default 1000);
 * each session keeps the last ``replay`` progress events for late
   subscribers, and trims them to the last one when it ends;
@@ -39,6 +40,7 @@ from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.result import TrainingResult
 from ktrdr_core.rollout.policy import Decision
+from ktrdr_core.service.durable import NullRecorder, RunRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ class TrainingSession:
         self.id = request.request_id
         self.request = request
         self.decision = decision
+        self.ledger_id: int | None = None
         self.token = ThreadingCancellationToken()
         self.status = QUEUED
         self.created_at = time.time()
@@ -281,7 +284,8 @@ class TrainingService:
     """
 
     def __init__(self, runner: TrainingRunner, *, max_concurrent: int = 2, queue_size: int = 16,
-                 keep_finished: int = 1000, replay: int = 256, subscriber_buffer: int = 1024) -> None:
+                 keep_finished: int = 1000, replay: int = 256, subscriber_buffer: int = 1024,
+                 recorder: RunRecorder | None = None) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         if queue_size < 0:
@@ -299,6 +303,9 @@ class TrainingService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finished: OrderedDict[str, TrainingSession] = OrderedDict()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.recorder: RunRecorder = recorder if recorder is not None else NullRecorder()
+        self._reserved = 0
+        self._writes: set[asyncio.Future[None]] = set()
         self.closing = False
 
     # -- looking -----------------------------------------------------------
@@ -312,7 +319,8 @@ class TrainingService:
         }
 
     def has_room(self) -> bool:
-        return len(self._running) + len(self._pending) < self.max_concurrent + self.queue_size
+        taken = len(self._running) + len(self._pending) + self._reserved
+        return taken < self.max_concurrent + self.queue_size
 
     def get(self, training_id: str) -> TrainingSession:
         for table in (self._running, self._pending):
@@ -339,16 +347,48 @@ class TrainingService:
                 f"--queue-size {self.queue_size}); retry later"
             )
 
-    def submit(self, request: TrainingRequest, decision: Decision) -> TrainingSession:
-        """Admit a training: start it now, or queue it; :class:`QueueFullError` when full."""
+    async def admit(self, request: TrainingRequest, decision: Decision) -> TrainingSession:
+        """Record the training as ``queued`` in the ledger, then :meth:`submit` it.
+
+        The place in the queue is reserved while the row is written. If the
+        write fails, the error propagates (nothing was accepted); if the
+        service starts stopping meanwhile, the row is ended as cancelled.
+        """
+        self.check_admission()
+        self._reserved += 1
+        try:
+            ledger_id = await self.recorder.admitted(request, decision)
+        finally:
+            self._reserved -= 1
+        try:
+            return self.submit(request, decision, ledger_id=ledger_id)
+        except ServiceError as exc:
+            self._track(self.recorder.not_started(ledger_id, f"not started: {exc}"))
+            raise
+
+    def submit(self, request: TrainingRequest, decision: Decision, *,
+               ledger_id: int | None = None) -> TrainingSession:
+        """Accept a training: start it now, or queue it; :class:`QueueFullError` when full."""
         self.check_admission()
         session = TrainingSession(request, decision, replay=self._replay,
                                   subscriber_buffer=self._subscriber_buffer)
         if session.id in self._running or session.id in self._pending or session.id in self._finished:
             raise ServiceError(f"training id {session.id} is already in use")
+        session.ledger_id = ledger_id
         self._pending[session.id] = session
         self._start_ready()
         return session
+
+    def _track(self, write: asyncio.Future[None] | None) -> None:
+        if write is not None:
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+
+    def _end_unstarted(self, session: TrainingSession, reason: str) -> None:
+        """Finish a queued session that never reached a mode, in memory and in the ledger."""
+        del self._pending[session.id]
+        self._track(self.recorder.not_started(session.ledger_id, reason))
+        self._finish(session, self._not_started(session, reason))
 
     def cancel(self, training_id: str, reason: str = "cancelled over HTTP") -> TrainingSession:
         """Cancel a queued training (it never starts) or a running one (its token fires)."""
@@ -357,8 +397,7 @@ class TrainingService:
             raise AlreadyFinishedError(session)
         session.cancel_requested = True
         if session.id in self._pending:
-            del self._pending[session.id]
-            self._finish(session, self._not_started(session, f"{reason} before it started"))
+            self._end_unstarted(session, f"{reason} before it started")
         else:
             session.token.cancel(reason=reason)
         return session
@@ -438,8 +477,7 @@ class TrainingService:
         self.closing = True
         for session in list(self._pending.values()):
             session.cancel_requested = True
-            del self._pending[session.id]
-            self._finish(session, self._not_started(session, f"{reason} before it started"))
+            self._end_unstarted(session, f"{reason} before it started")
             logger.warning("cancelled queued training %s (never started): %s", session.id, reason)
         for session in list(self._running.values()):
             session.cancel_requested = True
@@ -458,6 +496,8 @@ class TrainingService:
             done, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 logger.error("training task %s did not stop within %.0f s", task.get_name(), timeout)
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

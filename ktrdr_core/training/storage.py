@@ -14,10 +14,16 @@ Everything is written to a hidden temporary folder beside the versions, then
 renamed into place under a lock that also picks the version number, so
 concurrent saves get distinct versions and a reader never sees half a model.
 A failure at any point removes the temporary folder: nothing is left behind.
+A process killed mid-save cannot; the temporary folder carries its pid
+(``.tmp-<prefix>-p<pid>-...``) so the next start-up sweeps it
+(:mod:`ktrdr_core.recovery`). A full disk is reported as "no space left on
+device", whichever file hit it.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
@@ -33,9 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ktrdr_core.errors import BadInputError
+from ktrdr_core.errors import BadInputError, KtrdrError
 from ktrdr_core.fileutil import locked
 from ktrdr_core.home import ktrdr_home
+from ktrdr_core.recovery import tmp_model_prefix
 from ktrdr_core.training.model import build_mlp
 
 __all__ = ["LoadedModel", "SavedModel", "load_model", "model_folder_prefix", "models_root",
@@ -113,37 +120,57 @@ def save_model(model: nn.Module, *, strategy: str, symbols: Sequence[str],
     strategy_dir = models_root(home) / strategy
     strategy_dir.mkdir(parents=True, exist_ok=True)
     prefix = model_folder_prefix(symbols, timeframes)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}-", dir=strategy_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_model_prefix(prefix), dir=strategy_dir))
     try:
-        state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-        torch.save(state, tmp / "model.pt")
-        _write_json(tmp / "config.json", dict(config))
-        _write_json(tmp / "metrics.json", dict(metrics))
-        _write_json(tmp / "features.json", dict(features))
-        with locked(strategy_dir / ".lock"):
-            version = next_version(strategy_dir, prefix)
-            while True:
-                final = strategy_dir / f"{prefix}_v{version}"
-                model_id = f"{strategy}/{final.name}"
-                _write_json(tmp / "metadata.json", {
-                    **dict(metadata or {}),
-                    "model_id": model_id,
-                    "version": version,
-                    "strategy": strategy,
-                    "symbols": list(symbols),
-                    "timeframes": list(timeframes),
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "files": list(MODEL_FILES),
-                })
-                if final.exists():  # made outside the lock (a hand copy): never overwrite
-                    version += 1
-                    continue
-                os.rename(tmp, final)
-                break
-        return SavedModel(path=final, model_id=model_id, version=version)
+        return _save_into(tmp, model, strategy_dir=strategy_dir, strategy=strategy, prefix=prefix,
+                          symbols=symbols, timeframes=timeframes, config=config, metrics=metrics,
+                          features=features, metadata=metadata)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise KtrdrError(f"cannot save the model under {strategy_dir}: no space left on device"
+                             ) from None
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_into(tmp: Path, model: nn.Module, *, strategy_dir: Path, strategy: str, prefix: str,
+               symbols: Sequence[str], timeframes: Sequence[str], config: Mapping[str, Any],
+               metrics: Mapping[str, Any], features: Mapping[str, Any],
+               metadata: Mapping[str, Any] | None) -> SavedModel:
+    """The files of :func:`save_model`, written into ``tmp`` and renamed into place."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    buffer = io.BytesIO()  # torch's own writer reports a full disk as an internal error
+    torch.save(state, buffer)
+    with open(tmp / "model.pt", "wb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
+    _write_json(tmp / "config.json", dict(config))
+    _write_json(tmp / "metrics.json", dict(metrics))
+    _write_json(tmp / "features.json", dict(features))
+    with locked(strategy_dir / ".lock"):
+        version = next_version(strategy_dir, prefix)
+        while True:
+            final = strategy_dir / f"{prefix}_v{version}"
+            model_id = f"{strategy}/{final.name}"
+            _write_json(tmp / "metadata.json", {
+                **dict(metadata or {}),
+                "model_id": model_id,
+                "version": version,
+                "strategy": strategy,
+                "symbols": list(symbols),
+                "timeframes": list(timeframes),
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "files": list(MODEL_FILES),
+            })
+            if final.exists():  # made outside the lock (a hand copy): never overwrite
+                version += 1
+                continue
+            os.rename(tmp, final)
+            break
+    return SavedModel(path=final, model_id=model_id, version=version)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -441,9 +441,10 @@ def test_queue_is_bounded_and_queued_cancels_never_start(tmp_path: Path) -> None
     finally:
         srv.stop()
     ledger = sqlite3.connect(srv.home / "ledger.sqlite3")
-    ids = {row[0] for row in ledger.execute("SELECT request_id FROM runs")}
-    assert second["id"] not in ids              # a queued training cancelled never ran
-    assert {first["id"], third["id"]} <= ids
+    rows = {row[0]: row[1:] for row in ledger.execute("SELECT request_id, status, error_kind FROM runs")}
+    assert rows[second["id"]] == ("cancelled", "not_started")  # accepted, recorded, never ran
+    assert rows[first["id"]][0] == rows[third["id"]][0] == "cancelled"
+    assert len(rows) == 3                       # the refused ones left no trace
 
 
 def test_rollout_changes_refused_without_a_server_token(tmp_path: Path) -> None:
@@ -478,5 +479,5 @@ def test_sigterm_cancels_running_trainings_and_the_ledger_records_them(tmp_path:
     by_id = {row[0]: row for row in rows}
     assert by_id[running["id"]][1] == "cancelled", rows
     assert "shutting down" in by_id[running["id"]][2]
-    assert queued["id"] not in by_id
-    assert not [row for row in rows if row[1] == "running"]
+    assert by_id[queued["id"]][1] == "cancelled" and "before it started" in by_id[queued["id"]][2]
+    assert not [row for row in rows if row[1] in ("queued", "running")]
