@@ -185,6 +185,7 @@ def test_a_training_appears_advances_and_is_cancelled_only_with_the_token(server
     _wait(lambda: client.get(f"/api/v1/trainings/{training_id}").json()["status"] == "cancelled",
           "the training to be cancelled")
     card.locator(".badge", has_text="cancelled").wait_for()
+    page.wait_for_function("n => n.textContent.startsWith('ended cancelled')", arg=note.element_handle())
     view.shot("cancelled")
     view.context.close()
     # the browser logs the refused request itself (401); nothing else may go wrong

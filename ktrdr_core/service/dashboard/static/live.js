@@ -71,7 +71,8 @@ function follow(training, entry) {
     entry.status.replaceWith(entry.status = badge(data.status));
     entry.card.classList.add("ended");
     entry.cancel.disabled = true;
-    if (data.error) { entry.note.textContent = data.error; entry.note.className = data.status === "failed" ? "note error" : "note muted"; }
+    entry.note.textContent = `ended ${data.status}${data.error ? ": " + data.error : ""}`;
+    entry.note.className = data.status === "failed" ? "note error" : "note muted";
     onChange();
   });
   source.addEventListener("error", () => {
