@@ -33,7 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
 # long enough to watch the bar move and to cancel it: small batches, many epochs
 LONG = {"strategy": STRATEGY, "user_id": "dash-user", "overrides": {"epochs": 300, "seed": 3, "batch_size": 16}}
-WAIT_MS = 60_000
+WAIT_MS = 120_000  # generous: the machine may be loaded
 
 
 def _missing() -> str | None:
@@ -114,7 +114,7 @@ def client(server: Server) -> Iterator[httpx.Client]:
                 c.post(f"/api/v1/trainings/{item['id']}/cancel")
 
 
-def _wait(predicate: Any, what: str, timeout: float = 60) -> Any:
+def _wait(predicate: Any, what: str, timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
