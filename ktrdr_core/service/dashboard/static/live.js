@@ -49,7 +49,8 @@ async function cancel(id, entry) {
   const answer = await post(`/dashboard/api/trainings/${encodeURIComponent(id)}/cancel`, token);
   if (answer.ok) {
     sessionStorage.setItem(TOKEN_KEY, token);
-    entry.note.textContent = "cancel requested: it stops at its next batch";
+    // the stream's "end" may arrive before this answer: then the card already says how it ended
+    if (!entry.ended) entry.note.textContent = "cancel requested: it stops at its next batch";
     return;
   }
   if (answer.status === 401 || answer.status === 403) sessionStorage.removeItem(TOKEN_KEY);
@@ -68,6 +69,7 @@ function follow(training, entry) {
   source.addEventListener("end", (event) => {
     const data = JSON.parse(event.data);
     source.close();
+    entry.ended = true;
     entry.status.replaceWith(entry.status = badge(data.status));
     entry.card.classList.add("ended");
     entry.cancel.disabled = true;
