@@ -204,3 +204,11 @@ def test_evaluate_current_refuses_a_custom_percentage_unless_a_stage_is_named(kt
     with pytest.raises(Exception, match="between stages"):
         evaluate_current(policy)
     assert evaluate_current(policy, stage="canary", window="1h").window == "1h"
+
+
+def test_a_judged_gate_is_reused_for_a_few_seconds_by_every_page(client: TestClient) -> None:
+    RolloutStore().set_fields("set_stage", {"enabled": True, "percentage": 10}, reason="canary")
+    first = client.get("/dashboard/api/gate").json()
+    RolloutStore().set_fields("set_stage", {"enabled": True, "percentage": 50}, reason="expanded")
+    again = client.get("/dashboard/api/gate").json()
+    assert first["stage"] == again["stage"] == "canary" and first["until"] == again["until"]

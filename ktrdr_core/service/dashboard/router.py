@@ -14,6 +14,7 @@ the audit log, the run ledger; ledger and file reads run on worker threads.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -48,6 +49,8 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 STATIC_PREFIX = "/dashboard/static/"
 API_PREFIX = "/dashboard/api"
+GATE_TTL_SECONDS = 5.0
+"""How long a judged gate (and the plots' data) is reused for every open page."""
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -59,6 +62,29 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
         if entry.is_file() and suffix in CONTENT_TYPES:
             files[entry.name] = (entry.read_bytes(), CONTENT_TYPES[suffix])
     return files
+
+
+class _Recent:
+    """The last answer of a costly read, reused for ``ttl`` seconds by every open page.
+
+    Judging the gate bootstraps its intervals (about half a second of CPU on
+    a few thousand runs): without this, each open tab would pay that every
+    refresh, beside the trainings. One read runs at a time; others wait for it.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+        self._answers: dict[Any, tuple[float, Any]] = {}
+
+    async def get(self, key: Any, read: Callable[[], Any]) -> Any:
+        async with self._lock:
+            found = self._answers.get(key)
+            if found is not None and time.monotonic() - found[0] < self.ttl:
+                return found[1]
+            value = await asyncio.to_thread(read)
+            self._answers = {key: (time.monotonic(), value)}
+            return value
 
 
 def _problem(status: int, message: str) -> JSONResponse:
@@ -79,6 +105,7 @@ def dashboard_router(
     """The dashboard's routes for one app; ``require_token`` is the app's Bearer-token check."""
     router = APIRouter(tags=["dashboard"])
     files = _static_files()
+    recent_gate, recent_series = _Recent(GATE_TTL_SECONDS), _Recent(GATE_TTL_SECONDS)
 
     def page(name: str) -> Response:
         if name not in files:
@@ -125,7 +152,7 @@ def dashboard_router(
             report = evaluate_current(policy, stage=stage)
             return {**report.to_dict(), "summary": report.summary(), "note": note}
         try:
-            return _json(await asyncio.to_thread(judge))
+            return _json(await recent_gate.get(None, judge))
         except (ConfigurationError, BadInputError) as exc:
             return _problem(503, f"cannot judge the gate: {exc}")
 
@@ -144,7 +171,7 @@ def dashboard_router(
             return {"stage": stage, "window": window or stage_gate.window,
                     **data.window_series(RunLedger(), stage_gate, window_seconds=seconds)}
         try:
-            return _json(await asyncio.to_thread(read))
+            return _json(await recent_series.get(window, read))
         except ConfigurationError as exc:
             return _problem(503, str(exc))
 
