@@ -142,3 +142,21 @@ def test_accepts_attrs_training_params() -> None:
     trainer = ModelTrainer(TrainingParams(epochs=1, batch_size=64))
     assert trainer.config["batch_size"] == 64 and trainer.config["seed"] == 42
     assert trainer.train(model(), *data())["batches_per_epoch"] == 3
+
+
+def test_device_accumulation_gives_the_same_numbers_read_lazily() -> None:
+    """The running sums kept as tensors (what a GPU run does) say exactly what floats say."""
+    config = {"epochs": 2, "batch_size": 32, "early_stopping": {"enabled": False}}
+    plain, lazy = Recorder(), []
+    default = ModelTrainer(config, plain).train(model(), *data())
+
+    def keep(epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
+        lazy.append((epoch, total, metrics))  # read only after the training: late reads
+
+    trainer = ModelTrainer(config, keep)
+    trainer.device_accumulation = True
+    tensors = trainer.train(model(), *data())
+    assert tensors["history"] == default["history"]
+    batch = [m for _, _, m in lazy if m["progress_type"] == "batch"]
+    assert isinstance(batch[0]["train_loss"], float) and set(batch[0]) == BATCH_KEYS
+    assert [(e, t, dict(m)) for e, t, m in lazy] == plain.calls
