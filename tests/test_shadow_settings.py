@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ktrdr_core import TrainingRequest, TrainingResult
+from ktrdr_core import ModeHealth, TrainingRequest, TrainingResult
 from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.rollout.policy import Decision
 from ktrdr_core.rollout.shadow import (
@@ -127,3 +127,24 @@ def test_rollout_shadow_command_is_audited_and_shown(ktrdr_home: Path) -> None:
         proc = ktrdr("rollout", "shadow", bad)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert ShadowConfig.read(store).percentage == 30
+
+
+def test_a_missing_or_unhealthy_candidate_is_not_shadowed(ktrdr_home: Path) -> None:
+    from inprocess_modes import StepMode, plugin_manager_with
+
+    set_shadow_percentage(RolloutStore(), 100, reason="test")
+
+    class Sick(StepMode):
+        def health(self) -> ModeHealth:
+            return ModeHealth.unhealthy("GPU driver missing")
+
+    for modes in ((StepMode("legacy"),), (StepMode("legacy"), Sick("unified"))):
+        runner = RecordingRunner()
+        plugin = ShadowPlugin(runner, plugin_manager=plugin_manager_with(*modes))  # type: ignore[arg-type]
+        plugin.training_started(TrainingRequest(strategy="s"), decision())
+        assert runner.submitted == []
+    runner = RecordingRunner()
+    healthy = plugin_manager_with(StepMode("legacy"), StepMode("unified"))
+    ShadowPlugin(runner, plugin_manager=healthy).training_started(  # type: ignore[arg-type]
+        TrainingRequest(strategy="s"), decision())
+    assert len(runner.submitted) == 1

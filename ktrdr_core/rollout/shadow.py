@@ -348,9 +348,20 @@ class ShadowPlugin:
     """Lifecycle observer that starts and feeds shadow runs (registered by ``ktrdr serve``)."""
 
     def __init__(self, runner: ShadowRunner | None = None,
-                 store_factory: Callable[[], RolloutStore] = RolloutStore) -> None:
+                 store_factory: Callable[[], RolloutStore] = RolloutStore,
+                 plugin_manager: Any = None) -> None:
         self.runner = runner or ShadowRunner(on_outcome=_record_metrics)
         self._store_factory = store_factory
+        self._pm = plugin_manager
+        """When given, the candidate must be installed and healthy here to be shadowed."""
+
+    def _candidate_ready(self, candidate: str) -> bool:
+        if self._pm is None:
+            return True
+        from ktrdr_core.plugins import safe_health
+
+        modes = self._pm.execution_modes()
+        return candidate in modes and safe_health(modes[candidate]).healthy
 
     def _wanted(self, request: TrainingRequest, decision: Any) -> tuple[ShadowConfig, RolloutSettings] | None:
         if decision.forced or decision.candidate:
@@ -364,6 +375,8 @@ class ShadowPlugin:
         settings = RolloutPolicy.from_env(home=store.home).settings
         if decision.mode != settings.control or decision.fallback:
             return None  # a fallback means the candidate is missing or unhealthy
+        if not self._candidate_ready(settings.candidate):
+            return None  # a pair that cannot run says nothing about the candidate's results
         return config, settings
 
     @hookimpl

@@ -162,7 +162,7 @@ def create_app(
         else:
             lag = EventLoopLagMonitor()
         state["lag"] = lag
-        shadow = ShadowPlugin() if pm.get_plugin(SHADOW_PLUGIN_NAME) is None else None
+        shadow = ShadowPlugin(plugin_manager=pm) if pm.get_plugin(SHADOW_PLUGIN_NAME) is None else None
         if shadow is not None:
             pm.register(shadow, name=SHADOW_PLUGIN_NAME)
         if ledger_enabled(os.environ):
