@@ -190,3 +190,22 @@ def test_a_training_appears_advances_and_is_cancelled_only_with_the_token(server
     view.context.close()
     # the browser logs the refused request itself (401); nothing else may go wrong
     assert [e for e in view.errors if "status of 401" not in e] == []
+
+
+def test_a_malformed_gate_setting_is_said_on_the_page_not_hidden(server: Server, browser: Any) -> None:
+    from ktrdr_core.rollout.store import RolloutStore
+
+    store = RolloutStore(server.home)
+    store.change("edit", lambda _d: {"gates": {"min_runs": -3}}, reason="a typo")
+    try:
+        view = Page(browser, server.url)
+        page = view.page
+        page.wait_for_function(
+            "() => document.querySelector('#headline-gate').textContent.includes('cannot be judged')")
+        assert "min_runs" in page.inner_text("#headline-gate")
+        assert page.inner_text("#headline-stage").startswith("Stage canary")  # the rest still shows
+        view.shot("gate-unavailable")
+        view.context.close()
+        assert [e for e in view.errors if "status of 503" not in e] == []
+    finally:
+        store.change("edit", lambda _d: {"gates": None}, reason="fixed")

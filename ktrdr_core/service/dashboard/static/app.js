@@ -63,12 +63,14 @@ function criterionDetail(c) {
 function renderGate(answer) {
   if (!answer.ok) {
     state.gate = null;
+    state.gateError = message(answer);
     replace("gate-verdict", el("span", { class: "error", text: message(answer) }));
     replace("gate");
     return;
   }
   const g = answer.body;
   state.gate = g;
+  state.gateError = null;
   replace("gate-title", `Quality gate: ${g.title}`);
   replace("gate-verdict", badge(g.verdict), " ", g.note ? el("span", { class: "muted", text: g.note }) : null);
   replace("gate-window", `candidate ${g.candidate} vs control ${g.control}; runs started ${when(g.since)} – ${when(g.until)} (window ${g.window}); bounds are one-sided ${Math.round((g.confidence || 0.95) * 100)} %`);
@@ -101,6 +103,8 @@ function renderHeadline() {
       text = `Must not advance to ${g.next_stage}: the gate fails on ${failing.join(", ")}.`;
     } else text = `May not advance to ${g.next_stage} yet: ${blocking.length} of ${(g.criteria || []).length} criteria lack data (${blocking.join(", ")}).`;
     replace("headline-gate", badge(g.verdict), " ", text);
+  } else if (state.gateError) {
+    replace("headline-gate", badge("UNKNOWN", "fail"), " ", `The gate cannot be judged: ${state.gateError}`);
   }
   if (state.running !== null) replace("headline-live", state.running === 0 ? "No training running now." : `${state.running} training(s) running or queued now.`);
 }
