@@ -416,7 +416,7 @@ class _Run:
                                            self.device or "cpu")
         self.warnings = result_warnings(self.split, self.feature_names, self.test_metrics)
         for warning in self.warnings:
-            logger.warning("%s: %s", self.request.strategy, warning)
+            logger.info("%s: warning: %s", self.request.strategy, warning)  # the result carries it
 
     def importance_step(self) -> None:
         assert self.split is not None and self.model is not None

@@ -185,7 +185,7 @@ class StrategyTrainer:
             test_metrics = evaluate_model(model, split.X_test, split.y_test, device)
             warnings = result_warnings(split, feature_names, test_metrics)
             for warning in warnings:
-                logger.warning("legacy: %s: %s", strategy.name, warning)
+                logger.info("legacy: %s: warning: %s", strategy.name, warning)
             self._check_cancelled(token)
             step = "feature importance"
             importance = pipeline.feature_importance_step(
