@@ -201,7 +201,7 @@ def test_a_malformed_gate_setting_is_said_on_the_page_not_hidden(server: Server,
         view = Page(browser, server.url)
         page = view.page
         page.wait_for_function(
-            "() => document.querySelector('#headline-gate').textContent.includes('cannot be judged')")
+            "() => document.querySelector('#headline-gate').textContent.includes('cannot judge the gate')")
         assert "min_runs" in page.inner_text("#headline-gate")
         assert page.inner_text("#headline-stage").startswith("Stage canary")  # the rest still shows
         view.shot("gate-unavailable")

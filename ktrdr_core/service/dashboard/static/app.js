@@ -31,7 +31,7 @@ function renderRollout(answer) {
     ["candidate mode", r.candidate, "candidate"],
     ["excluded users", (r.excluded_users || []).join(", ") || "none", "excluded_users"],
   ];
-  if (r.shadow) rows.push(["shadow", `${r.shadow.percentage} % of control-routed trainings also run ${r.candidate} in the background (at most ${r.shadow.max_concurrent} at once)`, "shadow"]);
+  if (r.shadow) rows.push(["shadow", `${r.shadow.percentage} % of control runs also run ${r.candidate} (≤ ${r.shadow.max_concurrent} at once)`, "shadow"]);
   for (const [key, value] of Object.entries(r)) {
     // settings added later (e.g. a shadow share) show up without a page change
     if (["enabled", "percentage", "excluded_users", "control", "candidate", "stage", "sources", "env",
@@ -104,7 +104,7 @@ function renderHeadline() {
     } else text = `May not advance to ${g.next_stage} yet: ${blocking.length} of ${(g.criteria || []).length} criteria lack data (${blocking.join(", ")}).`;
     replace("headline-gate", badge(g.verdict), " ", text);
   } else if (state.gateError) {
-    replace("headline-gate", badge("UNKNOWN", "fail"), " ", `The gate cannot be judged: ${state.gateError}`);
+    replace("headline-gate", badge("UNKNOWN", "fail"), " ", state.gateError);
   }
   if (state.running !== null) replace("headline-live", state.running === 0 ? "No training running now." : `${state.running} training(s) running or queued now.`);
 }
