@@ -8,6 +8,7 @@ request can be serialised, logged, and shipped to another machine unchanged.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -102,3 +103,29 @@ def check_strategy_name(name: str) -> str:
         raise BadInputError(f"invalid strategy name {_shown(name)}: at most "
                             f"{MAX_STRATEGY_NAME_LENGTH} characters")
     return name
+
+
+USER_ID_MAX_LENGTH = 200
+
+
+def check_user_id(user_id: str) -> str:
+    """Return ``user_id`` if it can name a user, else raise :class:`BadInputError`.
+
+    The rollout hashes the exact bytes, so characters nobody can see —
+    control characters (Unicode Cc) and invisible formatting ones such as
+    zero-width spaces and bidi overrides (Cf) — would make ``alice`` and
+    ``alice\u200b`` two users that look the same in every log and listing.
+    The message names the offending character by code point, never echoes the id.
+    """
+    from ktrdr_core.errors import BadInputError
+
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise BadInputError("a user id must be a non-empty string")
+    if len(user_id) > USER_ID_MAX_LENGTH:
+        raise BadInputError(f"a user id is at most {USER_ID_MAX_LENGTH} characters")
+    for position, char in enumerate(user_id):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs"):
+            raise BadInputError(
+                f"a user id must not contain control or invisible formatting characters: "
+                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}) at position {position}")
+    return user_id

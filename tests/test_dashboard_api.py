@@ -33,7 +33,7 @@ def client(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestCl
     monkeypatch.setenv("KTRDR_ROLLOUT_CANDIDATE", "cand")
     pm = plugin_manager_with(StepMode("ctl", steps=400, delay=0.01), StepMode("cand"))
     app = create_app(plugin_manager=pm, api_token=TOKEN, metrics=False, preload=False)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -193,7 +193,7 @@ def test_cancel_from_the_page_needs_the_token(client: TestClient) -> None:
 def test_without_a_server_token_the_page_cannot_cancel(ktrdr_home: Path) -> None:
     app = create_app(plugin_manager=plugin_manager_with(StepMode("legacy")), api_token=None,
                      metrics=False, preload=False)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         answer = c.post("/dashboard/api/trainings/x/cancel", headers={"Authorization": "Bearer t"})
     assert answer.status_code == 403 and "KTRDR_API_TOKEN" in answer.json()["message"]
 

@@ -21,7 +21,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("KTRDR_ROLLOUT_CANDIDATE", "fake2")
     pm = make_pm(FakeMode("fake"), FakeMode("fake2"))
     app = create_app(plugin_manager=pm, api_token=TOKEN, metrics=False, preload=False)
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
         assert pm.get_plugin(SHADOW_PLUGIN_NAME) is not None  # the service shadows
         yield test_client
     assert pm.get_plugin(SHADOW_PLUGIN_NAME) is None  # ... and stops with it

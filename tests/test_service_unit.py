@@ -98,7 +98,7 @@ def app_client(fake_env: None) -> Iterator[tuple[TestClient, FakeMode]]:
     mode = FakeMode("fake")
     app = create_app(plugin_manager=make_pm(mode, FakeMode("fake2")), api_token=TOKEN,
                      max_concurrent=1, queue_size=1, metrics=False, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, mode
 
 
@@ -225,7 +225,7 @@ def test_session_progress_percent_subscribers_and_end() -> None:
 
 def test_health_is_503_without_any_mode(fake_env: None) -> None:
     app = create_app(plugin_manager=make_pm(), api_token=TOKEN, metrics=False, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/api/v1/health")
         assert response.status_code == 503
         assert response.json()["status"] == "unhealthy"
@@ -238,7 +238,7 @@ def test_health_is_503_without_any_mode(fake_env: None) -> None:
 def test_health_503_when_the_control_mode_is_unhealthy(fake_env: None) -> None:
     app = create_app(plugin_manager=make_pm(FakeMode("fake", healthy=False), FakeMode("fake2")),
                      metrics=False, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/api/v1/health")
         assert response.status_code == 503
         assert "control mode 'fake' is unhealthy" in response.json()["problems"][0]
@@ -247,7 +247,7 @@ def test_health_503_when_the_control_mode_is_unhealthy(fake_env: None) -> None:
 def test_health_degraded_when_the_candidate_is_unhealthy(fake_env: None) -> None:
     app = create_app(plugin_manager=make_pm(FakeMode("fake"), FakeMode("fake2", healthy=False)),
                      metrics=False, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/api/v1/health")
         assert response.status_code == 200
         assert response.json()["status"] == "degraded"
@@ -322,7 +322,7 @@ def test_rollout_change_warns_when_the_environment_wins(
 
 def test_rollout_refused_when_the_server_has_no_token(fake_env: None) -> None:
     app = create_app(plugin_manager=make_pm(FakeMode("fake")), api_token=None, metrics=False, preload=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.put("/api/v1/rollout", json={"enabled": True},
                               headers={"Authorization": "Bearer anything"})
         assert response.status_code == 403

@@ -155,7 +155,9 @@ def disable(reason: str) -> None:
 @REASON_OPTION
 def exclude(user_id: str, reason: str) -> None:
     """Force USER_ID onto the control mode (a partial rollback)."""
-    _report(RolloutStore().exclude(user_id, reason=reason), "excluded_users")
+    from ktrdr_core.request import check_user_id
+
+    _report(RolloutStore().exclude(check_user_id(user_id), reason=reason), "excluded_users")
 
 
 @rollout.command()

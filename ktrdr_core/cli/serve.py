@@ -28,10 +28,18 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
               help="Finished trainings kept in memory for GET /api/v1/trainings/{id}.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds to wait for cancelled trainings to stop on SIGTERM.")
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Also answer requests with this Host header (repeatable; e.g. the name a reverse "
+                   "proxy forwards). Loopback names and the bound address always work; "
+                   "KTRDR_ALLOWED_HOSTS (comma list) adds more; '*' allows any.")
+@click.option("--client-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds a client has to send its request headers, and again its body; "
+                   "slower clients are dropped.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
 def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finished: int,
-          shutdown_timeout: float, log_level: str) -> int:
+          shutdown_timeout: float, allowed_host: tuple[str, ...], client_timeout: float,
+          log_level: str) -> int:
     """Run the HTTP API: trainings, progress streams, rollout, /metrics.
 
     Rollout changes need KTRDR_API_TOKEN set in the environment (sent as
@@ -43,7 +51,8 @@ def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finis
     from ktrdr_core.runtime import torch_threads_from_env
     from ktrdr_core.service import create_app
     from ktrdr_core.service.app import ENV_API_TOKEN
-    from ktrdr_core.service.server import KtrdrServer
+    from ktrdr_core.service.guard import allowed_hosts
+    from ktrdr_core.service.server import GuardedH11Protocol, KtrdrServer
 
     torch_threads_from_env()  # a malformed KTRDR_TORCH_THREADS stops start-up (exit 2), not a training
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,10 +62,14 @@ def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finis
     if host not in LOOPBACK:
         click.echo(f"ktrdr serve: binding {host}: the API (trainings included) is reachable from the "
                    "network; put it behind a reverse proxy with TLS", err=True)
+    hosts = allowed_hosts(host, allowed_host)
     app = create_app(max_concurrent=max_concurrent, queue_size=queue_size, keep_finished=keep_finished,
-                     shutdown_timeout=shutdown_timeout)
+                     shutdown_timeout=shutdown_timeout, hosts=hosts, body_timeout=client_timeout)
+    protocol = type("KtrdrH11Protocol", (GuardedH11Protocol,), {"header_timeout": client_timeout})
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=int(shutdown_timeout) + 5, access_log=False)
+                            timeout_graceful_shutdown=int(shutdown_timeout) + 5, access_log=False,
+                            http=protocol, timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=16 * 1024)
     server = KtrdrServer(config, app.state.service)
     _check_can_bind(host, port)
     server.run()

@@ -14,7 +14,7 @@ import click
 
 from ktrdr_core.cli.output import echo_json
 from ktrdr_core.errors import BadInputError
-from ktrdr_core.request import TrainingRequest, check_strategy_name
+from ktrdr_core.request import TrainingRequest, check_strategy_name, check_user_id
 from ktrdr_core.result import TrainingResult
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -92,6 +92,7 @@ def train(
     logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     check_strategy_name(strategy)
+    check_user_id(user_id)
     # Validate the strategy file before routing: a broken file is the user's to fix (exit 2),
     # found in milliseconds, and never counted as an error of whichever mode would have run it.
     from ktrdr_core.training.overrides import parse_set_options

@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -39,6 +39,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ktrdr_core._version import __version__
 from ktrdr_core.errors import BadInputError, ConfigurationError, KtrdrError
@@ -56,6 +57,17 @@ from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, set_shadow_per
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.durable import recorder_for
+from ktrdr_core.service.guard import (
+    MAX_BODY_BYTES,
+    BodyCap,
+    BodyTimeout,
+    HostGuard,
+    StrictJSONRoute,
+    allowed_hosts,
+    error_body,
+    http_roots,
+    redact_paths,
+)
 from ktrdr_core.service.health import ModeHealthCache, evaluate_health
 from ktrdr_core.service.models import (
     ErrorOut,
@@ -91,7 +103,37 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {422: {"model": ErrorOut, "de
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message, "message": message}, status_code=status, headers=headers)
+    """An error answer; server paths in ``message`` are named relative to the configured folders."""
+    text = redact_paths(message, http_roots())
+    return JSONResponse(error_body(text), status_code=status, headers=headers)
+
+
+HTTP_MESSAGES = {
+    400: "the request could not be read",
+    404: "no such endpoint (the API is described at /docs)",
+    405: "this endpoint does not take that method",
+    413: f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB",
+}
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation errors without the input: never echo a client's bytes (or its field names) back."""
+    cleaned = []
+    for error in errors:
+        loc = [part for part in error.get("loc", ()) if isinstance(part, (str, int))]
+        kind = str(error.get("type", "value_error"))
+        msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":  # a typo'd field name is named back only if it looks like one
+            name = str(loc[-1]) if loc else ""
+            loc = loc if _FIELD_NAME.fullmatch(name) else loc[:-1]
+            msg = "unknown field (the accepted fields are in the API schema at /docs)"
+        elif kind == "json_invalid":
+            loc, msg = ["body"], f"invalid JSON: {(error.get('ctx') or {}).get('error', 'cannot parse')}"
+        cleaned.append({"loc": loc, "msg": msg, "type": kind})
+    return cleaned
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -103,6 +145,17 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
         parts.append(f"{loc}: {msg}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more
+
+
+def _public(training: dict[str, Any]) -> dict[str, Any]:
+    """A training as the API shows it: error messages without the server's absolute paths."""
+    roots = http_roots()
+    if training.get("error"):
+        training["error"] = redact_paths(training["error"], roots)
+    result = training.get("result")
+    if isinstance(result, dict) and result.get("error"):
+        result["error"] = redact_paths(result["error"], roots)
+    return training
 
 
 def _sse(kind: str, seq: int, data: dict[str, Any]) -> str:
@@ -123,8 +176,14 @@ def create_app(
     policy_provider: Callable[[], RolloutPolicy] | None = None,
     metrics: bool = True,
     preload: bool = True,
+    hosts: Sequence[str] | None = None,
+    body_timeout: float = 10.0,
 ) -> FastAPI:
     """Build the service app.
+
+    ``hosts`` are the ``Host`` header values it answers to (default: the
+    loopback names and ``$KTRDR_ALLOWED_HOSTS``; ``["*"]`` for any); a client
+    whose body takes longer than ``body_timeout`` seconds gets a 408.
 
     ``api_token`` defaults to ``$KTRDR_API_TOKEN`` (read now); with none,
     rollout changes over HTTP are refused. ``max_concurrent`` trainings run
@@ -196,6 +255,10 @@ def create_app(
         description="The HTTP face of ktrdr (`ktrdr serve`). See docs/service.md.",
         lifespan=lifespan,
     )
+    app.router.route_class = StrictJSONRoute
+    app.add_middleware(BodyTimeout, timeout=body_timeout)
+    app.add_middleware(BodyCap, max_body_size=MAX_BODY_BYTES)
+    app.add_middleware(HostGuard, hosts=list(hosts) if hosts is not None else allowed_hosts())
     app.state.service = service
     app.state.manager = training_manager
     app.state.lag = state
@@ -203,9 +266,20 @@ def create_app(
     # -- errors ------------------------------------------------------------
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        errors = _clean_errors(jsonable_encoder(exc.errors(), custom_encoder={Exception: str}))
         message = _validation_message(errors)
-        return JSONResponse({"detail": errors, "message": message}, status_code=422)
+        return JSONResponse(error_body(message, errors), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        given = exc.detail if isinstance(exc.detail, str) and exc.status_code in (408, 415) else None
+        message = given or HTTP_MESSAGES.get(exc.status_code) or f"HTTP {exc.status_code}"
+        return _error(exc.status_code, message, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _server_error(_request: Request, exc: Exception) -> JSONResponse:
+        logger.error("internal error answering a request", exc_info=exc)
+        return _error(500, "internal server error (the server's log has the details)")
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
@@ -280,7 +354,7 @@ def create_app(
             session = await service.admit(request, decision)
         except (LedgerWriteError, ConfigurationError) as exc:  # the server's storage, not the request
             return _error(503, f"not accepted: {exc}; retry once the run ledger can be written")
-        return JSONResponse(session.to_dict(), status_code=202,
+        return JSONResponse(_public(session.to_dict()), status_code=202,
                             headers={"Location": f"/api/v1/trainings/{session.id}"})
 
     @app.get("/api/v1/trainings", response_model=TrainingList, tags=["trainings"])
@@ -290,13 +364,13 @@ def create_app(
     ) -> dict[str, Any]:
         """Running, queued, then recently finished trainings (results left out; GET one for it)."""
         found = [s for s in service.sessions() if status is None or s.status == status][:limit]
-        return {"trainings": [s.to_dict(with_result=False) for s in found]}
+        return {"trainings": [_public(s.to_dict(with_result=False)) for s in found]}
 
     @app.get("/api/v1/trainings/{training_id}", response_model=TrainingOut, tags=["trainings"],
              responses={404: {"model": ErrorOut, "description": "Unknown id"}})
     async def get_training(training_id: str) -> JSONResponse:
         """Status, latest progress, and the result once it has ended."""
-        return JSONResponse(service.get(training_id).to_dict())
+        return JSONResponse(_public(service.get(training_id).to_dict()))
 
     @app.post("/api/v1/trainings/{training_id}/cancel", status_code=202, response_model=TrainingOut,
               tags=["trainings"],
@@ -305,7 +379,7 @@ def create_app(
     async def cancel_training(training_id: str) -> JSONResponse:
         """Cancel: a queued training never starts; a running one stops at its next batch."""
         session = service.cancel(training_id)
-        return JSONResponse(session.to_dict(), status_code=202)
+        return JSONResponse(_public(session.to_dict()), status_code=202)
 
     @app.get("/api/v1/trainings/{training_id}/events", tags=["trainings"],
              response_class=StreamingResponse,
@@ -335,7 +409,7 @@ def create_app(
                         if subscriber.dropped:
                             data = {**data, "dropped": subscriber.dropped}
                             subscriber.dropped = 0
-                        yield _sse(kind, seq, data)
+                        yield _sse(kind, seq, _public(dict(data)) if kind == "end" else data)
                         if kind == "end":
                             return
                     if subscriber.closed:
@@ -356,7 +430,8 @@ def create_app(
             shadow_config: dict[str, Any] | None = attrs.asdict(ShadowConfig.read(store))
         except ConfigurationError:
             shadow_config = None
-        return {**policy.describe(), "file": str(store.settings_path), "shadow": shadow_config}
+        return {**policy.describe(), "file": redact_paths(str(store.settings_path), http_roots()),
+                "shadow": shadow_config}
 
     async def current_policy() -> RolloutPolicy:
         return await asyncio.to_thread(read_policy)

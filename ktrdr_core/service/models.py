@@ -15,12 +15,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from ktrdr_core.errors import BadInputError
-from ktrdr_core.request import DEFAULT_USER_ID, STRATEGY_NAME_PATTERN, check_strategy_name
+from ktrdr_core.request import DEFAULT_USER_ID, STRATEGY_NAME_PATTERN, check_strategy_name, check_user_id
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """Symbols and timeframes become file names (``{SYMBOL}_{timeframe}.csv``): no separators."""
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+def _user_id(value: str) -> str:
+    try:
+        return check_user_id(value)
+    except BadInputError as exc:
+        raise ValueError(str(exc)) from None
 
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 StageName = Literal["off", "canary", "expanded", "full"]
@@ -31,7 +37,7 @@ def _check_names(values: list[str] | None, what: str) -> list[str] | None:
         return None
     for value in values:
         if not SAFE_NAME.match(value) or ".." in value:
-            raise ValueError(f"invalid {what} {value!r}: use letters, digits, '_', '-' and '.' only")
+            raise ValueError(f"invalid {what}: use letters, digits, '_', '-' and '.' only")
     if len(set(values)) != len(values):
         raise ValueError(f"{what}s must not repeat")
     return values
@@ -48,8 +54,7 @@ def _check_date(value: str | None, field: str) -> str | None:
             dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"{field} must be an ISO date or date-time such as 2023-03-01 or 2023-03-01T12:00:00Z, "
-            f"got {value!r}"
+            f"{field} must be an ISO date or date-time such as 2023-03-01 or 2023-03-01T12:00:00Z"
         ) from None
     return text
 
@@ -100,7 +105,7 @@ class TrainingCreate(BaseModel):
     strategy: Annotated[str, Field(min_length=1, max_length=128,
                                    description="A strategy name (not a path), e.g. neuro_mean_reversion",
                                    json_schema_extra={"pattern": STRATEGY_NAME_PATTERN.pattern})]
-    user_id: Annotated[str, Field(min_length=1, max_length=200, pattern=USER_ID_PATTERN,
+    user_id: Annotated[str, Field(min_length=1, max_length=200,
                                   description="The user the rollout hashes; 'default' when omitted")] \
         = DEFAULT_USER_ID
     symbols: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]],
@@ -116,8 +121,14 @@ class TrainingCreate(BaseModel):
     def _strategy_is_a_name(cls, value: str) -> str:
         try:
             return check_strategy_name(value)
-        except BadInputError as exc:
-            raise ValueError(str(exc)) from None
+        except BadInputError:  # its message quotes the name; over HTTP, input is never echoed
+            raise ValueError("invalid strategy name: use a name such as 'neuro_mean_reversion' "
+                             "(letters, digits, '_' and '-', not a path)") from None
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id_is_visible(cls, value: str) -> str:
+        return _user_id(value)
 
     @field_validator("symbols")
     @classmethod
@@ -137,7 +148,7 @@ class TrainingCreate(BaseModel):
     @model_validator(mode="after")
     def _range(self) -> TrainingCreate:
         if self.start_date and self.end_date and _as_utc(self.start_date) > _as_utc(self.end_date):
-            raise ValueError(f"start_date {self.start_date} is after end_date {self.end_date}")
+            raise ValueError("start_date is after end_date")
         return self
 
 
@@ -244,10 +255,14 @@ class RolloutUpdate(BaseModel):
     enabled: StrictBool | None = None
     stage: StageName | None = Field(
         default=None, description="off (0 %, disabled), canary (10 %), expanded (50 %), full (100 %)")
-    excluded_users: Annotated[list[Annotated[str, Field(min_length=1, max_length=200,
-                                                        pattern=USER_ID_PATTERN)]],
+    excluded_users: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]],
                               Field(max_length=10_000)] | None = None
     reason: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("excluded_users")
+    @classmethod
+    def _users_are_visible(cls, value: list[str] | None) -> list[str] | None:
+        return [_user_id(user) for user in value] if value is not None else None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> RolloutUpdate:
