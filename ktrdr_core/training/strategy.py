@@ -34,7 +34,9 @@ __all__ = [
     "IndicatorConfig",
     "LabelConfig",
     "ModelConfig",
+    "NNInput",
     "StrategyConfig",
+    "StrategyProblems",
     "StrategyInfo",
     "TrainingDataConfig",
     "TrainingParams",
@@ -73,8 +75,26 @@ SPLIT_METHODS = ("chronological", "random")
 
 @attrs.frozen
 class TrainingDataConfig:
+    """What to train on; several ``timeframes`` are aligned on ``base_timeframe``.
+
+    ``base_timeframe`` ``None`` means the finest of the run's timeframes.
+    ``start_date`` / ``end_date`` are the file's default date range; a
+    request's own range wins.
+    """
+
     symbols: tuple[str, ...]
     timeframes: tuple[str, ...]
+    base_timeframe: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+
+
+@attrs.frozen
+class NNInput:
+    """One ``nn_inputs`` entry: a ``fuzzy_sets`` key and the timeframes it feeds (None: all)."""
+
+    fuzzy_set: str
+    timeframes: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -198,6 +218,22 @@ class StrategyConfig:
     source_path: str | None = attrs.field(default=None, eq=False)
     fuzzy_inputs: Mapping[str, str] = attrs.field(factory=dict)
     """``fuzzy_sets`` key -> indicator reference, for keys that are not references themselves."""
+    nn_inputs: tuple[NNInput, ...] = ()
+    """Which fuzzy sets feed the model on which timeframes; empty: every set on every one."""
+    source_format: str = attrs.field(default="native", eq=False)
+    """The file's format (``native``, ``v3``, ``v1.5``, ``v1``); see ``formats``."""
+    not_used: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+    """Sections kept from the file that do not affect training (``decisions``, ...)."""
+    notes: tuple[str, ...] = attrs.field(default=(), eq=False)
+    """Keys of the file that were translated away or dropped, each with why."""
+
+    def inputs_on(self, timeframe: str) -> tuple[str, ...]:
+        """The ``fuzzy_sets`` keys that feed the model on ``timeframe``, in strategy order."""
+        if not self.nn_inputs:
+            return tuple(self.fuzzy_sets)
+        wanted = {i.fuzzy_set for i in self.nn_inputs
+                  if i.timeframes is None or timeframe in i.timeframes}
+        return tuple(key for key in self.fuzzy_sets if key in wanted)
 
     def reference_of(self, key: str) -> str:
         """The indicator reference (``ID`` or ``ID.OUTPUT``) a ``fuzzy_sets`` key reads."""
@@ -212,15 +248,24 @@ class StrategyConfig:
             "training_data": {
                 "symbols": list(self.training_data.symbols),
                 "timeframes": list(self.training_data.timeframes),
+                **{key: value for key in ("base_timeframe", "start_date", "end_date")
+                   if (value := getattr(self.training_data, key)) is not None},
             },
             "indicators": [_indicator_dict(ind) for ind in self.indicators],
             "fuzzy_sets": {
                 feature_id: {
-                    fs.name: {"type": fs.type, "parameters": [_json_float(p) for p in fs.parameters]}
-                    for fs in sets
+                    **({"indicator": self.fuzzy_inputs[feature_id]}
+                       if feature_id in self.fuzzy_inputs else {}),
+                    **{fs.name: {"type": fs.type,
+                                 "parameters": [_json_float(p) for p in fs.parameters]}
+                       for fs in sets},
                 }
                 for feature_id, sets in self.fuzzy_sets.items()
             },
+            **({"nn_inputs": [
+                {"fuzzy_set": i.fuzzy_set,
+                 "timeframes": "all" if i.timeframes is None else list(i.timeframes)}
+                for i in self.nn_inputs]} if self.nn_inputs else {}),
             "model": {
                 "type": self.model.type,
                 "architecture": {
@@ -720,72 +765,249 @@ def _parse_training(ck: _Checker, raw: Any) -> tuple[LabelConfig, DataSplitConfi
     return labels, split
 
 
+class StrategyProblems(BadInputError):
+    """A strategy file with one or more problems, every one of them listed.
+
+    ``problems`` holds each problem without the file name; the message is one
+    line (``FILE: PROBLEM`` for one, ``FILE: N problems: A; B; ...`` for more),
+    so a user fixes the whole file in one pass, not one error per run.
+    """
+
+    def __init__(self, display: str, problems: Sequence[str]) -> None:
+        self.display = display
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            message = f"{display}: {self.problems[0]}"
+        else:
+            message = f"{display}: {len(self.problems)} problems: {'; '.join(self.problems)}"
+        super().__init__(message)
+
+
+class _Problems:
+    """Collects every section's error instead of stopping at the first."""
+
+    def __init__(self, display: str, initial: Sequence[str] = ()) -> None:
+        self.display = display
+        self.items: list[str] = list(initial)
+
+    def attempt(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, or ``None`` with its :class:`BadInputError` recorded."""
+        try:
+            return fn(*args)
+        except StrategyProblems as exc:
+            self.items.extend(exc.problems)
+        except BadInputError as exc:
+            text = str(exc)
+            prefix = f"{self.display}: "
+            self.items.append(text[len(prefix):] if text.startswith(prefix) else text)
+        return None
+
+
+def _parse_training_data(ck: _Checker, raw: Any) -> TrainingDataConfig:
+    from ktrdr_core.training.data import parse_date_bound
+
+    td = ck.mapping(raw, "training_data", ("symbols", "timeframes", "base_timeframe",
+                                           "start_date", "end_date"), ("symbols", "timeframes"))
+    timeframes = ck.string_list(td["timeframes"], "training_data.timeframes", TIMEFRAME_PATTERN,
+                                "timeframe (such as 1h)")
+    base = td.get("base_timeframe")
+    if base is not None and base not in timeframes:
+        raise ck.fail("training_data.base_timeframe", f"must be one of the timeframes "
+                      f"({', '.join(timeframes)}), got {base!r}")
+    dates: dict[str, str | None] = {}
+    for key in ("start_date", "end_date"):
+        value = td.get(key)
+        if value is not None:
+            value = str(value)  # YAML reads an unquoted 2023-01-31 as a date
+            try:
+                parse_date_bound(value, end=key == "end_date", what=f"training_data.{key}")
+            except BadInputError as exc:
+                raise ck.fail(f"training_data.{key}", str(exc).split(" ", 2)[-1]) from None
+        dates[key] = value
+    if dates["start_date"] and dates["end_date"]:
+        start = parse_date_bound(dates["start_date"])
+        stop = parse_date_bound(dates["end_date"], end=True)
+        if start is not None and stop is not None and stop < start:
+            raise ck.fail("training_data.end_date", f"{dates['end_date']} is before start_date "
+                          f"{dates['start_date']}")
+    return TrainingDataConfig(
+        symbols=ck.string_list(td["symbols"], "training_data.symbols", SYMBOL_PATTERN, "symbol"),
+        timeframes=timeframes, base_timeframe=base, **dates)
+
+
+_KEY_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _parse_fuzzy_entry(ck: _Checker, key: Any, sets: Any, references: Mapping[str, int],
+                       by_id: Mapping[str, list[str]], ids: Sequence[str]
+                       ) -> tuple[str, tuple[FuzzySetConfig, ...], str]:
+    """One ``fuzzy_sets`` entry: ``(key, sets, the reference it reads)``.
+
+    The key is a reference itself (``rsi_14``, ``adx_14.plus_di``) or, with an
+    ``indicator:`` entry, any name (``rsi_fast: {indicator: rsi_14, ...}``), so
+    that two sets of sets can read the same indicator.
+    """
+    where = f"fuzzy_sets.{key}"
+    if not isinstance(sets, Mapping) or not sets:
+        raise ck.fail(where, "must be a non-empty mapping of named sets")
+    reference = sets.get("indicator", key)
+    if "indicator" in sets and (not isinstance(key, str) or not _KEY_PATTERN.fullmatch(key)):
+        raise ck.fail("fuzzy_sets", f"has an invalid key {key!r} (letters, digits and _)")
+    if reference not in references:
+        head = str(reference).partition(".")[0]
+        if head in by_id:
+            hint = f"{head}'s references: {', '.join(by_id[head])}"
+        else:
+            hint = f"feature_ids: {', '.join(sorted(ids))}; a reference is ID or ID.OUTPUT"
+        if "indicator" in sets:
+            raise ck.fail(f"{where}.indicator", f"names no indicator output {reference!r} "
+                          f"({hint})")
+        raise ck.fail(where, f"names no indicator output ({hint})")
+    parsed = []
+    for set_name, spec in sets.items():
+        if set_name == "indicator":
+            continue
+        if not isinstance(set_name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", set_name):
+            raise ck.fail(where, f"has an invalid set name {set_name!r}")
+        parsed.append(_parse_fuzzy_set(ck, spec, f"{where}.{set_name}", set_name))
+    if not parsed:
+        raise ck.fail(where, "must hold at least one named set besides indicator")
+    return str(key), tuple(parsed), str(reference)
+
+
+def _parse_nn_inputs(ck: _Checker, raw: Any, keys: Sequence[str], timeframes: Sequence[str]
+                     ) -> tuple[NNInput, ...]:
+    """``nn_inputs``: which fuzzy sets feed the model, on which of the timeframes."""
+    if not isinstance(raw, list) or not raw:
+        raise ck.fail("nn_inputs", "must be a non-empty list of {fuzzy_set, timeframes}")
+    out: list[NNInput] = []
+    for i, item in enumerate(raw):
+        where = f"nn_inputs[{i}]"
+        entry = ck.mapping(item, where, ("fuzzy_set", "timeframes"), ("fuzzy_set",))
+        key = entry["fuzzy_set"]
+        if key not in keys:
+            raise ck.fail(f"{where}.fuzzy_set", f"names no fuzzy_sets key {key!r} "
+                          f"(keys: {', '.join(keys)})")
+        if any(o.fuzzy_set == key for o in out):
+            raise ck.fail(f"{where}.fuzzy_set", f"repeats {key!r}")
+        chosen = entry.get("timeframes", "all")
+        tfs: tuple[str, ...] | None = None
+        if chosen != "all":
+            tfs = ck.string_list(chosen, f"{where}.timeframes", TIMEFRAME_PATTERN, "timeframe")
+            unknown = [tf for tf in tfs if tf not in timeframes]
+            if unknown:
+                raise ck.fail(f"{where}.timeframes", f"names {', '.join(unknown)}, not in "
+                              f"training_data.timeframes ({', '.join(timeframes)})")
+        out.append(NNInput(fuzzy_set=key, timeframes=tfs))
+    return tuple(out)
+
+
+TOP_LEVEL_KEYS = ("name", "description", "training_data", "indicators", "fuzzy_sets",
+                  "nn_inputs", "model", "training")
+
+
 def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
-                   source_path: str | None = None) -> StrategyConfig:
-    """Validate the raw YAML data of one strategy file (``display`` names it in errors)."""
+                   source_path: str | None = None, problems: Sequence[str] = ()
+                   ) -> StrategyConfig:
+    """Validate the raw data of one native strategy file (``display`` names it in errors).
+
+    Every section is checked even when an earlier one failed, and
+    :class:`StrategyProblems` lists every problem found, after ``problems``
+    (what a format translation already refused).
+    """
     ck = _Checker(display)
-    data = ck.mapping(raw, "", ("name", "description", "training_data", "indicators",
-                                "fuzzy_sets", "model", "training"),
-                      ("name", "training_data", "indicators", "fuzzy_sets", "model"))
-    name = data["name"]
-    if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
-        raise ck.fail("name", f"must match {STRATEGY_NAME_PATTERN.pattern}, got {name!r}")
-    if expected_name is not None and name != expected_name:
-        raise ck.fail("name", f"is {name!r} but the file is named {expected_name!r}.yaml; "
-                      "they must match")
+    found = _Problems(display, problems)
+    data = ck.mapping(raw, "", (), ()) if not isinstance(raw, Mapping) else raw
+    unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
+    for key in unknown:
+        found.items.append(f"unknown key {key!r} (allowed here: {', '.join(TOP_LEVEL_KEYS)})"
+                           if isinstance(key, str) else f"the file has a non-text key {key!r}")
+    for key in ("name", "training_data", "indicators", "fuzzy_sets", "model"):
+        if key not in data:
+            found.items.append(f"{key} is required")
+
+    def name_of() -> str:
+        name = data["name"]
+        if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
+            raise ck.fail("name", f"must match {STRATEGY_NAME_PATTERN.pattern}, got {name!r}")
+        if expected_name is not None and name != expected_name:
+            raise ck.fail("name", f"is {name!r} but the file is named {expected_name!r}.yaml; "
+                          "they must match")
+        return name
+
+    name = found.attempt(name_of) if "name" in data else None
     description = data.get("description", "") or ""
     if not isinstance(description, str):
-        raise ck.fail("description", "must be a string")
-    td = ck.mapping(data["training_data"], "training_data", ("symbols", "timeframes"),
-                    ("symbols", "timeframes"))
-    training_data = TrainingDataConfig(
-        symbols=ck.string_list(td["symbols"], "training_data.symbols", SYMBOL_PATTERN, "symbol"),
-        timeframes=ck.string_list(td["timeframes"], "training_data.timeframes",
-                                  TIMEFRAME_PATTERN, "timeframe (such as 1h)"),
-    )
-    if not isinstance(data["indicators"], list) or not data["indicators"]:
-        raise ck.fail("indicators", "must be a non-empty list")
-    indicators = tuple(_parse_indicator(ck, item, i) for i, item in enumerate(data["indicators"]))
+        found.items.append("description must be a string")
+        description = ""
+    training_data = (found.attempt(_parse_training_data, ck, data["training_data"])
+                     if "training_data" in data else None)
+    raw_indicators = data.get("indicators")
+    parsed: list[IndicatorConfig | None] = []
+    if "indicators" in data:
+        if not isinstance(raw_indicators, list) or not raw_indicators:
+            found.items.append("indicators must be a non-empty list")
+        else:
+            parsed = [found.attempt(_parse_indicator, ck, item, i)
+                      for i, item in enumerate(raw_indicators)]
+    failed_ids = {str(item.get("feature_id", item.get("name"))) for item, ind
+                  in zip(raw_indicators or [], parsed, strict=False)
+                  if ind is None and isinstance(item, Mapping)}
+    indicators = tuple(ind for ind in parsed if ind is not None)
     seen: set[str] = set()
-    for i, ind in enumerate(indicators):
+    for i, ind in enumerate(parsed):
+        if ind is None:
+            continue
         if ind.feature_id in seen:
-            raise ck.fail(f"indicators[{i}].feature_id", f"repeats {ind.feature_id!r}; give "
-                          "each indicator its own feature_id")
+            found.items.append(f"indicators[{i}].feature_id repeats {ind.feature_id!r}; give "
+                               "each indicator its own feature_id")
         seen.add(ind.feature_id)
-    fz = data["fuzzy_sets"]
-    if not isinstance(fz, Mapping):
-        raise ck.fail("fuzzy_sets", f"must be a mapping, got {_type_name(fz)}")
     fuzzy: dict[str, tuple[FuzzySetConfig, ...]] = {}
+    fuzzy_inputs: dict[str, str] = {}
     references, by_id = _fuzzy_references(ck, indicators)
-    for feature_id, sets in fz.items():
-        if feature_id not in references:
-            head = str(feature_id).partition(".")[0]
-            if head in by_id:
-                hint = f"{head}'s references: {', '.join(by_id[head])}"
-            else:
-                hint = f"feature_ids: {', '.join(sorted(seen))}; a key is ID or ID.OUTPUT"
-            raise ck.fail(f"fuzzy_sets.{feature_id}", f"names no indicator output ({hint})")
-        if not isinstance(sets, Mapping) or not sets:
-            raise ck.fail(f"fuzzy_sets.{feature_id}", "must be a non-empty mapping of named sets")
-        parsed = []
-        for set_name, spec in sets.items():
-            if not isinstance(set_name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", set_name):
-                raise ck.fail(f"fuzzy_sets.{feature_id}", f"has an invalid set name {set_name!r}")
-            parsed.append(_parse_fuzzy_set(ck, spec, f"fuzzy_sets.{feature_id}.{set_name}",
-                                           set_name))
-        fuzzy[feature_id] = tuple(parsed)
-    used = {references[key] for key in fuzzy}
-    for i, ind in enumerate(indicators):
-        if i not in used:
-            raise ck.fail("fuzzy_sets", f"has no sets for indicator {ind.feature_id!r} "
-                          "(every indicator feeds the model through its fuzzy sets)")
+    fz = data.get("fuzzy_sets")
+    if "fuzzy_sets" in data and not isinstance(fz, Mapping):
+        found.items.append(f"fuzzy_sets must be a mapping, got {_type_name(fz)}")
+    elif isinstance(fz, Mapping):
+        targeted: set[int] = set()
+        for key, sets in fz.items():
+            target = sets.get("indicator", key) if isinstance(sets, Mapping) else key
+            if isinstance(target, str) and target in references:
+                targeted.add(references[target])
+            if str(target).partition(".")[0] in failed_ids:
+                continue  # its indicator's own error says what is wrong
+            entry = found.attempt(_parse_fuzzy_entry, ck, key, sets, references, by_id, seen)
+            if entry is not None:
+                fuzzy[entry[0]] = entry[1]
+                if entry[2] != entry[0]:
+                    fuzzy_inputs[entry[0]] = entry[2]
+        for i, ind in enumerate(indicators):
+            if i not in targeted:
+                found.items.append(f"fuzzy_sets has no sets for indicator {ind.feature_id!r} "
+                                   "(every indicator feeds the model through its fuzzy sets)")
     order = list(fuzzy)
-    fuzzy = {k: fuzzy[k] for k in sorted(order, key=lambda k: (references[k], order.index(k)))}
-    model = _parse_model(ck, data["model"])
-    labels, split = _parse_training(ck, data.get("training", {}))
+    fuzzy = {k: fuzzy[k] for k in sorted(
+        order, key=lambda k: (references[fuzzy_inputs.get(k, k)], order.index(k)))}
+    nn_inputs: tuple[NNInput, ...] = ()
+    if "nn_inputs" in data and training_data is not None:
+        keys = list(fz) if isinstance(fz, Mapping) else []  # failed entries: no second error
+        nn_inputs = found.attempt(_parse_nn_inputs, ck, data["nn_inputs"], keys,
+                                  training_data.timeframes) or ()
+        nn_inputs = tuple(i for i in nn_inputs if i.fuzzy_set in fuzzy)
+        unused = [k for k in fuzzy if not any(i.fuzzy_set == k for i in nn_inputs)]
+        if nn_inputs and unused:
+            found.items.append(f"fuzzy_sets {', '.join(unused)} feed no nn_inputs entry "
+                               "(list them in nn_inputs or remove them)")
+    model = found.attempt(_parse_model, ck, data["model"]) if "model" in data else None
+    trained = found.attempt(_parse_training, ck, data.get("training", {}))
+    if found.items:
+        raise StrategyProblems(display, found.items)
+    assert name is not None and training_data is not None and model is not None and trained
+    labels, split = trained
     return StrategyConfig(name=name, description=description.strip(),
                           training_data=training_data, indicators=indicators, fuzzy_sets=fuzzy,
-                          model=model, labels=labels, data_split=split, source_path=source_path)
+                          model=model, labels=labels, data_split=split, source_path=source_path,
+                          fuzzy_inputs=fuzzy_inputs, nn_inputs=nn_inputs)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -839,7 +1061,11 @@ def load_strategy_file(path: Path, *, builtin: bool | None = None,
 
         raw = apply_settings(raw, settings)
         display = f"{display}, with set {', '.join(settings)}"
-    return parse_strategy(raw, display, expected_name=path.stem, source_path=str(path))
+    from ktrdr_core.training.formats import parse_document
+
+    config: StrategyConfig = parse_document(raw, display, expected_name=path.stem,
+                                            source_path=str(path))
+    return config
 
 
 def load_strategy(name: str, environ: Mapping[str, str] | None = None, *,
