@@ -51,6 +51,10 @@ class SeriesSamples:
     X: np.ndarray
     y: np.ndarray
     timestamps: np.ndarray
+    bars: int = 0
+    """Base bars before any row was dropped (the counts below say why rows went)."""
+    warmup: int = 0
+    unlabelled: int = 0
 
     def __len__(self) -> int:
         return len(self.y)

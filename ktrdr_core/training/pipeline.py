@@ -63,6 +63,7 @@ from ktrdr_core.training.strategy import (
     StrategyConfig,
     load_strategy,
 )
+from ktrdr_core.training.timeframes import align_closed, base_timeframe
 from ktrdr_core.training.trainer import ModelTrainer
 
 __all__ = [
@@ -206,11 +207,47 @@ def _checked_names(values: Sequence[str], pattern: Any, what: str) -> tuple[str,
 
 def select_series(request: TrainingRequest, strategy: StrategyConfig
                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The request's symbols and timeframes, or the strategy's ``training_data`` when empty."""
-    symbols = request.symbols or strategy.training_data.symbols
-    timeframes = request.timeframes or strategy.training_data.timeframes
-    return (_checked_names(symbols, SYMBOL_PATTERN, "symbol"),
-            _checked_names(timeframes, TIMEFRAME_PATTERN, "timeframe"))
+    """The request's symbols and timeframes, or the strategy's ``training_data`` when empty.
+
+    Several timeframes must each have a fixed length (they are aligned on the
+    base one), and every timeframe an ``nn_inputs`` entry names must be loaded.
+    """
+    symbols = _checked_names(request.symbols or strategy.training_data.symbols,
+                             SYMBOL_PATTERN, "symbol")
+    timeframes = _checked_names(request.timeframes or strategy.training_data.timeframes,
+                                TIMEFRAME_PATTERN, "timeframe")
+    if len(timeframes) > 1:
+        base_of(strategy, timeframes)  # refuses a timeframe without a fixed length
+    for entry in strategy.nn_inputs:
+        missing = [tf for tf in entry.timeframes or () if tf not in timeframes]
+        if missing:
+            raise BadInputError(f"nn_inputs: {entry.fuzzy_set} feeds the model on "
+                                f"{', '.join(missing)}, which this run does not load "
+                                f"(timeframes: {', '.join(timeframes)})")
+    if not any(strategy.inputs_on(tf) for tf in timeframes):
+        raise BadInputError(f"no fuzzy set feeds the model on {', '.join(timeframes)} "
+                            "(see nn_inputs)")
+    return symbols, timeframes
+
+
+def base_of(strategy: StrategyConfig, timeframes: Sequence[str]) -> str:
+    """The run's base timeframe: the strategy's when loaded, else the finest."""
+    return base_timeframe(tuple(timeframes), strategy.training_data.base_timeframe)
+
+
+def date_range(request: TrainingRequest, strategy: StrategyConfig
+               ) -> tuple[str | None, str | None]:
+    """The request's dates, else the strategy file's ``training_data`` dates."""
+    if request.start_date or request.end_date:
+        return request.start_date, request.end_date
+    return strategy.training_data.start_date, strategy.training_data.end_date
+
+
+def strategy_metadata(strategy: StrategyConfig) -> dict[str, Any]:
+    """What metadata records about the file itself: format, unused sections, notes."""
+    return {"strategy_format": strategy.source_format,
+            "not_used_for_training": dict(strategy.not_used),
+            "strategy_notes": list(strategy.notes)}
 
 
 def load_data(symbols: Sequence[str], timeframes: Sequence[str], data_dir: Path, *,
@@ -237,14 +274,50 @@ def compute_memberships(strategy: StrategyConfig, values: Sequence[Mapping[str, 
     return [feature_mod.memberships(strategy, v) for v in values]
 
 
-def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, np.ndarray]]
-                   ) -> tuple[list[np.ndarray], list[str]]:
-    """Per series a feature matrix (with lags), and the shared column names."""
+def base_series(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[OHLCV]:
+    """One series per symbol: the one at the base timeframe, which the samples are."""
+    base = base_of(strategy, list(dict.fromkeys(s.timeframe for s in data)))
+    return [s for s in data if s.timeframe == base]
+
+
+def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, np.ndarray]],
+                   data: Sequence[OHLCV]) -> tuple[list[np.ndarray], list[str]]:
+    """Per symbol one matrix, a row per base bar, and the shared column names.
+
+    Each timeframe's columns (the fuzzy sets ``nn_inputs`` feeds on it, then
+    their lags, counted in that timeframe's own bars) are aligned on the base
+    bars: a higher timeframe contributes its last bar closed by the base bar's
+    close (:func:`~ktrdr_core.training.timeframes.align_closed`), NaN before its
+    first one. With several timeframes, columns are prefixed ``{timeframe}_``.
+    """
+    timeframes = list(dict.fromkeys(s.timeframe for s in data))
+    base = base_of(strategy, timeframes)
+    multi = len(timeframes) > 1
+    groups: dict[str, list[tuple[OHLCV, Mapping[str, np.ndarray]]]] = {}
+    for series, columns in zip(data, memberships, strict=True):
+        groups.setdefault(series.symbol, []).append((series, columns))
     matrices = []
     names: list[str] = []
-    for columns in memberships:
-        matrix, names = feature_mod.feature_matrix(columns, strategy.model.lookback_periods)
-        matrices.append(matrix)
+    for group in groups.values():
+        bars = next(s for s, _ in group if s.timeframe == base)
+        blocks: list[np.ndarray] = []
+        names = []
+        for series, columns in group:
+            wanted = [f"{key}_{fs.name}" for key in strategy.inputs_on(series.timeframe)
+                      for fs in strategy.fuzzy_sets[key]]
+            if not wanted:
+                continue
+            matrix, block = feature_mod.feature_matrix({n: columns[n] for n in wanted},
+                                                       strategy.model.lookback_periods)
+            if series is not bars:
+                index = align_closed(bars.timestamps, base, series.timestamps, series.timeframe)
+                aligned = np.full((len(bars), matrix.shape[1]), np.nan, dtype=matrix.dtype)
+                closed = index >= 0
+                aligned[closed] = matrix[index[closed]]
+                matrix = aligned
+            blocks.append(matrix)
+            names.extend(f"{series.timeframe}_{n}" if multi else n for n in block)
+        matrices.append(np.hstack(blocks))
     return matrices, names
 
 
@@ -261,14 +334,62 @@ def series_labels(strategy: StrategyConfig, series: OHLCV) -> np.ndarray:
 
 def build_labels(strategy: StrategyConfig, data: Sequence[OHLCV],
                  matrices: Sequence[np.ndarray]) -> list[SeriesSamples]:
-    """The labels, keeping only rows with a label and a complete feature vector."""
+    """Labels on each symbol's base bars, keeping rows with a label and complete features."""
     out = []
-    for series, matrix in zip(data, matrices, strict=True):
+    for series, matrix in zip(base_series(strategy, data), matrices, strict=True):
         labels = series_labels(strategy, series)
-        keep = (labels >= 0) & np.isfinite(matrix).all(axis=1)
+        labelled = labels >= 0
+        complete = np.isfinite(matrix).all(axis=1)
+        keep = labelled & complete
         out.append(SeriesSamples(symbol=series.symbol, timeframe=series.timeframe,
                                  X=matrix[keep], y=labels[keep],
-                                 timestamps=series.timestamps[keep]))
+                                 timestamps=series.timestamps[keep], bars=len(series),
+                                 warmup=int((labelled & ~complete).sum()),
+                                 unlabelled=int((~labelled).sum())))
+    return out
+
+
+def discarded(labelled: Sequence[SeriesSamples], balanced: Sequence[SeriesSamples]
+              ) -> list[dict[str, Any]]:
+    """Every base bar that did not become a training sample: how many, where, and why.
+
+    Each line is also logged, so nothing is discarded without a word.
+    """
+    out: list[dict[str, Any]] = []
+    for s, kept in zip(labelled, balanced, strict=True):
+        reasons = (
+            (s.warmup, "incomplete features: indicator warm-up, lags, or no closed bar yet "
+                       "on a higher timeframe"),
+            (s.unlabelled, "no label: the label window runs past the last bar"),
+            (len(s) - len(kept), f"balancing across symbols: kept the most recent {len(kept)} "
+                                 "samples, as many as the symbol with the fewest"),
+        )
+        for count, why in reasons:
+            if count:
+                out.append({"symbol": s.symbol, "timeframe": s.timeframe, "count": count,
+                            "of_bars": s.bars, "reason": why})
+                logger.info("%s %s: discarded %d of %d bars: %s", s.symbol, s.timeframe,
+                            count, s.bars, why)
+    return out
+
+
+def series_summary(data: Sequence[OHLCV], labelled: Sequence[SeriesSamples],
+                   balanced: Sequence[SeriesSamples]) -> list[dict[str, Any]]:
+    """``data_summary.series``: one entry per file; sample counts on the base timeframe's."""
+    used = {s.key: (s, b) for s, b in zip(labelled, balanced, strict=True)}
+    out = []
+    for bars in data:
+        entry: dict[str, Any] = {"symbol": bars.symbol, "timeframe": bars.timeframe,
+                                 "file": bars.path, "first": bars.first(), "last": bars.last(),
+                                 "bars": len(bars)}
+        key = f"{bars.symbol}_{bars.timeframe}"
+        if key in used:
+            samples, kept = used[key]
+            entry.update(role="base", samples=len(samples), samples_used=len(kept),
+                         label_distribution=label_distribution(kept.y))
+        else:
+            entry["role"] = "context"  # a higher timeframe: features only, no samples
+        out.append(entry)
     return out
 
 
@@ -371,9 +492,9 @@ class _Run:
         self.data_dir, self.data_source = resolve_data_dir({"data_dir": self.options.data_dir},
                                                            self.environ)
         try:
+            start, end = date_range(self.request, self._strategy)
             self.data = load_data(self.symbols, self.timeframes, self.data_dir,
-                                  start_date=self.request.start_date,
-                                  end_date=self.request.end_date)
+                                  start_date=start, end_date=end)
         except BadInputError as exc:
             if self.data_source == "KTRDR_DATA_DIR":
                 raise BadInputError(f"{exc} (the data folder comes from KTRDR_DATA_DIR)"
@@ -387,7 +508,8 @@ class _Run:
         self.memberships = compute_memberships(self._strategy, self.values)
 
     def features(self) -> None:
-        self.matrices, self.feature_names = build_features(self._strategy, self.memberships)
+        self.matrices, self.feature_names = build_features(self._strategy, self.memberships,
+                                                           self.data)
 
     def labels(self) -> None:
         self.labelled = build_labels(self._strategy, self.data, self.matrices)
@@ -453,8 +575,11 @@ class _Run:
             "strategy_source": self._strategy.source_path,
             "symbols": list(self.symbols),
             "timeframes": list(self.timeframes),
-            "start_date": self.request.start_date,
-            "end_date": self.request.end_date,
+            "start_date": date_range(self.request, self._strategy)[0],
+            "end_date": date_range(self.request, self._strategy)[1],
+            "base_timeframe": base_of(self._strategy, self.timeframes),
+            "discarded": discarded(self.labelled, self.balanced) if self.balanced else [],
+            **strategy_metadata(self._strategy),
             "seed": self.options.seed,
             "device": self.training_metrics.get("device", str(self.device)),
             "samples_per_second": self.training_metrics.get("samples_per_second"),
@@ -471,21 +596,7 @@ class _Run:
 
     def data_summary(self) -> dict[str, Any]:
         assert self.split is not None
-        used = {s.key: s for s in self.balanced}
-        series = []
-        for bars, labelled in zip(self.data, self.labelled, strict=True):
-            kept = used[labelled.key]
-            series.append({
-                "symbol": bars.symbol,
-                "timeframe": bars.timeframe,
-                "file": bars.path,
-                "first": bars.first(),
-                "last": bars.last(),
-                "bars": len(bars),
-                "samples": len(labelled),
-                "samples_used": len(kept),
-                "label_distribution": label_distribution(kept.y),
-            })
+        series = series_summary(self.data, self.labelled, self.balanced)
         split = self.split
         return {
             "data_dir": str(self.data_dir),

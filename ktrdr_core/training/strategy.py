@@ -986,8 +986,11 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
                 found.items.append(f"fuzzy_sets has no sets for indicator {ind.feature_id!r} "
                                    "(every indicator feeds the model through its fuzzy sets)")
     order = list(fuzzy)
-    fuzzy = {k: fuzzy[k] for k in sorted(
-        order, key=lambda k: (references[fuzzy_inputs.get(k, k)], order.index(k)))}
+
+    def position(key: str) -> tuple[int, int]:
+        return references[fuzzy_inputs.get(key, key)], order.index(key)
+
+    fuzzy = {k: fuzzy[k] for k in sorted(order, key=position)}
     nn_inputs: tuple[NNInput, ...] = ()
     if "nn_inputs" in data and training_data is not None:
         keys = list(fz) if isinstance(fz, Mapping) else []  # failed entries: no second error

@@ -25,8 +25,8 @@ from ktrdr_core.training.formats.common import Notes, placeholders
 
 __all__ = ["FORMATS", "Translation", "detect_format", "parse_document", "translate"]
 
-#: Tried in order; the first whose ``detect`` is true reads the file (v1 takes the rest).
-FORMATS = (v3, native, v15, v1)
+#: Tried in order; the first whose ``detect`` is true reads the file (native takes the rest).
+FORMATS = (v3, v1, v15, native)
 
 
 @attrs.frozen
@@ -43,7 +43,7 @@ def detect_format(raw: Mapping[str, Any]) -> str:
     for module in FORMATS:
         if module.detect(raw):
             return str(module.NAME)
-    return str(v1.NAME)
+    return str(native.NAME)
 
 
 def translate(raw: Any, display: str) -> Translation:
@@ -54,7 +54,7 @@ def translate(raw: Any, display: str) -> Translation:
     notes = Notes()
     notes.unsupported.extend(placeholders(raw))
     name = detect_format(raw)
-    module = next((m for m in FORMATS if m.NAME == name), v1)
+    module = next((m for m in FORMATS if name == m.NAME), v1)
     return Translation(format=name, native=module.translate(raw, notes), notes=notes)
 
 

@@ -18,7 +18,7 @@ NAME = "v1"
 
 
 def detect(raw: Mapping[str, Any]) -> bool:
-    return "data" in raw or "training_data" not in raw or "version" in raw
+    return "data" in raw or str(raw.get("version", "")).strip().startswith("1")
 
 
 def translate(raw: Mapping[str, Any], notes: Notes) -> dict[str, Any]:

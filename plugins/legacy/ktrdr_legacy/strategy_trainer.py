@@ -132,6 +132,7 @@ class StrategyTrainer:
             # -- data --------------------------------------------------------------------------
             step = "load data"
             data_dir, data_source = resolve_data_dir({"data_dir": options.data_dir}, self.environ)
+            start_date, end_date = pipeline.date_range(request, strategy)
             data = pipeline.load_data(symbols_used, timeframes_used, data_dir,
                                       start_date=start_date, end_date=end_date)
             logger.info("legacy: loaded %d series from %s", len(data), data_source)
@@ -145,7 +146,7 @@ class StrategyTrainer:
             memberships = pipeline.compute_memberships(strategy, values)
             self._check_cancelled(token)
             step = "features"
-            matrices, feature_names = pipeline.build_features(strategy, memberships)
+            matrices, feature_names = pipeline.build_features(strategy, memberships, data)
             self._check_cancelled(token)
 
             # -- labels, balance, split --------------------------------------------------------
@@ -213,6 +214,9 @@ class StrategyTrainer:
                 "torch_threads": torch.get_num_threads(),
                 "python_version": platform.python_version(),
                 "ignored_overrides": list(options.ignored),
+                "base_timeframe": pipeline.base_of(strategy, timeframes_used),
+                "discarded": pipeline.discarded(labelled, balanced),
+                **pipeline.strategy_metadata(strategy),
                 "save_model": options.save_model,
                 "validation_split": validation_share,
                 "strategy_settings": dict(options.settings),
@@ -233,16 +237,7 @@ class StrategyTrainer:
             raise TrainingFailedError(f"legacy training failed at '{step}': "
                                       f"{type(exc).__name__}: {exc}") from exc
 
-        used = {s.key: s for s in balanced}
-        series = []
-        for bars, samples in zip(data, labelled, strict=True):
-            kept = used[samples.key]
-            series.append({
-                "symbol": bars.symbol, "timeframe": bars.timeframe, "file": bars.path,
-                "first": bars.first(), "last": bars.last(), "bars": len(bars),
-                "samples": len(samples), "samples_used": len(kept),
-                "label_distribution": label_distribution(kept.y),
-            })
+        series = pipeline.series_summary(data, labelled, balanced)
         metadata["duration_seconds"] = time.perf_counter() - started
         return {
             "success": True,
