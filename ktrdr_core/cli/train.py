@@ -99,7 +99,10 @@ def train(
     from ktrdr_core.training.strategy import load_strategy
 
     settings = parse_set_options(set_items)
-    load_strategy(strategy, settings=settings)
+    config = load_strategy(strategy, settings=settings)
+    if config.not_used:
+        click.echo(f"strategy {strategy} ({config.source_format} format): not used for training: "
+                   f"{', '.join(config.not_used)}", err=True)
     overrides: dict[str, object] = {"set": settings} if settings else {}
     if data_dir is not None:
         if not data_dir.is_dir():

@@ -1047,6 +1047,13 @@ def resolve_strategy_path(name: str, environ: Mapping[str, str] | None = None) -
                         f"{hint}")
 
 
+def read_strategy_data(path: Path) -> tuple[Any, str]:
+    """``(raw YAML data, display name)`` of one strategy file (one-line errors)."""
+    path = Path(path)
+    display = _display(path, path.resolve().parent == BUILTIN_STRATEGIES_DIR)
+    return _read_yaml(path, display), display
+
+
 def load_strategy_file(path: Path, *, builtin: bool | None = None,
                        settings: Mapping[str, Any] | None = None) -> StrategyConfig:
     """Parse and validate one strategy file (its stem must be its ``name``).

@@ -224,7 +224,7 @@ def test_steps_compose_by_hand() -> None:
                               end_date="2023-02-15")
     values = pipeline.compute_indicators(strategy, data)
     members = pipeline.compute_memberships(strategy, values)
-    matrices, names = pipeline.build_features(strategy, members)
+    matrices, names = pipeline.build_features(strategy, members, data)
     samples = pipeline.build_labels(strategy, data, matrices)
     assert matrices[0].shape == (len(data[0]), len(names))
     assert np.isfinite(samples[0].X).all() and (samples[0].y >= 0).all()
