@@ -85,7 +85,7 @@ def check(target: str, as_json: bool) -> int:
             click.echo(f"{exc.display}: {len(exc.problems)} problem(s):")
             for problem in exc.problems:
                 click.echo(f"  - {problem}")
-        return EXIT_BAD_INPUT
+        click.get_current_context().exit(EXIT_BAD_INPUT)
     features = sum(len(sets) for sets in config.fuzzy_sets.values())
     if as_json:
         echo_json({"file": str(path), "ok": True, "name": config.name,

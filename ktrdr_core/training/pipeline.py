@@ -281,7 +281,7 @@ def base_series(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[OHLCV]:
 
 
 def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, np.ndarray]],
-                   data: Sequence[OHLCV]) -> tuple[list[np.ndarray], list[str]]:
+                   data: Sequence[OHLCV] | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Per symbol one matrix, a row per base bar, and the shared column names.
 
     Each timeframe's columns (the fuzzy sets ``nn_inputs`` feeds on it, then
@@ -289,7 +289,12 @@ def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, 
     bars: a higher timeframe contributes its last bar closed by the base bar's
     close (:func:`~ktrdr_core.training.timeframes.align_closed`), NaN before its
     first one. With several timeframes, columns are prefixed ``{timeframe}_``.
+    Without ``data``, each membership mapping is one single-timeframe series.
     """
+    if data is None:
+        pairs = [feature_mod.feature_matrix(columns, strategy.model.lookback_periods)
+                 for columns in memberships]
+        return [m for m, _ in pairs], (pairs[-1][1] if pairs else [])
     timeframes = list(dict.fromkeys(s.timeframe for s in data))
     base = base_of(strategy, timeframes)
     multi = len(timeframes) > 1

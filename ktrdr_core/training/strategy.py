@@ -814,6 +814,8 @@ def _parse_training_data(ck: _Checker, raw: Any) -> TrainingDataConfig:
     if base is not None and base not in timeframes:
         raise ck.fail("training_data.base_timeframe", f"must be one of the timeframes "
                       f"({', '.join(timeframes)}), got {base!r}")
+    if len(timeframes) == 1:
+        base = None  # one timeframe is its own base
     dates: dict[str, str | None] = {}
     for key in ("start_date", "end_date"):
         value = td.get(key)
@@ -851,7 +853,7 @@ def _parse_fuzzy_entry(ck: _Checker, key: Any, sets: Any, references: Mapping[st
     if not isinstance(sets, Mapping) or not sets:
         raise ck.fail(where, "must be a non-empty mapping of named sets")
     reference = sets.get("indicator", key)
-    if "indicator" in sets and (not isinstance(key, str) or not _KEY_PATTERN.fullmatch(key)):
+    if reference != key and (not isinstance(key, str) or not _KEY_PATTERN.fullmatch(key)):
         raise ck.fail("fuzzy_sets", f"has an invalid key {key!r} (letters, digits and _)")
     if reference not in references:
         head = str(reference).partition(".")[0]
@@ -997,6 +999,8 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
         nn_inputs = found.attempt(_parse_nn_inputs, ck, data["nn_inputs"], keys,
                                   training_data.timeframes) or ()
         nn_inputs = tuple(i for i in nn_inputs if i.fuzzy_set in fuzzy)
+        if all(i.timeframes is None for i in nn_inputs) and len(nn_inputs) == len(fuzzy):
+            nn_inputs = ()  # every set on every timeframe: the same as no nn_inputs
         unused = [k for k in fuzzy if not any(i.fuzzy_set == k for i in nn_inputs)]
         if nn_inputs and unused:
             found.items.append(f"fuzzy_sets {', '.join(unused)} feed no nn_inputs entry "
