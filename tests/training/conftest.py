@@ -90,12 +90,6 @@ def write_csv_fixture() -> Callable[..., Path]:
     return write_csv
 
 
-#: The ``backtesting`` package bundles real prices for its own tests; we fetch its
-#: wheel with pip (no install, no dependencies) and read the CSVs out of it.
-BACKTESTING_WHEEL = "backtesting==0.6.6"
-REAL_FILES = {"EURUSD.csv": "EURUSD_1h.csv", "GOOG.csv": "GOOG_1d.csv"}
-
-
 @pytest.fixture(scope="session")
 def real_prices(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
     """A data folder with EURUSD hourly (5,000 bars) and GOOG daily (2,148 bars), real prices.
@@ -103,19 +97,9 @@ def real_prices(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.C
     Their header is pandas' (``,Open,High,Low,Close,Volume``), so loading them
     also exercises the unnamed time column.
     """
-    import subprocess
-    import sys
-    import zipfile
+    from real_prices import fetch_real_prices
 
     cache = getattr(pytestconfig, "cache", None)
     wheels = cache.mkdir("backtesting-wheel") if cache is not None else \
         tmp_path_factory.mktemp("backtesting-wheel")
-    if not list(wheels.glob("backtesting-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--dest", str(wheels), BACKTESTING_WHEEL], check=True, timeout=300)
-    wheel = sorted(wheels.glob("backtesting-*.whl"))[-1]
-    folder = tmp_path_factory.mktemp("real-prices")
-    with zipfile.ZipFile(wheel) as archive:
-        for name, target in REAL_FILES.items():
-            (folder / target).write_bytes(archive.read(f"backtesting/test/{name}"))
-    return folder
+    return fetch_real_prices(wheels, tmp_path_factory.mktemp("real-prices"))

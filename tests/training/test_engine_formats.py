@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from real_prices import add_resampled_eurusd
 
 from ktrdr_core.cli.strategies import strategies
 from ktrdr_core.errors import BadInputError
@@ -28,41 +29,13 @@ FILES = Path(__file__).parent / "strategies_upstream"
 HOUR = np.timedelta64(3600, "s")
 
 
-def resample(bars: OHLCV, hours: int, timeframe: str) -> OHLCV:
-    """OHLCV bars of ``hours`` hours, each stamped with its bucket's start."""
-    ts = bars.timestamps.astype("datetime64[s]").astype(np.int64)
-    bucket = ts - ts % (hours * 3600)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], len(ts)]
-    return OHLCV(symbol=bars.symbol, timeframe=timeframe,
-                 timestamps=bucket[starts].astype("datetime64[s]"),
-                 open=bars.open[starts], close=bars.close[ends - 1],
-                 high=np.maximum.reduceat(bars.high, starts),
-                 low=np.minimum.reduceat(bars.low, starts),
-                 volume=np.add.reduceat(bars.volume, starts) if bars.volume is not None
-                 else None)
-
-
-def write_csv(bars: OHLCV, path: Path) -> None:
-    rows = ["timestamp,open,high,low,close,volume"]
-    volume = bars.volume if bars.volume is not None else np.zeros(len(bars))
-    for i in range(len(bars)):
-        values = ",".join(repr(float(c[i])) for c in (bars.open, bars.high, bars.low,
-                                                         bars.close, volume))
-        rows.append(f"{np.datetime_as_string(bars.timestamps[i], unit='s')}Z,{values}")
-    path.write_text("\n".join(rows) + "\n")
-
-
 @pytest.fixture(scope="module")
 def prices(real_prices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real EURUSD 1h / GOOG 1d, plus EURUSD 4h and 1d resampled from the hourly bars."""
     folder = tmp_path_factory.mktemp("prices")
     for item in real_prices.iterdir():
         shutil.copy(item, folder / item.name)
-    hourly = load_ohlcv("EURUSD", "1h", folder)
-    write_csv(resample(hourly, 4, "4h"), folder / "EURUSD_4h.csv")
-    write_csv(resample(hourly, 24, "1d"), folder / "EURUSD_1d.csv")
-    return folder
+    return add_resampled_eurusd(folder)
 
 
 @pytest.fixture()
@@ -180,26 +153,6 @@ def test_multi_timeframe_one_sample_per_base_bar(upstream: Path, prices: Path,
     assert set(lost) == {"incomplete features", "no label"}
     assert base["samples"] == base["samples_used"] == base["bars"] - sum(lost.values())
     assert lost["incomplete features"] < 24 * 16  # the 1d RSI's warm-up, not 96 % of the bars
-    legacy = _legacy(request)
-    assert legacy["training_metrics"]["val_loss"] == result.training_metrics["val_loss"]
-    assert legacy["feature_names"] == names
-
-
-def _legacy(request: TrainingRequest) -> dict:
-    from ktrdr_legacy.strategy_trainer import StrategyTrainer
-
-    return StrategyTrainer().train_multi_symbol_strategy(
-        request.strategy, None, None, None, None, **dict(request.overrides))
-
-
-def test_legacy_and_unified_agree_on_every_format(upstream: Path, prices: Path,
-                                                  ktrdr_home: Path) -> None:
-    for name in ("v3_single", "goog_v1", "eurusd_v15", "v3_multi_symbol"):
-        request = TrainingRequest(strategy=name,
-                                  overrides={"data_dir": str(prices), "save_model": False})
-        unified = pipeline.run_training(request)
-        assert _legacy(request)["training_metrics"]["val_loss"] == \
-            unified.training_metrics["val_loss"], name
 
 
 def _features(strategy_path: Path, data: list[OHLCV]) -> tuple[np.ndarray, list[str]]:
