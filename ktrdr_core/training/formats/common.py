@@ -191,6 +191,13 @@ _INCLUDES = ("include_price_context", "include_volume_context", "include_raw_ind
              "include_price_features", "include_technical_features", "include_volume_features")
 
 
+def _rename(section: dict[str, Any], where: str, old: str, new: str, notes: Notes) -> None:
+    """An old key read as its new name (the new one wins when both are given), noted."""
+    if old in section:
+        section.setdefault(new, section.pop(old))
+        notes.drop(f"{where}.{old}", f"read as {new}")
+
+
 def model_from(value: Any, notes: Notes) -> Any:
     """``model`` with upstream-only keys translated, dropped (noted) or refused."""
     if not isinstance(value, Mapping):
@@ -206,9 +213,7 @@ def model_from(value: Any, notes: Notes) -> Any:
                            "the model's outputs already")
             else:
                 notes.refuse("model.architecture.output_activation", f"{act!r} (only softmax)")
-        if "dropout_rate" in arch:
-            arch.setdefault("dropout", arch.pop("dropout_rate"))
-            notes.drop("model.architecture.dropout_rate", "read as dropout")
+        _rename(arch, "model.architecture", "dropout_rate", "dropout", notes)
         model["architecture"] = arch
     feats = model.get("features")
     if isinstance(feats, Mapping):
@@ -227,18 +232,14 @@ def model_from(value: Any, notes: Notes) -> Any:
             feats.pop("scale_features")
             notes.drop("model.features.scale_features", "memberships are already in [0, 1]; "
                        "ktrdr does not rescale them")
-        if "lookback_window" in feats:
-            feats.setdefault("lookback_periods", feats.pop("lookback_window"))
-            notes.drop("model.features.lookback_window", "read as lookback_periods")
+        _rename(feats, "model.features", "lookback_window", "lookback_periods", notes)
         model["features"] = feats
     tr = model.get("training")
     if isinstance(tr, Mapping):
         tr = dict(tr)
         if "analytics" in tr:
             notes.not_used["model.training.analytics"] = tr.pop("analytics")
-        if "loss_function" in tr:
-            tr.setdefault("loss", tr.pop("loss_function"))
-            notes.drop("model.training.loss_function", "read as loss")
+        _rename(tr, "model.training", "loss_function", "loss", notes)
         if "early_stopping_patience" in tr:
             patience = tr.pop("early_stopping_patience")
             es = tr.get("early_stopping")

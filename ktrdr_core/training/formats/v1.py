@@ -18,7 +18,10 @@ NAME = "v1"
 
 
 def detect(raw: Mapping[str, Any]) -> bool:
-    return "data" in raw or str(raw.get("version", "")).strip().startswith("1")
+    if "data" in raw or str(raw.get("version", "")).strip().startswith("1"):
+        return True
+    # v1 files often have no data section at all: a strategy body without training_data
+    return "training_data" not in raw and isinstance(raw.get("indicators"), list)
 
 
 def translate(raw: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
