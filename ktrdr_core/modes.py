@@ -60,6 +60,11 @@ class ExecutionMode(Protocol):
     goes, checks ``cancel.is_cancelled()`` often enough to stop within 100 ms,
     and raises :class:`~ktrdr_core.errors.CancellationError` when it stops
     early. It must leave no half-written model behind.
+
+    Optional: ``capacity() -> int | None``, for a mode whose trainings run
+    elsewhere (a cluster): how many fit at once now (a cached number, answered
+    at once). ``ktrdr serve`` then admits that many of this mode's trainings
+    besides its local ``--max-concurrent``; None (or no method) means "local".
     """
 
     name: str

@@ -214,6 +214,25 @@ def safe_health(mode: ExecutionMode) -> ModeHealth:
         return ModeHealth.unhealthy(f"health() returned {health!r}, not a ModeHealth")
     return health
 
+def mode_capacity(pm: KtrdrPluginManager, name: str) -> int | None:
+    """How many trainings mode ``name`` can run at once, or None: "use the local limit".
+
+    ``capacity()`` is optional on an execution mode; one that runs its work
+    elsewhere (a cluster) has it, so a service admits its trainings by that
+    number instead of its local ``--max-concurrent``. It must answer at once
+    (a cached value): the service asks on its event loop. An unknown mode, no
+    method, or one that raises or answers something else: None.
+    """
+    try:
+        capacity = getattr(pm.get_mode(name), "capacity", None)
+        value = capacity() if callable(capacity) else None
+    except Exception:  # noqa: BLE001 - never take admission down; fall back to the local limit
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
 _lock = threading.Lock()
 _manager: KtrdrPluginManager | None = None
 

@@ -180,6 +180,58 @@ def test_shutdown_cancels_running_and_queued() -> None:
     asyncio.run(scenario())
 
 
+def test_a_mode_with_capacity_is_admitted_by_it_not_by_max_concurrent() -> None:
+    """A cluster mode's trainings run by its capacity; local ones stay bounded by max_concurrent."""
+    remote = Decision(mode="remote", reason="test", bucket=1)
+
+    async def scenario() -> None:
+        runner = FakeRunner()
+        capacity = {"remote": 3}
+        service = TrainingService(runner, max_concurrent=1, queue_size=8,
+                                  capacity_of=lambda mode: capacity.get(mode))
+        local = [service.submit(TrainingRequest(strategy="s"), DECISION) for _ in range(2)]
+        cluster = [service.submit(TrainingRequest(strategy="s"), remote) for _ in range(5)]
+        assert [s.status for s in local] == ["running", "queued"]
+        assert [s.status for s in cluster] == ["running"] * 3 + ["queued"] * 2
+        assert service.counts()["running_remote"] == 3
+        capacity["remote"] = 4                      # the cluster grew: the next finish admits more
+        runner.release.set()
+        for session in [*local, *cluster]:
+            await asyncio.wait_for(session.done.wait(), 5)
+        assert all(s.status == "completed" for s in [*local, *cluster])
+        assert service.counts()["running_remote"] == 0
+        await service.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_mode_capacity_is_optional_and_checked() -> None:
+    from ktrdr_core.plugins import mode_capacity
+
+    class Sized(FakeMode):
+        def __init__(self, name: str, answer: Any) -> None:
+            super().__init__(name)
+            self.answer = answer
+
+        def capacity(self) -> Any:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    class Plugin:
+        @hookimpl
+        def register_execution_modes(self, register: Callable[[ExecutionMode], None]) -> None:
+            register(Sized("two", 2))
+            register(Sized("bad", "lots"))
+            register(Sized("boom", RuntimeError("x")))
+            register(FakeMode("plain"))
+
+    pm = KtrdrPluginManager()
+    pm.register(Plugin(), name="sized")
+    assert mode_capacity(pm, "two") == 2
+    assert [mode_capacity(pm, m) for m in ("bad", "boom", "plain", "missing")] == [None] * 4
+
+
 def test_progress_from_another_thread_arrives_in_order_and_coalesced() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -49,7 +50,7 @@ from ktrdr_core.ledger.store import LedgerWriteError, ledger_path
 from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.manager import TrainingManager
 from ktrdr_core.metrics import METRICS, MetricsPlugin, event_loop_lag_monitor, exposition
-from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
+from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager, mode_capacity
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
@@ -201,7 +202,8 @@ def create_app(
     # locks; health checks and /metrics use the default executor and never queue behind them.
     io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ktrdr-io")
     service = TrainingService(training_manager, max_concurrent=max_concurrent, queue_size=queue_size,
-                              keep_finished=keep_finished, recorder=recorder_for(io_pool))
+                              keep_finished=keep_finished, recorder=recorder_for(io_pool),
+                              capacity_of=functools.partial(mode_capacity, pm))
     health_cache = ModeHealthCache(pm)
     state: dict[str, EventLoopLagMonitor | None] = {"lag": None}
 

@@ -11,6 +11,10 @@ Bounds (so memory never grows without limit):
 * at most ``max_concurrent`` trainings run and ``queue_size`` wait; one more
   is refused (:class:`QueueFullError`, HTTP 429); a place is reserved while
   the admission's ledger row is written, so two admissions never share one;
+  a mode that runs elsewhere (a cluster) may say how many of its trainings
+  fit at once with an optional ``capacity()`` method, and its trainings are
+  then admitted by that number instead of ``max_concurrent``, which is meant
+  for local cores;
 * finished sessions are kept in an LRU of ``keep_finished`` (default 1000);
 * each session keeps the last ``replay`` progress events for late
   subscribers, and trims them to the last one when it ends;
@@ -285,7 +289,8 @@ class TrainingService:
 
     def __init__(self, runner: TrainingRunner, *, max_concurrent: int = 2, queue_size: int = 16,
                  keep_finished: int = 1000, replay: int = 256, subscriber_buffer: int = 1024,
-                 recorder: RunRecorder | None = None) -> None:
+                 recorder: RunRecorder | None = None,
+                 capacity_of: Callable[[str], int | None] | None = None) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         if queue_size < 0:
@@ -294,6 +299,7 @@ class TrainingService:
             raise ValueError("keep_finished must be at least 1")
         self.runner = runner
         self.max_concurrent = max_concurrent
+        self._capacity_of = capacity_of
         self.queue_size = queue_size
         self.keep_finished = keep_finished
         self._replay = replay
@@ -306,12 +312,15 @@ class TrainingService:
         self.recorder: RunRecorder = recorder if recorder is not None else NullRecorder()
         self._reserved = 0
         self._writes: set[asyncio.Future[None]] = set()
+        self._remote_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._remote: set[str] = set()  # running ids admitted by their mode's capacity
         self.closing = False
 
     # -- looking -----------------------------------------------------------
     def counts(self) -> dict[str, int]:
         return {
             "running": len(self._running),
+            "running_remote": len(self._remote),
             "queued": len(self._pending),
             "max_concurrent": self.max_concurrent,
             "queue_size": self.queue_size,
@@ -319,8 +328,8 @@ class TrainingService:
         }
 
     def has_room(self) -> bool:
-        taken = len(self._running) + len(self._pending) + self._reserved
-        return taken < self.max_concurrent + self.queue_size
+        local = len(self._running) - len(self._remote)
+        return local + len(self._pending) + self._reserved < self.max_concurrent + self.queue_size
 
     def get(self, training_id: str) -> TrainingSession:
         for table in (self._running, self._pending):
@@ -410,15 +419,50 @@ class TrainingService:
             "strategy": session.request.strategy, "duration_seconds": 0.0, "started": False,
         })
 
+    def _capacity(self, mode: str) -> int | None:
+        """The mode's own concurrency limit, or None for the local ``max_concurrent``."""
+        if self._capacity_of is None:
+            return None
+        try:
+            capacity = self._capacity_of(mode)
+        except Exception:  # noqa: BLE001 - a broken capacity() falls back to the local limit
+            logger.warning("capacity of mode %r failed; using --max-concurrent", mode, exc_info=True)
+            return None
+        return None if capacity is None else max(1, int(capacity))
+
     def _start_ready(self) -> None:
-        while self._pending and len(self._running) < self.max_concurrent and not self.closing:
-            _id, session = self._pending.popitem(last=False)
+        """Start every pending training its pool has room for, oldest first in each pool."""
+        if self.closing:
+            return
+        local = len(self._running) - len(self._remote)
+        remote_by_mode: dict[str, int] = {}
+        for running_id in self._remote:
+            mode = self._running[running_id].decision.mode
+            remote_by_mode[mode] = remote_by_mode.get(mode, 0) + 1
+        for session in list(self._pending.values()):
+            mode = session.decision.mode
+            capacity = self._capacity(mode)
+            if capacity is None:
+                if local >= self.max_concurrent:
+                    continue
+                local += 1
+            else:
+                if remote_by_mode.get(mode, 0) >= capacity:
+                    continue
+                remote_by_mode[mode] = remote_by_mode.get(mode, 0) + 1
+                self._remote.add(session.id)
+            del self._pending[session.id]
             self._running[session.id] = session
             session.mark_running()
             self._tasks[session.id] = asyncio.get_running_loop().create_task(
                 self._run(session), name=f"ktrdr-training-{session.id}")
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self, session: TrainingSession) -> concurrent.futures.ThreadPoolExecutor:
+        if session.id in self._remote:  # waits on a cluster: threads are cheap, cores are not ours
+            if self._remote_executor is None:
+                self._remote_executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=64, thread_name_prefix="ktrdr-remote-training")
+            return self._remote_executor
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.max_concurrent, thread_name_prefix="ktrdr-training")
@@ -429,7 +473,7 @@ class TrainingService:
         progress = ThreadSafeProgress(loop, session.on_progress)
         call = functools.partial(self.runner.train, session.request, progress, session.token,
                                  decision=session.decision)
-        future = loop.run_in_executor(self._pool(), call)
+        future = loop.run_in_executor(self._pool(session), call)
         try:
             result = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -457,6 +501,7 @@ class TrainingService:
         if session.finished:
             return
         self._running.pop(session.id, None)
+        self._remote.discard(session.id)
         self._pending.pop(session.id, None)
         self._tasks.pop(session.id, None)
         session.finish(result)
@@ -498,6 +543,7 @@ class TrainingService:
                 logger.error("training task %s did not stop within %.0f s", task.get_name(), timeout)
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=timeout)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        for pool in (self._executor, self._remote_executor):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._remote_executor = None
