@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for name in MODES:
         walls = [r["wall_seconds"] for r in runs[name]]
-        # the final update may come sooner than 100 ms (DESIGN.md §6): kept apart
+        # the final update may come sooner than 100 ms (docs/modes.md): kept apart
         intervals = [i for r in runs[name] for i in r["intervals"][:-1]]
         finals = [r["intervals"][-1] for r in runs[name] if r["intervals"]]
         latencies = [c["latency"] for c in cancels[name] if c["outcome"] == "cancelled"]

@@ -20,7 +20,7 @@ from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 def select_mode(
     request: TrainingRequest, policy: RolloutPolicy, modes: Mapping[str, ExecutionMode]
 ) -> Decision:
-    """The migration plan's user-hash rollout; health is asked of the candidate only."""
+    """The user-hash rollout (README, "Rollout settings"); health is asked of the candidate only."""
     available: dict[str, ModeHealth] = {}
     for name in (policy.control, policy.candidate):
         if name in modes:

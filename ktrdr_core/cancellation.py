@@ -27,7 +27,7 @@ __all__ = [
 
 @runtime_checkable
 class CancellationToken(Protocol):
-    """What a mode needs from a token (migration plan, Risk 4: every method)."""
+    """What a mode needs from a token (docs/contract.md, "Cancellation")."""
 
     @property
     def reason(self) -> str | None:

@@ -1,7 +1,7 @@
 """The exceptions ktrdr raises on purpose.
 
 Each carries a message meant for a person, and the CLI maps each family to an
-exit code (DESIGN.md §7): bad input or configuration → 2, a failed training
+exit code (docs/contract.md, "Exit codes"): bad input or configuration → 2, a failed training
 → 1, a cancellation → 130. Anything else is a bug and is reported as one.
 """
 

@@ -1,4 +1,4 @@
-"""Event-loop lag monitor (migration plan, Risk 1: event-loop blocking).
+"""Event-loop lag monitor: a blocked event loop makes the service look hung.
 
 A task sleeps ``interval`` seconds in a loop and records how much later than
 asked it woke up. A blocked loop shows up as lag at once; the service exposes

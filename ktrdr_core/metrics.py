@@ -1,6 +1,6 @@
-"""Prometheus metrics for the migration: the migration plan's five, plus service health.
+"""Prometheus metrics for the migration: the five training metrics, plus service health.
 
-Exactly the migration plan's names and labels (DESIGN.md §7), so its alerting
+The names and labels are fixed (docs/metrics.md lists them), so the alerting
 rules (``deploy/prometheus/alerts.yml``) and the rollout gates read them
 unchanged:
 
@@ -359,7 +359,7 @@ class ProgressIntervalSink:
 
 
 class MetricsPlugin:
-    """Hook implementations that feed the migration plan's metrics.
+    """Hook implementations that feed the training metrics.
 
     Not registered by default; the service does
     ``pm.register(MetricsPlugin(), name="ktrdr-metrics")``. Progress intervals
@@ -411,7 +411,7 @@ def event_loop_lag_monitor(
 
     The service starts it on its loop (``async with`` or ``start()``/``stop()``);
     a handler doing CPU work on the loop instead of ``asyncio.to_thread``
-    shows up at once (the migration plan's Risk 1). ``options`` go to the
+    shows up at once (the service would look hung). ``options`` go to the
     monitor (``interval``, ``warn_above``, ``keep``).
     """
     histogram = (metrics if metrics is not None else METRICS).event_loop_lag_seconds

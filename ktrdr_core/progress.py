@@ -1,7 +1,7 @@
 """Progress: the callback signature every mode honours, and progress sinks.
 
 The signature is exactly ``(epoch, total_epochs, metrics)`` — the one the
-battle-tested ModelTrainer has always used (migration plan, Risk 2). No
+battle-tested ModelTrainer has always used (docs/contract.md). No
 adapter may change it; a sink is simply another callable of that shape.
 """
 
@@ -28,7 +28,7 @@ class ProgressSink(Protocol):
 class ProgressFanout:
     """Sends each update to several callbacks; one that raises is logged once and skipped.
 
-    A broken sink must never kill a training (DESIGN.md §5), nor stop the
+    A broken sink must never kill a training (docs/contract.md), nor stop the
     other sinks from hearing about progress.
     """
 

@@ -1,7 +1,7 @@
 """What a user asks for: a training request.
 
 A request names a strategy (never a path: the engine resolves names itself,
-see migration plan Risk 5) and carries everything a mode needs, so that a
+so a request cannot reach an arbitrary file) and carries everything a mode needs, so that a
 request can be serialised, logged, and shipped to another machine unchanged.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 
 STRATEGY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-"""DESIGN.md §5's pattern; always applied with ``fullmatch`` ('$' alone lets a trailing newline in)."""
+"""Letters, digits, ``_`` and ``-``, starting with a letter or digit; always applied with
+``fullmatch`` ('$' alone lets a trailing newline in)."""
 MAX_STRATEGY_NAME_LENGTH = 128
 """Longer names are refused: ``NAME.yaml`` and the model folder must fit a file name (255 bytes)."""
 DEFAULT_USER_ID = "default"

@@ -1,6 +1,6 @@
 """What a training gives back: a :class:`TrainingResult`.
 
-Its :meth:`TrainingResult.to_dict` has the result keys of DESIGN.md §5; the
+Its :meth:`TrainingResult.to_dict` has the result keys of docs/contract.md; the
 legacy dict, the service's JSON and the run ledger are all built from it.
 """
 
@@ -71,7 +71,7 @@ class TrainingResult:
         return attrs.evolve(self, metadata={**self.metadata, **extra})
 
     def to_dict(self) -> dict[str, Any]:
-        """The result keys of DESIGN.md §5 (plus ``status`` and ``error``), JSON-ready."""
+        """The result keys (docs/contract.md, "Results"), JSON-ready."""
         return {
             "success": self.success,
             "status": self.status,

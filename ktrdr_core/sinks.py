@@ -53,7 +53,7 @@ class LogSummarySink:
     """Logs one line per finished epoch — never per batch (progress is not logging).
 
     A throttled mode may fold epoch ends into a later update (``folded_epochs``,
-    DESIGN.md §6); each folded epoch is logged under its own number.
+    docs/contract.md); each folded epoch is logged under its own number.
     """
 
     def __init__(self, logger: logging.Logger = summary_logger) -> None:

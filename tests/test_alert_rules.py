@@ -104,7 +104,7 @@ def test_promtool_check_config_accepts_the_sample_config() -> None:
 
 MUTATIONS = {
     # name: (alert, text in alerts.yml, replacement)
-    # The plan's un-summed ratio divides each error series by itself.
+    # An un-summed ratio divides each error series by itself.
     "error ratio without sum": (
         "UnifiedTrainingHighErrorRate",
         'sum(rate(training_requests_total{implementation="unified",status=~"error|interrupted"}[5m]))\n'
@@ -206,7 +206,7 @@ def test_the_plans_alerts_and_ours_are_present() -> None:
     assert "histogram_quantile(0.95" in found["UnifiedTrainingSlowCancellation"]["expr"]
     slow = found["UnifiedTrainingSlowPerformance"]["expr"]
     assert "training_duration_seconds_sum" in slow and "training_duration_seconds_count" in slow
-    # avg() of a histogram's bare name selects nothing: the plan's version could never fire.
+    # avg() of a histogram's bare name selects nothing: such a rule could never fire.
     assert "avg(" not in slow
 
 

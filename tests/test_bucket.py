@@ -1,4 +1,4 @@
-"""The bucket and the rollout decision: the migration plan's exact semantics."""
+"""The bucket and the rollout decision: the exact semantics README documents."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def policy(pct: int, *, enabled: bool = True, excluded: frozenset[str] = frozens
 
 
 @given(user_ids)
-def test_bucket_is_the_migration_plan_formula(uid: str) -> None:
+def test_bucket_is_the_documented_formula(uid: str) -> None:
     assert bucket_for(uid) == int(hashlib.md5(uid.encode()).hexdigest(), 16) % 100
 
 

@@ -1,4 +1,4 @@
-"""The migration plan's Prometheus metrics, fed by MetricsPlugin through a real TrainingManager.
+"""The training Prometheus metrics (docs/metrics.md), fed by MetricsPlugin through a real TrainingManager.
 
 Most tests use a fresh registry so counts start at zero; a few check the
 process-wide :data:`ktrdr_core.metrics.REGISTRY` that the service exposes.

@@ -1,4 +1,4 @@
-"""Strategy names (DESIGN.md §5): names only, never paths; and the request's round trip."""
+"""Strategy names (docs/engine.md): names only, never paths; and the request's round trip."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``ktrdr compare``: run two modes side by side on one request and say whether they agree.
 
-The migration plan's Phase 1 side-by-side validation (Risk 6): both modes
+The side-by-side validation of the rollout's first phase (docs/compare.md): both modes
 train the same request with the same seed through the TrainingManager (mode
 forced, distinct request ids, same user); results are compared field by
 field within a tolerance; durations, progress and (with ``--check-cancel``)

@@ -3,7 +3,7 @@
 Subcommands are imported only when used (``--help`` imports each one's module
 for its summary, so command modules keep heavy imports such as torch inside
 their functions). Errors ktrdr raises on purpose become one line on stderr and
-the exit code of DESIGN.md §7: 2 bad input, 1 failed training, 130 cancelled.
+the exit codes of docs/contract.md: 2 bad input, 1 failed training, 130 cancelled.
 """
 
 from __future__ import annotations

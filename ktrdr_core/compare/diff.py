@@ -4,8 +4,8 @@ What counts as *equivalent*:
 
 - both runs succeeded;
 - every compared number is within ``tolerance`` (absolute difference,
-  ``|control - candidate| <= tolerance``; the migration plan's side-by-side
-  test uses 0.01): ``val_loss``, ``val_accuracy``, ``train_loss``,
+  ``|control - candidate| <= tolerance``; the default, 0.01, is the
+  equivalence the rollout asks for): ``val_loss``, ``val_accuracy``, ``train_loss``,
   ``train_accuracy`` of the restored best epoch, and every scalar test metric
   either result has (``test_accuracy``, ``test_loss``, ``precision``,
   ``recall``, ``f1``, ``baseline_accuracy``, ...);

@@ -44,7 +44,7 @@ ROLES = ("control", "candidate")
 DEFAULT_CANCEL_DELAY = 0.25
 """Seconds after a cancel-check run's first progress update at which its token fires."""
 DEFAULT_CANCEL_LIMIT = 0.1
-"""The migration plan's cancellation target (Risk 4): under 100 ms."""
+"""The cancellation bound (docs/contract.md, "Cancellation"): under 100 ms."""
 CANCEL_CHECK_EPOCHS = 1000
 
 

@@ -67,7 +67,7 @@ def share_within(values: Sequence[float], low: float, high: float) -> float | No
 
 def interval_stats(intervals: Sequence[float], *, target: float = 0.3, band: float = 0.15,
                    ceiling: float = 1.0) -> dict[str, Any]:
-    """Progress intervals summarised against the migration plan's target.
+    """Progress intervals summarised against the unified mode's target (docs/modes.md).
 
     ``target`` ± ``band`` (a fraction: 0.15 is ±15 %) is the window the median
     should fall in; ``ceiling`` the interval none should exceed (1 s).

@@ -1,4 +1,4 @@
-"""The user-hash rollout of the migration plan (DESIGN.md §4)."""
+"""The user-hash rollout: stages, gates, settings and the decision (docs/runbook.md)."""
 
 from ktrdr_core.rollout.bucket import bucket_for
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy

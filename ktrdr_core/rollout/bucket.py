@@ -1,6 +1,6 @@
 """The deterministic user bucket.
 
-Exactly the migration plan's formula, so a user's assignment never moves
+The formula is fixed (README, "Rollout settings"), so a user's assignment never moves
 between versions, processes or machines.
 """
 

@@ -1,11 +1,11 @@
-"""The migration plan's quality gates, judged from the run ledger with confidence bounds.
+"""The rollout's quality gates (docs/runbook.md), judged from the run ledger with confidence bounds.
 
 A gate belongs to the stage you are trying to *leave*: the gate of ``canary``
-holds the criteria for canary → expanded (the plan's "Quality Gates for
-2.1 → 2.2"). The mapping:
+holds the criteria for canary → expanded (phase 2.1 → 2.2 of
+the rollout). The mapping:
 
 =========  ===================  ======================================
-stage      leads to             the plan's gate
+stage      leads to             phase step
 =========  ===================  ======================================
 off        canary               Phase 1 → Phase 2 (side-by-side, errors)
 canary     expanded             2.1 → 2.2 (error < 1 %, within 10 %, 1 week)
@@ -126,10 +126,10 @@ class StageGate:
 
 
 DEFAULT_GATES: dict[str, StageGate] = {
-    # Phase 1: only forced runs (compare, manual tests) reach the candidate, so the plan's
+    # Phase 1: only forced runs (compare, manual tests) reach the candidate, so
     # "manual testing succeeds" is judged at 5 %: 0 errors in about 53 runs decide it.
     "off": StageGate(min_runs=5, error_rate_pct=5.0, duration_ratio=1.10),
-    # The plan's stage durations: canary 1 week, expanded 2 weeks, full 1 week.
+    # The stage durations: canary 1 week, expanded 2 weeks, full 1 week.
     "canary": StageGate(error_rate_pct=1.0, duration_ratio=1.10, time_in_stage="7d"),
     # "Performance equivalent to old": equal within the run-to-run noise of wall-clock medians.
     "expanded": StageGate(error_rate_pct=0.5, duration_ratio=1.05, time_in_stage="14d"),

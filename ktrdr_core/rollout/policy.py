@@ -1,6 +1,6 @@
 """Deciding which mode a user gets, and saying why in a sentence.
 
-The order of checks is the migration plan's: the exclusion list first (a
+The order of checks is fixed: the exclusion list first (a
 partial rollback), then the feature flag, then the hash bucket against the
 percentage. A candidate that is missing or unhealthy falls back to the
 control mode, and the reason says so.

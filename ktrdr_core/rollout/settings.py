@@ -1,6 +1,6 @@
 """Rollout settings: parsed from the environment and the rollout file.
 
-The environment variables keep the migration plan's names and meaning; when
+The environment variables keep their established names and meaning (README, "Rollout settings"); when
 one is set it wins over the file that ``ktrdr rollout ...`` edits, so an
 operator's ``export UNIFIED_TRAINING_ROLLOUT_PERCENTAGE=0`` is always the
 last word. Malformed values are configuration errors, never guesses.
@@ -32,7 +32,7 @@ ENV_FOR_FIELD = {
 
 MODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-# The migration plan's stages: name -> (flag, percentage).
+# The rollout stages (docs/runbook.md): name -> (flag, percentage).
 STAGES: dict[str, tuple[bool, int]] = {
     "off": (False, 0),
     "canary": (True, 10),
@@ -52,7 +52,7 @@ def stage_for(enabled: bool, percentage: int) -> str:
 
 
 def parse_enabled(raw: str) -> bool:
-    """The migration plan's rule: exactly ``true`` (any case) enables the rollout."""
+    """Exactly ``true`` (any case) enables the rollout; anything else leaves it off."""
     return raw.strip().lower() == "true"
 
 

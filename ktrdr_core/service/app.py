@@ -519,7 +519,7 @@ def create_app(
     @app.get("/metrics", tags=["service"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     async def prometheus_metrics() -> Response:
-        """The migration plan's metrics (and the service's own) in the Prometheus text format."""
+        """The training metrics (and the service's own) in the Prometheus text format."""
         body, content_type = await asyncio.to_thread(exposition)
         return Response(content=body, media_type=content_type)
 

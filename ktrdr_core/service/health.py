@@ -5,7 +5,7 @@ Status rules (also in docs/service.md):
 * ``unhealthy`` (HTTP 503) — no execution mode is installed; the control mode
   is missing or reports itself unhealthy; the rollout configuration cannot be
   read; or the event loop lagged more than ``lag_threshold`` within the last
-  ``lag_window`` seconds (migration plan Risk 1: the service looks hung).
+  ``lag_window`` seconds (the service looks hung).
 * ``degraded`` (HTTP 200) — it can train, but something is off: the rollout's
   candidate mode is missing or unhealthy (its users fall back to the control
   mode), or another installed mode is unhealthy, or the run ledger cannot be

@@ -3,7 +3,7 @@
 Input models forbid unknown fields and use strict types: ``"epochs": "2"`` or
 ``"epochs": 2.5`` is a 422 with a message naming the field, never a guess.
 Strategy names go through :func:`ktrdr_core.request.check_strategy_name` (a
-path such as ``../x`` is refused, migration plan Risk 5).
+path such as ``../x`` is refused).
 """
 
 from __future__ import annotations

@@ -284,7 +284,7 @@ class TrainingService:
 
     Trainings run on a dedicated thread pool of ``max_concurrent`` threads
     (not the loop's default executor, which health checks and file I/O use:
-    long trainings can never starve them, migration plan Risk 1).
+    long trainings can never starve them, and the service never looks hung).
     """
 
     def __init__(self, runner: TrainingRunner, *, max_concurrent: int = 2, queue_size: int = 16,

@@ -1,4 +1,4 @@
-"""The execution-mode contract suite (DESIGN.md §7): ``ktrdr_core.testing``.
+"""The execution-mode contract suite: ``ktrdr_core.testing`` (the contract: docs/contract.md).
 
 Any execution-mode plugin runs it against itself, the way third-party
 SQLAlchemy dialects run ``sqlalchemy.testing.suite``::

@@ -40,15 +40,16 @@ __all__ = [
     "run_mode",
 ]
 
-#: keys DESIGN.md §5 requires in each section of a successful result
+#: keys each section of a successful result must have (docs/contract.md, "Results")
 TRAINING_METRIC_KEYS = ("val_loss", "val_accuracy", "epochs_trained", "history")
 TEST_METRIC_KEYS = ("test_accuracy", "test_loss", "precision", "recall", "f1", "baseline_accuracy")
 METADATA_KEYS = ("seed", "duration_seconds")
 _FRACTIONS = ("val_accuracy",)
 _TEST_FRACTIONS = ("test_accuracy", "precision", "recall", "f1", "baseline_accuracy")
 PROGRESS_TYPES = ("batch", "epoch")
-#: keys DESIGN.md §5 requires in the metrics of each kind of progress update (extra keys are fine,
-#: e.g. a throttle's ``folded_epochs``/``epochs_completed`` and val metrics carried on a batch update)
+#: keys the metrics of each kind of progress update must have (docs/contract.md, "Progress updates");
+#: extra keys are fine, e.g. a throttle's ``folded_epochs``/``epochs_completed`` and val metrics
+#: carried on a batch update
 PROGRESS_KEYS: dict[str, tuple[str, ...]] = {
     "batch": ("batch", "total_batches_per_epoch", "train_loss", "train_accuracy"),
     "epoch": ("total_batches_per_epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"),
@@ -56,6 +57,8 @@ PROGRESS_KEYS: dict[str, tuple[str, ...]] = {
 _PROGRESS_COUNTS = ("batch", "total_batches_per_epoch")
 _EPOCH_VAL_KEYS = ("val_loss", "val_accuracy")
 SIGNATURE = "progress(epoch, total_epochs, metrics)"
+#: the page of the repository that states the contract these checks judge
+CONTRACT_PAGE = "docs/contract.md"
 
 
 class ContractViolation(AssertionError):
@@ -248,7 +251,7 @@ class ProgressProbe:
         self.valid.append((epoch, total, metrics))
 
     def _check_metrics(self, where: str, kind: str, metrics: Mapping[str, Any]) -> None:
-        """The keys DESIGN.md §5 requires of a ``kind`` update, and that their values are numbers."""
+        """The keys the contract requires of a ``kind`` update, and that their values are numbers."""
         required = PROGRESS_KEYS[kind]
         missing = _missing(metrics, required)
         if missing:
@@ -261,7 +264,7 @@ class ProgressProbe:
                           "val_loss and val_accuracy; pass ModelTrainer's epoch metrics on whole — a "
                           "throttle or transport that rebuilds updates must keep the validation metrics")
             self._problem(f"{kind}_keys", f"{where}: the {kind!r} update lacks {', '.join(missing)} "
-                          f"(DESIGN.md §5); {advice}")
+                          f"({CONTRACT_PAGE}, 'Progress updates'); {advice}")
         for key in required:
             if key not in metrics:
                 continue
@@ -326,7 +329,7 @@ def _missing(section: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
 
 def result_problems(result: Any, request: TrainingRequest | None = None, *,
                     expect_model: bool | None = None) -> list[str]:
-    """What is wrong with the result of a valid request (DESIGN.md §5); [] when nothing.
+    """What is wrong with the result of a valid request (docs/contract.md, "Results"); [] when nothing.
 
     ``expect_model``: True when a model folder must exist at ``model_path``
     (``save_model`` not turned off), None to judge from the request.
@@ -369,8 +372,8 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
                                 ("metadata", metadata, METADATA_KEYS)):
         absent = _missing(section, keys)
         if absent:
-            problems.append(f"{name} lacks {', '.join(absent)} (DESIGN.md §5: {name} has "
-                            f"{', '.join(keys)})")
+            problems.append(f"{name} lacks {', '.join(absent)} ({CONTRACT_PAGE}, 'Results': {name} "
+                            f"has {', '.join(keys)})")
 
     if "val_loss" in training and not (_number(training["val_loss"]) and training["val_loss"] >= 0):
         problems.append(f"training_metrics.val_loss must be a finite number ≥ 0, got "

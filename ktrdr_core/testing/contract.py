@@ -41,6 +41,7 @@ from ktrdr_core.request import TrainingRequest
 from ktrdr_core.result import TrainingResult
 from ktrdr_core.rollout.settings import MODE_NAME_PATTERN
 from ktrdr_core.testing.checks import (
+    CONTRACT_PAGE,
     ContractViolation,
     ModeRun,
     ProgressProbe,
@@ -65,7 +66,7 @@ class InjectedProgressFailure(Exception):
 
 
 class ExecutionModeContract:
-    """The contract every execution mode must pass (DESIGN.md §3, §5, §6).
+    """The contract every execution mode must pass (docs/contract.md).
 
     Provide a ``mode`` fixture (or set ``mode_factory``). Tune with class
     attributes; the defaults fit the built-in strategies and the embedded
@@ -94,7 +95,7 @@ class ExecutionModeContract:
     max_cancel_delay: ClassVar[float] = 0.4
 
     # -- bounds --------------------------------------------------------------------------------
-    #: from ``token.cancel()`` to ``execute()`` raising CancellationError (DESIGN.md §6: 100 ms)
+    #: from ``token.cancel()`` to ``execute()`` raising CancellationError (docs/contract.md: 100 ms)
     cancellation_bound_seconds: ClassVar[float] = 0.1
     #: ``health()`` must answer within this (the selector asks before every decision)
     health_bound_seconds: ClassVar[float] = 1.0
@@ -177,7 +178,7 @@ class ExecutionModeContract:
         problems = run.result_problems
         if problems is None:
             problems = result_problems(run.result, request, expect_model=False)
-        fail_with(problems, f"{what}: the result breaks DESIGN.md §5")
+        fail_with(problems, f"{what}: the result breaks the result contract ({CONTRACT_PAGE}, 'Results')")
         return run.result
 
     # -- the checks ----------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class ExecutionModeContract:
                 raise ContractViolation(f"health() took {took:.2f} s (call {attempt}); the bound is "
                                         f"{bound:g} s")
 
-    def test_result_has_the_design_schema(self, mode: Any, contract_request: TrainingRequest) -> None:
+    def test_result_has_the_contract_schema(self, mode: Any, contract_request: TrainingRequest) -> None:
         @self.hypothesis_settings()
         @given(seed=SEEDS, epochs=st.integers(1, max(1, self.max_epochs)))
         @example(seed=7, epochs=max(1, self.max_epochs))  # always one run with several epochs
@@ -314,8 +315,8 @@ class ExecutionModeContract:
             if latency > bound:
                 problems.append(
                     f"execute() raised CancellationError {latency * 1000:.0f} ms after token.cancel(); the "
-                    f"bound is {bound * 1000:.0f} ms: check cancel.is_cancelled() more often (at every "
-                    "batch, and between steps)")
+                    f"bound is {bound * 1000:.0f} ms ({CONTRACT_PAGE}, 'Cancellation'): check "
+                    "cancel.is_cancelled() more often (at every batch, and between steps)")
             if dirs:
                 problems.append(
                     f"the cancelled run left model folder(s) behind: {', '.join(dirs)}; write the model "

@@ -118,7 +118,7 @@ class _Training:
 
 
 def expected_mode(rollout: RolloutSettings, user_id: str) -> str:
-    """The migration plan's rule, restated independently of RolloutPolicy.decide."""
+    """The rollout rule (README, "Rollout settings"), restated independently of RolloutPolicy.decide."""
     if user_id in rollout.excluded_users or not rollout.enabled:
         return rollout.control
     if rollout.percentage >= 100 or bucket_for(user_id) < rollout.percentage:

@@ -1,4 +1,4 @@
-"""The training engine (DESIGN.md §5), shared by every execution mode.
+"""The training engine (docs/engine.md), shared by every execution mode.
 
 Importing this package is cheap: the submodules that need torch are loaded on
 first use of a name below (``from ktrdr_core.training import run_training``).

@@ -65,7 +65,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
 
 def evaluate_model(model: nn.Module, X_test: np.ndarray, y_test: np.ndarray,
                    device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The §5 ``test_metrics``: test_accuracy, test_loss, precision, recall, f1, baseline."""
+    """The result's ``test_metrics`` (docs/contract.md): accuracy, loss, precision, recall, f1, baseline."""
     logits = predict_logits(model, X_test, device)
     y = torch.as_tensor(y_test, dtype=torch.long)
     loss = float(nn.functional.cross_entropy(logits, y)) if len(y) else 0.0

@@ -11,7 +11,7 @@ mode composes them its old way, the unified mode runs :func:`run_training`).
 :func:`run_training` checks the cancellation token between every two steps
 (and the trainer checks it at every batch), calls ``on_step(index, total,
 name)`` (1-based) before each step, and returns a :class:`TrainingResult`
-with the keys of DESIGN.md §5.
+with the result keys of docs/contract.md.
 
 Errors: :class:`BadInputError` for anything the user can fix (a strategy, a
 file, a date, an override); :class:`CancellationError` when the token fired;

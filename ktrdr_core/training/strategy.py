@@ -1,6 +1,6 @@
 """Strategy files: the YAML schema, its validation, and name-only resolution.
 
-A strategy is named, never given as a path (migration plan, Risk 5): the name
+A strategy is named, never given as a path (a path from a request could reach any file): the name
 resolves to ``NAME.yaml`` in ``KTRDR_STRATEGIES_DIR`` and then to the built-in
 strategies shipped in ``ktrdr_core/training/strategies/``. Every validation
 error names the file and the offending key, e.g.

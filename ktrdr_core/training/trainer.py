@@ -1,6 +1,6 @@
 """``ModelTrainer``: the battle-tested training loop every mode runs unchanged.
 
-Its progress contract (DESIGN.md §5, migration plan Risk 2) is exactly
+Its progress contract (docs/contract.md, "Progress updates") is exactly
 ``progress_callback(epoch, total_epochs, metrics)``:
 
 - ``epoch`` is 1-based, ``total_epochs`` the configured maximum (early stopping

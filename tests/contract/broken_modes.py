@@ -76,7 +76,7 @@ class LetsCallbackErrorsEscape(QuickMode):
 
 
 class PartialResult(QuickMode):
-    """Returns a result with only some of DESIGN.md §5's keys filled in."""
+    """Returns a result with only some of the result keys (docs/contract.md) filled in."""
 
     def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
         full = super().execute(request, progress, cancel)

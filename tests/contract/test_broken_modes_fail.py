@@ -29,10 +29,10 @@ CASES: list[tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = [
     ("DropsTheFinalUpdate()", "progress_follows", "test_progress_follows_the_callback_contract",
      ("the last progress update is a 'batch' update", "must always let the final update through"), {}),
     ("EpochUpdatesWithoutValMetrics()", "progress_follows", "test_progress_follows_the_callback_contract",
-     ("the 'epoch' update lacks val_loss, val_accuracy (DESIGN.md §5)",
+     ("the 'epoch' update lacks val_loss, val_accuracy (docs/contract.md, 'Progress updates')",
       "every 'epoch' update carries total_batches_per_epoch, train_loss, train_accuracy, val_loss and "
       "val_accuracy", "must keep the validation metrics"), {}),
-    ("PartialResult()", "design_schema", "test_result_has_the_design_schema",
+    ("PartialResult()", "contract_schema", "test_result_has_the_contract_schema",
      ("training_metrics lacks val_accuracy, epochs_trained, history",
       "test_metrics lacks test_loss, precision, recall, f1, baseline_accuracy", "metadata lacks seed"), {}),
     ("HalfWrittenModel()", "cancellation_at_a_progress_update", "test_cancellation_at_a_progress_update",

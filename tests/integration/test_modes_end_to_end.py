@@ -30,7 +30,7 @@ def request(**overrides: Any) -> TrainingRequest:
 
 
 def test_both_modes_train_and_agree_side_by_side(ktrdr_home: Path) -> None:
-    """The migration plan's side-by-side test: same request and seed, same numbers (±0.01)."""
+    """The side-by-side test: same request and seed, same numbers (±0.01)."""
     manager = TrainingManager()
     results, counters = {}, {}
     for mode in ("legacy", "unified"):

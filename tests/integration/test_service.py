@@ -376,7 +376,7 @@ def test_rollout_change_applies_to_the_next_request(client: httpx.Client, server
 # -- metrics ----------------------------------------------------------------------------
 
 
-def test_metrics_expose_the_migration_plan_metrics(client: httpx.Client) -> None:
+def test_metrics_expose_the_training_metrics(client: httpx.Client) -> None:
     done = start(client, {**QUICK, "user_id": "metrics-user", "overrides": {"epochs": 1}})
     stopped = start(client, {**LONG, "user_id": "metrics-user"})
     wait_for_progress(client, stopped["id"])

@@ -5,7 +5,7 @@ synchronous ``execute(request, progress, cancel)`` (the ``ktrdr_core.ExecutionMo
 protocol). What the contract asks of ``execute`` — and what
 ``ktrdr_core.testing.ExecutionModeContract`` checks:
 
-- return a ``TrainingResult`` with every key of DESIGN.md §5;
+- return a ``TrainingResult`` with every result key of docs/contract.md;
 - call ``progress(epoch, total_epochs, metrics)`` — exactly these three
   arguments, epochs 1-based and never going back, ``metrics["progress_type"]``
   "batch" or "epoch", the final epoch's update last — and survive a

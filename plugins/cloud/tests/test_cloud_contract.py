@@ -13,9 +13,9 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 class TestCloudModeContract(ExecutionModeContract):
-    """Every check of ``ktrdr_core.testing`` (DESIGN.md §7), on a local Ray cluster."""
+    """Every check of ``ktrdr_core.testing`` (docs/contract.md), on a local Ray cluster."""
 
-    # The worker sees a cancel within 100 ms (DESIGN.md §6), but execute() returns only once the
+    # The worker sees a cancel within 100 ms (docs/cloud.md), but execute() returns only once the
     # Ray task has stopped and answered the driver (or been killed after the grace period); a
     # cancel during the task's start-up measured 1.3 s here. The suite's bound runs from
     # token.cancel() to CancellationError on the driver, so it is widened to the 2 s that

@@ -1,6 +1,6 @@
 """The 'legacy' execution mode: a request in, the old ``StrategyTrainer`` call, a result out.
 
-The mode is only an adapter around the old API (DESIGN.md §6): it turns the
+The mode is only an adapter around the old API (docs/modes.md): it turns the
 :class:`TrainingRequest` into the ``train_multi_symbol_strategy`` arguments
 and the old result dict back into a :class:`TrainingResult`. The progress
 callback goes through untouched — every batch reaches the sinks.

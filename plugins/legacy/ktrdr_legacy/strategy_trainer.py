@@ -4,18 +4,18 @@
 order — strategy, data, indicators, fuzzy sets, features, labels, balancing,
 split, model, ``ModelTrainer``, test metrics, feature importance, save — the
 way the old code did, built from the engine's own step functions so that its
-numbers are the engine's numbers (migration plan Risk 6: side by side, the
-same seed gives the same model as the unified mode).
+numbers are the engine's numbers (side by side, the same seed gives the
+same model as the unified mode: docs/compare.md).
 
 Two old behaviours are kept on purpose:
 
 - the progress callback is handed to ``ModelTrainer`` untouched, so it gets
-  *every* batch (the "progress flooding" of migration plan Risk 3 — the
+  *every* batch (the "progress flooding" docs/modes.md describes — the
   unified mode's bridge is the fix; this is the control it is measured against);
-- the result is the old API's plain ``dict`` (the keys of DESIGN.md §5).
+- the result is the old API's plain ``dict`` (the result keys of docs/contract.md).
 
 ``strategy_config_path`` keeps its old name but is a strategy *name*
-(migration plan Risk 5): a path is refused.
+(docs/engine.md): a path is refused.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class StrategyTrainer:
         token = cancellation_token
         step = "load strategy"
         try:
-            # -- strategy (by name only: Risk 5) ---------------------------------------------
+            # -- strategy (by name only, never a path) ---------------------------------------------
             check_strategy_name(strategy_config_path)
             request = TrainingRequest(strategy=strategy_config_path, symbols=symbols or (),
                                       timeframes=timeframes or (), start_date=start_date,

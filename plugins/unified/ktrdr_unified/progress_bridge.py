@@ -1,17 +1,16 @@
 """``ProgressBridge``: time-based adaptive throttling of ``ModelTrainer``'s progress.
 
 ``ModelTrainer`` reports after every batch — hundreds of updates a second on
-the sample strategy, the "progress flooding" of migration plan Risk 3. The
-bridge sits between the trainer and the sinks and lets through about one
-update every :data:`TARGET_INTERVAL` (300 ms), by these rules (DESIGN.md §6,
-docs/modes.md has the long version):
+the sample strategy: progress flooding. The bridge sits between the trainer
+and the sinks and lets through about one update every
+:data:`TARGET_INTERVAL` (300 ms), by these rules (docs/modes.md has the long
+version):
 
 1. The first update always passes, and so does the final one (the epoch
    update of the last epoch, or of the epoch where early stopping hit).
 2. Batch updates: only every ``stride``-th one is looked at (a *candidate*);
    the others are dropped without reading the clock (except while an epoch
-   is folded, see rule 6). The stride starts at :data:`INITIAL_STRIDE` (10,
-   as in the migration plan's sketch).
+   is folded, see rule 6). The stride starts at :data:`INITIAL_STRIDE` (10).
 3. At a candidate, ``dt`` = time since the last delivered update. If ``dt`` is
    under :data:`FAST_INTERVAL` (150 ms) the stride doubles (at most
    :data:`MAX_STRIDE`, 100); over :data:`SLOW_INTERVAL` (450 ms) it halves (at
@@ -41,7 +40,7 @@ docs/modes.md has the long version):
 
 The bridge is itself a :data:`~ktrdr_core.ProgressCallback` — exactly
 ``(epoch, total_epochs, metrics)`` — wrapping the downstream callback without
-changing its signature (Risk 2). The clock is a parameter so that the rules
+changing its signature (docs/contract.md). The clock is a parameter so that the rules
 can be tested with a fake clock. One bridge serves one training, on the
 training thread.
 """

@@ -1,4 +1,4 @@
-"""The progress bridge's rules (DESIGN.md §6), checked with a fake clock."""
+"""The progress bridge's rules (docs/modes.md), checked with a fake clock."""
 
 from __future__ import annotations
 
