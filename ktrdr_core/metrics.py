@@ -25,8 +25,8 @@ metric                                    labels                      type
 ``ktrdr_shadow_val_accuracy_ratio``       (none)                      histogram
 ========================================  ==========================  =========
 
-The ``ktrdr_training_*`` and ``ktrdr_progress_*`` families are the migration
-plan's other monitoring (resource usage, model accuracy, progress accuracy);
+The ``ktrdr_training_*`` and ``ktrdr_progress_*`` families are the rest of the
+migration's monitoring (resource usage, model accuracy, progress accuracy);
 the ``ktrdr_shadow_*`` families compare the two implementations on the same
 requests (shadow pairs), the only like-for-like view of model accuracy.
 

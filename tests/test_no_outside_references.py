@@ -24,6 +24,7 @@ OUTSIDE = re.compile(
         r"\bthe plan\b",
         r"\bplan's\b",
         r"\bRisk \d",
+        r"\bplan step\b",
     ]),
     re.IGNORECASE,
 )
