@@ -132,6 +132,28 @@ class CloudMode:
         self._environ = environ
         self._health_lock = threading.Lock()
         self._health_cache: tuple[Any, float, ModeHealth] | None = None
+        self._slots: int | None = None
+
+    def capacity(self) -> int | None:
+        """How many trainings the cluster fits at once, for ``ktrdr serve``'s admission.
+
+        Per alive node, ``floor(CPU / KTRDR_CLOUD_TASK_CPUS)``, summed; learnt
+        each time a training connects (never a cluster call here: the service
+        asks on its event loop). None before the first connection: the
+        service then counts cloud trainings against its local limit.
+        """
+        return self._slots
+
+    def _learn_slots(self, settings: CloudSettings) -> None:
+        import ray
+
+        try:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+        except Exception:  # noqa: BLE001 - capacity is advisory
+            return
+        slots = sum(int(float(n.get("Resources", {}).get("CPU", 0)) // settings.task_cpus)
+                    for n in nodes)
+        self._slots = slots if slots >= 1 else None
 
     def settings(self) -> CloudSettings:
         return CloudSettings.from_env(self._environ)
@@ -183,6 +205,7 @@ class CloudMode:
 
         connection = get_connection()
         connection.connect(settings)
+        self._learn_slots(settings)
         _raise_if_cancelled(cancel)
         return _DriverJob(connection, settings, request, payload, progress, cancel).run()
 
@@ -323,7 +346,7 @@ class _DriverJob:
             raise CancellationError(self.cancel.reason or "cancelled")
         remote = self.connection.remote_run().options(
             num_cpus=self.settings.task_cpus, max_retries=0, retry_exceptions=False,
-            name=f"ktrdr-train-{self.request.strategy}-{self.request.request_id[:8]}")
+            name=f"ktrdr-train-{self.request.strategy}-{self.request.request_id}")
         self.ref = remote.remote(self.payload, self.control, self.job_id)
         self._submitted_at = time.monotonic()
         pull_ref: Any = self.control.pull.remote(self.job_id, PULL_SECONDS)

@@ -5,9 +5,11 @@
 silently run again). What it does, in order:
 
 1. report its pid and node to the control actor (operators, tests);
-2. ask the actor once, synchronously, whether the job was cancelled before it
-   started (the flag outlives the driver's call, so such a cancel is honoured);
-3. start a watcher thread that blocks in ``actor.wait_cancel`` and fires a
+2. start a watcher thread (never a blocking ``ray.get`` on the task's own
+   thread: Ray would lend the task's CPU away meanwhile); its first call sees
+   a cancel that arrived while the task was queued (the flag outlives the
+   driver's call);
+3. the watcher blocks in ``actor.wait_cancel`` and fires a
    local :class:`ThreadingCancellationToken` — the batch loop only reads that
    token, it never makes a remote call;
 4. write the shipped strategy and data into a private temporary folder and run
@@ -125,9 +127,10 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
         return out
 
     try:
-        state, reason = ray.get(control.wait_cancel.remote(job_id, 0))
-        if state == CANCELLED:
-            return finish({"status": "cancelled", "reason": reason or "cancelled"})
+        # No blocking ray.get on this thread before the work: Ray lends the CPU of a task
+        # blocked in ray.get to other tasks, which would run more trainings per node than
+        # KTRDR_CLOUD_TASK_CPUS allows. The watcher thread's first call sees a cancel that
+        # arrived while the task was queued, and the executor checks the token before it trains.
         watcher = threading.Thread(target=_watch, args=(control, job_id, token, stop),
                                    name=f"ktrdr-cloud-watch-{job_id}", daemon=True)
         watcher.start()

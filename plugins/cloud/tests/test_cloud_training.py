@@ -305,3 +305,22 @@ def test_cli_with_an_unreachable_cluster_fails_fast_with_a_clear_error(
     assert "unreachable" in proc.stderr and "127.0.0.1:1" in proc.stderr
     assert time.monotonic() - started < 60
     assert model_dirs(ktrdr_home) == []
+
+
+def test_never_more_trainings_at_once_than_the_cluster_has_cpus(long_strategy: str) -> None:
+    """2 CPUs, 1 CPU per task: a third training waits; the mode's capacity() says 2."""
+    from ktrdr_core.plugins import get_plugin_manager, mode_capacity
+
+    runs = [Background(_request(long_strategy)) for _ in range(3)]
+    _wait_for(lambda: sum("pid" in job for job in _jobs().values()) >= 2, 60,
+              "two trainings to start")
+    peak = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # the running two never lend their CPUs to the third
+        peak = max(peak, sum("pid" in job for job in _jobs().values()))
+        time.sleep(0.05)
+    assert peak == 2
+    assert mode_capacity(get_plugin_manager(), "cloud") == 2
+    for run in runs:
+        run.token.cancel(reason="enough")
+    assert [run.join(60).status for run in runs] == ["cancelled"] * 3
