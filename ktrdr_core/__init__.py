@@ -10,6 +10,7 @@ from ktrdr_core.cancellation import (
     CancellationToken,
     DeadlineCancellation,
     ThreadingCancellationToken,
+    create_cancellation_token,
 )
 from ktrdr_core.errors import (
     BadInputError,
@@ -50,6 +51,7 @@ __all__ = [
     "TrainingResult",
     "__version__",
     "bucket_for",
+    "create_cancellation_token",
     "get_plugin_manager",
     "hookimpl",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "CancellationToken",
     "DeadlineCancellation",
     "ThreadingCancellationToken",
+    "create_cancellation_token",
 ]
 
 
@@ -149,3 +150,8 @@ class DeadlineCancellation:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def create_cancellation_token() -> ThreadingCancellationToken:
+    """A fresh, thread-safe token: the one call a caller needs to be able to stop a training."""
+    return ThreadingCancellationToken()
