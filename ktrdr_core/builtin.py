@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ktrdr_core.hookspecs import hookimpl
-from ktrdr_core.modes import ExecutionMode, ModeHealth
-from ktrdr_core.plugins import safe_health
+from ktrdr_core.modes import ExecutionMode, ModeHealth, safe_health
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 

@@ -79,3 +79,18 @@ class ExecutionMode(Protocol):
         cancel: CancellationToken,
     ) -> TrainingResult:
         """Run the training and return its result."""
+
+
+def safe_health(mode: ExecutionMode) -> ModeHealth:
+    """``mode.health()``, with a raising health check counted as unhealthy.
+
+    It lives beside the protocol (not in the loader) so that the selector can
+    use it without importing the loader that registers the selector.
+    """
+    try:
+        health = mode.health()
+    except Exception as exc:  # noqa: BLE001 - a health check must not take callers down
+        return ModeHealth.unhealthy(f"health check raised {type(exc).__name__}: {exc}")
+    if not isinstance(health, ModeHealth):
+        return ModeHealth.unhealthy(f"health() returned {health!r}, not a ModeHealth")
+    return health

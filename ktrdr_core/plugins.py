@@ -21,7 +21,8 @@ import pluggy
 
 from ktrdr_core import hookspecs
 from ktrdr_core.errors import NoModeInstalledError, PluginConflictError
-from ktrdr_core.modes import ExecutionMode, ModeHealth
+from ktrdr_core.modes import ExecutionMode
+from ktrdr_core.modes import safe_health as safe_health  # re-exported: its callers import it from here
 
 ENTRY_POINT_GROUP = "ktrdr"
 ENV_ONLY = "KTRDR_PLUGINS"
@@ -203,16 +204,6 @@ class KtrdrPluginManager(pluggy.PluginManager):
             error = info.error or self._mode_errors.get(name)
             infos.append(attrs.evolve(info, modes=modes, error=error))
         return infos
-
-def safe_health(mode: ExecutionMode) -> ModeHealth:
-    """``mode.health()``, with a raising health check counted as unhealthy."""
-    try:
-        health = mode.health()
-    except Exception as exc:  # noqa: BLE001 - a health check must not take callers down
-        return ModeHealth.unhealthy(f"health check raised {_describe(exc)}")
-    if not isinstance(health, ModeHealth):
-        return ModeHealth.unhealthy(f"health() returned {health!r}, not a ModeHealth")
-    return health
 
 def mode_capacity(pm: KtrdrPluginManager, name: str) -> int | None:
     """How many trainings mode ``name`` can run at once, or None: "use the local limit".
