@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,31 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+class LockTimeoutError(TimeoutError):
+    """Another process held the lock for longer than the caller would wait."""
+
+
 @contextlib.contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (across processes) for the block."""
+def locked(lock_path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (across processes) for the block.
+
+    With ``timeout``, give up after that many seconds (:class:`LockTimeoutError`)
+    instead of waiting for ever on a holder that may never let go.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeoutError(f"{lock_path.name} is held by another process") from None
+                    time.sleep(0.02)
         try:
             yield
         finally:

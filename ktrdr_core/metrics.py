@@ -323,8 +323,9 @@ class KtrdrMetrics:
         def current() -> float:
             try:
                 settings = policy_provider().settings
-            except Exception:  # noqa: BLE001 - a bad rollout file must not break /metrics
-                logger.warning("could not read the rollout policy for the metrics", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - a bad rollout file must not break /metrics
+                logger.warning("could not read the rollout policy for the metrics: %s", exc)
+                logger.debug("traceback of the rollout policy read", exc_info=True)
                 return math.nan
             return float(settings.percentage if settings.enabled else 0)
 

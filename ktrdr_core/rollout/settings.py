@@ -30,6 +30,14 @@ ENV_FOR_FIELD = {
     "candidate": ENV_CANDIDATE,
 }
 
+KNOWN_FILE_KEYS: tuple[str, ...] = (
+    "version", "enabled", "percentage", "excluded_users", "control", "candidate", "completed",
+    "shadow", "auto_rollback", "gates", "rollback_points",
+)
+"""Every top-level key the rollout file may hold; anything else (a typo such as
+``"percentag"``) is an error rather than a setting silently ignored. A module
+that stores a new section adds its key here."""
+
 MODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # The rollout stages (docs/runbook.md): name -> (flag, percentage).

@@ -3,12 +3,24 @@
 ``rollout.json`` holds the settings ``ktrdr rollout ...`` and the service
 change; ``rollout-audit.jsonl`` gets one line per change (who, when, old →
 new, why) and is never rewritten. Changes are serialised across processes
-with a lock file, and the settings file is replaced atomically.
+with a lock file (waited on for at most :data:`LOCK_TIMEOUT_SECONDS`), and
+the settings file is replaced atomically.
+
+No change takes effect without its audit line: the line is appended (and
+fsynced) first, then the settings file is replaced. Should that replacement
+fail, a second line records that the change was not applied; a crash in
+between leaves a line for a change that may not have happened — never the
+reverse. A file that cannot be read (not UTF-8, not JSON, a misspelled key)
+is a :class:`RolloutFileError`; a write or lock that fails, a
+:class:`RolloutStorageError`: the server's problem (HTTP 503), not the
+caller's (422).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import difflib
 import getpass
 import json
 import os
@@ -19,11 +31,26 @@ from typing import Any
 import attrs
 
 from ktrdr_core.errors import ConfigurationError
-from ktrdr_core.fileutil import locked, write_json_atomic
+from ktrdr_core.fileutil import LockTimeoutError, locked, write_json_atomic
 from ktrdr_core.home import ktrdr_home
-from ktrdr_core.rollout.settings import RolloutSettings
+from ktrdr_core.rollout.settings import KNOWN_FILE_KEYS, RolloutSettings
 
 FILE_VERSION = 1
+LOCK_TIMEOUT_SECONDS = 5.0
+FAILED_SUFFIX = "_not_applied"
+"""Appended to an audit line's action when the change it announced could not be written."""
+
+
+class RolloutStoreError(ConfigurationError):
+    """The rollout file or its storage is unusable: the server's problem, not the request's."""
+
+
+class RolloutFileError(RolloutStoreError):
+    """The rollout file cannot be read: not UTF-8, not JSON, not an object, an unknown key."""
+
+
+class RolloutStorageError(RolloutStoreError):
+    """The rollout file or its audit log cannot be written, or its lock is held too long."""
 
 
 def default_actor() -> str:
@@ -68,16 +95,27 @@ class RolloutStore:
             text = self.settings_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except UnicodeDecodeError:
+            raise RolloutFileError(f"{self.settings_path} is not valid UTF-8 text; fix or remove it "
+                                   "(ktrdr rollout history has every change)") from None
         except OSError as exc:
-            raise ConfigurationError(f"cannot read {self.settings_path}: {exc.strerror}") from None
+            raise RolloutFileError(f"cannot read {self.settings_path}: {exc.strerror}") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigurationError(
+            raise RolloutFileError(
                 f"{self.settings_path} is not valid JSON (line {exc.lineno}): {exc.msg}"
             ) from None
         if not isinstance(data, dict):
-            raise ConfigurationError(f"{self.settings_path} must hold a JSON object")
+            raise RolloutFileError(f"{self.settings_path} must hold a JSON object")
+        unknown = sorted(set(data) - set(KNOWN_FILE_KEYS))
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(str(key), KNOWN_FILE_KEYS, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise RolloutFileError(f"{self.settings_path}: unknown key(s) {', '.join(hints)}; "
+                                   f"known: {', '.join(sorted(KNOWN_FILE_KEYS))}")
         return data
 
     def read(self) -> RolloutSettings:
@@ -114,12 +152,17 @@ class RolloutStore:
         changes nothing writes nothing and returns ``None``.
         """
         try:
-            with locked(self._lock_path):
+            with locked(self._lock_path, timeout=LOCK_TIMEOUT_SECONDS):
                 return self._change_locked(action, mutate, reason=reason, actor=actor)
+        except LockTimeoutError:
+            raise RolloutStorageError(
+                f"the rollout file is locked by another process ({self._lock_path.name} under "
+                f"{self.home}, held over {LOCK_TIMEOUT_SECONDS:g} s); nothing was changed, retry"
+            ) from None
         except OSError as exc:
-            raise ConfigurationError(
+            raise RolloutStorageError(
                 f"cannot change the rollout file under {self.home}: {exc.strerror or exc} "
-                "(check KTRDR_HOME)"
+                "(check KTRDR_HOME); nothing was changed"
             ) from None
 
     def _change_locked(
@@ -146,8 +189,15 @@ class RolloutStore:
             new=updates if len(updates) > 1 else next(iter(updates.values()), None),
             reason=reason,
         )
-        write_json_atomic(self.settings_path, new_data)
-        self._append_audit(entry)
+        self._append_audit(entry)  # first: no change without its line
+        try:
+            write_json_atomic(self.settings_path, new_data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._append_audit(attrs.evolve(
+                    entry, action=entry.action + FAILED_SUFFIX, old=entry.new, new=entry.old,
+                    reason=f"not applied: the rollout file could not be written ({exc.strerror or exc})"))
+            raise
         return entry
 
     def _append_audit(self, entry: AuditEntry) -> None:

@@ -55,7 +55,7 @@ from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
 from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, set_shadow_percentage
-from ktrdr_core.rollout.store import RolloutStore
+from ktrdr_core.rollout.store import RolloutStore, RolloutStoreError
 from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.durable import recorder_for
 from ktrdr_core.service.guard import (
@@ -435,6 +435,10 @@ def create_app(
         return {**policy.describe(), "file": redact_paths(str(store.settings_path), http_roots()),
                 "shadow": shadow_config}
 
+    async def on_io(call: Callable[[], Any]) -> Any:
+        """Run a rollout change on the service's own I/O threads (its lock may be held elsewhere)."""
+        return await asyncio.get_running_loop().run_in_executor(io_pool, call)
+
     async def current_policy() -> RolloutPolicy:
         return await asyncio.to_thread(read_policy)
 
@@ -482,8 +486,11 @@ def create_app(
         reason = (update.reason or "").strip() or "changed over the HTTP API"
         store = RolloutStore()
         try:
-            entry = await asyncio.to_thread(store.set_fields, action, fields, reason=reason, actor=who)
+            entry = await on_io(functools.partial(store.set_fields, action, fields, reason=reason,
+                                                  actor=who))
             policy = await current_policy()
+        except RolloutStoreError as exc:  # the server's file, lock or disk: not the request's fault
+            return _error(503, str(exc))
         except ConfigurationError as exc:
             return _error(422, str(exc))
         warnings = [
@@ -504,9 +511,11 @@ def create_app(
         reason = (update.reason or "").strip() or "changed over the HTTP API"
         store = RolloutStore()
         try:
-            entry = await asyncio.to_thread(set_shadow_percentage, store, update.percentage,
-                                            reason=reason, actor=who)
+            entry = await on_io(functools.partial(set_shadow_percentage, store, update.percentage,
+                                                  reason=reason, actor=who))
             policy = await current_policy()
+        except RolloutStoreError as exc:
+            return _error(503, str(exc))
         except ConfigurationError as exc:
             return _error(422, str(exc))
         return change_reply(entry, policy, [])

@@ -294,3 +294,63 @@ def test_a_disk_filled_mid_run_fails_the_run_clearly_and_loses_nothing(tiny_tmpf
         assert not [p for p in (home / "models").rglob(".tmp-*")]
     finally:
         srv.stop()
+
+
+# -- corrupt files and a held lock ----------------------------------------------------------
+
+
+def test_corrupt_files_and_a_held_lock_are_clear_503s_and_never_stall_health(tmp_path: Path) -> None:
+    import fcntl
+
+    from test_service import AUTH
+
+    home = tmp_path / "home-files"
+    srv = Server(home)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            rollout = home / "rollout.json"
+            home.mkdir(parents=True, exist_ok=True)
+            for content in (b"\xff\xfe not text", b'{"percentag": 10}', b"{broken"):
+                rollout.write_bytes(content)
+                assert_error_shape(c.get("/api/v1/rollout"), 503)
+                assert_error_shape(c.post("/api/v1/trainings", json=QUICK), 503)
+                assert_error_shape(c.put("/api/v1/rollout", json={"percentage": 10}, headers=AUTH), 503)
+                assert c.get("/api/v1/health").status_code == 503
+                assert c.get("/metrics").status_code == 200
+            rollout.unlink()
+            assert not (home / "ledger.sqlite3").exists() or not rows(home)  # nothing was accepted
+
+            with open(home / ".rollout.lock", "a+") as holder:  # another process holds the lock
+                fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+                slowest = 0.0
+                change = c.build_request("PUT", "/api/v1/rollout", json={"percentage": 10}, headers=AUTH)
+                with httpx.Client(base_url=srv.url, timeout=30) as other:
+                    import threading
+
+                    answers: list[httpx.Response] = []
+                    puts = [threading.Thread(target=lambda: answers.append(other.send(change)))
+                            for _ in range(4)]
+                    for put in puts:
+                        put.start()
+                    for _ in range(20):
+                        t0 = time.monotonic()
+                        assert c.get("/api/v1/health").status_code == 200
+                        assert c.get("/metrics").status_code == 200
+                        slowest = max(slowest, time.monotonic() - t0)
+                        time.sleep(0.1)
+                    for put in puts:
+                        put.join(60)
+                assert slowest < 2.0
+                assert len(answers) == 4
+                for answer in answers:
+                    assert "locked by another process" in assert_error_shape(answer, 503)["message"]
+            assert c.put("/api/v1/rollout", json={"percentage": 10}, headers=AUTH).status_code == 200
+
+            (home / "ledger.sqlite3").write_bytes(b"garbage" * 1000)
+            for suffix in ("-wal", "-shm"):
+                (home / f"ledger.sqlite3{suffix}").unlink(missing_ok=True)
+            assert_error_shape(c.post("/api/v1/trainings", json=QUICK), 503)
+            assert c.get("/api/v1/health").json()["status"] == "degraded"
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.output()
