@@ -268,7 +268,8 @@ def test_a_disk_filled_mid_run_fails_the_run_clearly_and_loses_nothing(tiny_tmpf
     filler = tiny_tmpfs / "filler"
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
-            run = start(c, {**QUICK, "user_id": "full", "overrides": {"epochs": 40, "seed": 7}})
+            # small batches: epochs of about a second, so it is still training when the disk fills
+            run = start(c, {**QUICK, "user_id": "full", "overrides": {"epochs": 40, "seed": 7, "batch_size": 8}})
             wait_for_progress(c, run["id"])
             with open(filler, "wb", buffering=0) as handle:  # fill the disk while it trains
                 try:
