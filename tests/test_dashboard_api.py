@@ -212,3 +212,11 @@ def test_a_judged_gate_is_reused_for_a_few_seconds_by_every_page(client: TestCli
     RolloutStore().set_fields("set_stage", {"enabled": True, "percentage": 50}, reason="expanded")
     again = client.get("/dashboard/api/gate").json()
     assert first["stage"] == again["stage"] == "canary" and first["until"] == again["until"]
+
+
+def test_the_page_obeys_the_services_host_rule(client: TestClient) -> None:
+    for path in ("/", "/dashboard/static/app.js", "/dashboard/api/gate"):
+        assert client.get(path).status_code == 200, path
+        foreign = client.get(path, headers={"Host": "attacker.example"})
+        assert 400 <= foreign.status_code < 500, path
+        assert "<html" not in foreign.text and "criteria" not in foreign.text
