@@ -11,7 +11,11 @@ running and the rest queued, while a poller GETs ``/api/v1/health`` every
 - event-loop lag: the worst ``max_recent_seconds`` any health answer saw
   (the monitor samples every 50 ms, so nothing between polls is missed), and
   the ``ktrdr_event_loop_lag_seconds`` histogram count above 100 ms;
-- that every accepted training reached a terminal state, and their durations.
+- that every accepted training reached a terminal state, and their durations;
+- ``--hostile`` (20) hostile requests sent meanwhile — 13 MB bodies, slow
+  headers, slow bodies, NaN — and what each got;
+- the restart: a server SIGKILLed with ``--stale-rows`` (3) trainings open,
+  and the seconds from starting the next one to every stale row reconciled.
 
 Not a CI timing assertion: it prints a table and writes JSON to
 ``benchmarks/results/bench_service-<time>.json``. Run::
@@ -65,6 +69,95 @@ def pct(values: list[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def send_hostile(port: int, n: int, codes: dict[str, int]) -> None:
+    """``n`` hostile requests in turn: a 13 MB body, slow headers, a slow body, NaN (recorded by answer)."""
+    url = f"http://127.0.0.1:{port}/api/v1/trainings"
+    json_header = {"Content-Type": "application/json"}
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        kind = ("huge", "slow-headers", "slow-body", "nan")[i % 4]
+        try:
+            if kind == "huge":
+                answer = str(httpx.post(url, content=b"{" + b" " * 13_000_000 + b"}", headers=json_header,
+                                        timeout=30).status_code)
+            elif kind == "nan":
+                answer = str(httpx.post(url, content=b'{"strategy": "x", "seed": NaN}', headers=json_header,
+                                        timeout=30).status_code)
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                    if kind == "slow-headers":
+                        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    else:
+                        sock.sendall(b"POST /api/v1/trainings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                    first = sock.recv(64)
+                    answer = first.split(b" ")[1].decode() if first else "closed"
+        except (httpx.HTTPError, OSError) as exc:
+            answer = type(exc).__name__
+        key = f"{kind}: {answer}"
+        with lock:
+            codes[key] = codes.get(key, 0) + 1
+
+    clients = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for client in clients:  # all at once, a few milliseconds apart
+        client.start()
+        time.sleep(0.05)
+    for client in clients:
+        client.join(60)
+
+
+def time_reconciliation(stale: int, env: dict[str, str]) -> dict[str, Any]:
+    """SIGKILL a server with ``stale`` open trainings; seconds from restart to every row interrupted."""
+    import sqlite3
+
+    home = Path(tempfile.mkdtemp(prefix="ktrdr-bench-restart-"))
+    env = {**env, "KTRDR_HOME": str(home)}
+
+    def serve() -> tuple[subprocess.Popen[bytes], str]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "ktrdr_core.cli.main", "serve", "--port", str(port),
+                                 "--max-concurrent", "1", "--log-level", "warning"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc, f"http://127.0.0.1:{port}"
+
+    def open_rows() -> int:
+        with sqlite3.connect(home / "ledger.sqlite3") as db:
+            return int(db.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')"
+                                  ).fetchone()[0])
+
+    proc, url = serve()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/api/v1/health", timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                return {"error": "the server did not start"}
+            time.sleep(0.1)
+    for n in range(stale):
+        httpx.post(url + "/api/v1/trainings", json={"strategy": "neuro_mean_reversion", "user_id": f"s{n}",
+                                                    "overrides": {"epochs": 500}}, timeout=30)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    before = open_rows()
+    t0 = time.monotonic()
+    proc, url = serve()
+    try:
+        while open_rows() and time.monotonic() - t0 < 120:
+            time.sleep(0.01)
+        seconds = time.monotonic() - t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return {"stale_rows": before, "left_open": open_rows(), "seconds_to_reconciled": round(seconds, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainings", type=int, default=8)
@@ -73,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-date", default="2023-03-31", help="sample data from 2023-01-02 to this")
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--hostile", type=int, default=20,
+                        help="hostile requests sent while the trainings run (huge bodies, slow clients)")
+    parser.add_argument("--stale-rows", type=int, default=3,
+                        help="trainings left open by a SIGKILL, to time the restart's reconciliation")
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="ktrdr-bench-service-"))
@@ -121,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5)
         started = time.monotonic()
         ids: dict[str, str] = {}
+        hostile_codes: dict[str, int] = {}
+        hostile_thread = threading.Thread(target=send_hostile, args=(port, args.hostile, hostile_codes),
+                                          daemon=True)
         with httpx.Client(base_url=url, timeout=30) as c:
+            hostile_thread.start()
             for user in users(args.trainings):
                 response = c.post("/api/v1/trainings", json={
                     "strategy": "neuro_mean_reversion", "user_id": user, "start_date": "2023-01-02",
@@ -139,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                             final[training_id] = body
                 time.sleep(0.25)
             wall = time.monotonic() - started
+            hostile_thread.join(60)
             time.sleep(0.3)
             stop.set()
             thread.join(10)
@@ -159,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
         log.close()
 
+    reconcile = time_reconciliation(args.stale_rows, env)
     durations = [f["result"]["metadata"].get("duration_seconds", 0.0) for f in final.values()
                  if f.get("result")]
     statuses: dict[str, int] = {}
@@ -182,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                    "p99_ms": round(pct(latencies, 99) * 1000, 2), "max_ms": round(max(latencies) * 1000, 2)},
         "event_loop_lag": {"max_seen_ms": round(worst_lag * 1000, 2), "samples": lag_count,
                            "samples_over_100ms": lag_over_100ms},
+        "hostile": {"sent": args.hostile, "answers": hostile_codes},
+        "restart": reconcile,
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench_service-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -193,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {t['accepted']} | {args.max_concurrent} | {t['all_terminal']} | {t['statuses']} | "
           f"{t['wall_seconds']} | {h['polls']} | {h['p50_ms']} | {h['p99_ms']} | {h['max_ms']} | "
           f"{lag['max_seen_ms']} | {int(lag['samples_over_100ms'])} of {int(lag['samples'])} |")
+    print(f"hostile requests: {hostile_codes}; restart after SIGKILL: {reconcile}")
     print(f"written to {out}")
     return 0 if t["all_terminal"] and t["accepted"] == args.trainings else 1
 
