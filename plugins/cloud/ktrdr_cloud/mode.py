@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ktrdr_cloud.healthcheck import run_check
 from ktrdr_cloud.probe import probe_address
 from ktrdr_cloud.settings import CloudSettings
 from ktrdr_core import (
@@ -132,6 +133,9 @@ class CloudMode:
         self._environ = environ
         self._health_lock = threading.Lock()
         self._health_cache: tuple[Any, float, ModeHealth] | None = None
+        self._check_lock = threading.Lock()  # one check at a time; the others reuse its answer
+        #: how many real cluster checks (child processes) this mode has run
+        self.health_checks = 0
         self._slots: int | None = None
 
     def capacity(self) -> int | None:
@@ -161,24 +165,33 @@ class CloudMode:
     # -- health ------------------------------------------------------------------------------
 
     def health(self) -> ModeHealth:
-        """Bounded by ``KTRDR_CLOUD_CONNECT_TIMEOUT`` and cached for ``KTRDR_CLOUD_HEALTH_TTL``."""
+        """Asks the cluster itself (in a child process, killed after ``KTRDR_CLOUD_CONNECT_TIMEOUT``
+        + 2 s); the answer, healthy or not, is reused for ``KTRDR_CLOUD_HEALTH_TTL`` seconds.
+
+        The selector asks before every decision, so a request must not pay for a check.
+        """
         try:
             settings = self.settings()
         except ConfigurationError as exc:
             return ModeHealth.unhealthy(str(exc))
-        key = (settings.address, settings.num_cpus, settings.connect_timeout)
-        with self._health_lock:
-            cached = self._health_cache
-            if cached is not None and cached[0] == key and \
-                    time.monotonic() - cached[1] < settings.health_ttl:
-                return cached[2]
-        health = self._check_health(settings)
-        with self._health_lock:
-            self._health_cache = (key, time.monotonic(), health)
+        key = (settings.address, settings.num_cpus, settings.connect_timeout, settings.task_cpus)
+        with self._check_lock:
+            cached = self._cached(key, settings.health_ttl)
+            if cached is not None:
+                return cached
+            health = self._check_health(settings)
+            with self._health_lock:
+                self._health_cache = (key, time.monotonic(), health)
         return health
 
-    @staticmethod
-    def _check_health(settings: CloudSettings) -> ModeHealth:
+    def _cached(self, key: Any, ttl: float) -> ModeHealth | None:
+        with self._health_lock:
+            cached = self._health_cache
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < ttl:
+            return cached[2]
+        return None
+
+    def _check_health(self, settings: CloudSettings) -> ModeHealth:
         if importlib.util.find_spec("ray") is None:
             return ModeHealth.unhealthy("Ray is not installed (pip install ktrdr-cloud pulls it in)")
         if settings.address is None:
@@ -186,10 +199,19 @@ class CloudMode:
                 return ModeHealth.ok("runs on this process's Ray connection")
             return ModeHealth.ok(f"runs on a local Ray instance ({settings.num_cpus} CPUs), "
                                  "started on first use")
+        if settings.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            return ModeHealth.unhealthy(
+                f"KTRDR_RAY_ADDRESS {settings.address} needs the Ray client, which is not "
+                "installed: pip install 'ktrdr-cloud[client]' (Ray's ray[client] extra)")
+        # a refused port or an unknown host is answered here at once, without a child process
         probe = probe_address(settings.address, settings.connect_timeout)
         if not probe.reachable:
             return ModeHealth.unhealthy(f"the Ray cluster is unreachable: {probe.detail}")
-        return ModeHealth.ok(f"Ray cluster {settings.address}: {probe.detail}")
+        self.health_checks += 1
+        result = run_check(settings.address, settings.task_cpus, settings.connect_timeout)
+        if not result.healthy:
+            return ModeHealth.unhealthy(result.detail)
+        return ModeHealth.ok(result.detail)
 
     # -- execute -----------------------------------------------------------------------------
 

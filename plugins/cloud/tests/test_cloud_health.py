@@ -1,0 +1,102 @@
+"""The cloud mode's health asks the cluster itself, in a child process, bounded and cached."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ktrdr_cloud.healthcheck import HEADROOM_SECONDS, run_check
+from ktrdr_cloud.mode import CloudMode
+
+#: on top of a check's own bound: the machine running the tests may be loaded
+SLACK = 5.0
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A plain TCP server on 127.0.0.1 that accepts every connection and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_port_that_accepts_but_is_not_ray_is_unhealthy_within_the_bound(
+        silent_port: int) -> None:
+    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{silent_port}",
+                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"})
+    started = time.monotonic()
+    health = mode.health()
+    elapsed = time.monotonic() - started
+    assert not health.healthy
+    assert f"127.0.0.1:{silent_port}" in health.detail
+    assert elapsed < 1 + HEADROOM_SECONDS + SLACK, elapsed
+    assert mode.health_checks == 1
+
+
+def test_a_refused_port_is_unhealthy_without_a_child_process() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{port}"})
+    health = mode.health()
+    assert not health.healthy and "unreachable" in health.detail
+    assert mode.health_checks == 0
+
+
+def test_ray_client_address_without_the_client_extra_names_the_extra() -> None:
+    assert importlib.util.find_spec("grpc") is None, "this test needs Ray without ray[client]"
+    health = CloudMode(environ={"KTRDR_RAY_ADDRESS": "ray://127.0.0.1:10001"}).health()
+    assert not health.healthy
+    assert "pip install 'ktrdr-cloud[client]'" in health.detail
+
+
+def test_the_real_cluster_is_healthy_and_the_answer_is_cached(ray_cluster: str) -> None:
+    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster,
+                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "30"})
+    health = mode.health()
+    assert health.healthy, health.detail
+    assert "ktrdr-cloud" in health.detail and "1 alive node" in health.detail
+    started = time.monotonic()
+    assert mode.health() is health
+    assert mode.health_checks == 1  # the second answer came from the cache, no new child
+    assert time.monotonic() - started < 0.5
+
+
+def test_no_node_with_enough_cpus_is_unhealthy(ray_cluster: str) -> None:
+    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster,
+                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "30",
+                              "KTRDR_CLOUD_TASK_CPUS": "64"})
+    health = mode.health()
+    assert not health.healthy
+    assert "no alive node" in health.detail and "KTRDR_CLOUD_TASK_CPUS" in health.detail
+    assert "largest has 2" in health.detail
+
+
+def test_a_version_mismatch_is_one_clear_sentence(ray_cluster: str) -> None:
+    result = run_check(ray_cluster, 1.0, 30.0, expected_version="0.0.0-other")
+    assert not result.healthy
+    assert "version mismatch" in result.detail and "0.0.0-other" in result.detail
