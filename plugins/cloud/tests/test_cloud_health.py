@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +104,53 @@ def test_a_version_mismatch_is_one_clear_sentence(ray_cluster: str) -> None:
     result = run_check(ray_cluster, 1.0, 30.0, expected_version="0.0.0-other")
     assert not result.healthy
     assert "version mismatch" in result.detail and "0.0.0-other" in result.detail
+
+
+INTERRUPTED = """
+import os, socket, sys
+from ktrdr_cloud.mode import CloudMode
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(16)
+mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{server.getsockname()[1]}",
+                          "KTRDR_CLOUD_CONNECT_TIMEOUT": "120"})
+print("checking", flush=True)
+try:
+    mode.health()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_interrupts_a_hanging_check_and_leaves_no_child() -> None:
+    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED], stdout=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                           signal.SIG_DFL))
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "checking"
+    deadline = time.monotonic() + 60
+    while not _children(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    children = _children(process.pid)
+    assert children, "the health check's child process never started"
+    time.sleep(1.0)  # let it get into ray.init
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)  # far less than the check's 122 s bound
+    assert process.returncode == 130 and "interrupted" in out
+    time.sleep(0.5)
+    assert not [pid for pid in children if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
