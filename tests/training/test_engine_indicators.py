@@ -512,3 +512,14 @@ def test_docs_table_is_generated_from_the_registry(registry: IndicatorRegistry) 
         "python -m ktrdr_core.training.indicators.doc docs/engine.md")
     for name in EXPECTED_OUTPUTS:
         assert f"| `{name}`" in table
+
+
+def test_macd_accepts_the_short_parameter_names_upstream_files_use() -> None:
+    spec = default_registry().get("macd")
+    assert spec is not None
+    short, problems = spec.validate({"fast": 5, "slow": 13, "signal": 4})
+    assert problems == []
+    long, _ = spec.validate({"fast_period": 5, "slow_period": 13, "signal_period": 4})
+    assert short == long
+    _, problems = spec.validate({"fast": 5, "fast_period": 6})
+    assert problems and "same parameter" in problems[0]

@@ -28,9 +28,9 @@ Params = Mapping[str, Any]
 
 
 def _period(default: int, minimum: int = 1, name: str = "period", maximum: int = 10_000,
-            description: str = "bars in the window") -> ParamSpec:
+            description: str = "bars in the window", aliases: tuple[str, ...] = ()) -> ParamSpec:
     return ParamSpec(name, "int", default, minimum=minimum, maximum=maximum,
-                     description=description)
+                     description=description, aliases=aliases)
 
 
 SOURCE = ParamSpec("source", "str", "close", choices=SOURCE_COLUMNS,
@@ -301,9 +301,10 @@ BUILTIN_SPECS: tuple[IndicatorSpec, ...] = (
     _moving_average("wma", talib.WMA, "TA-Lib WMA", ("weighted_moving_average",),
                     "linearly weighted moving average"),
     IndicatorSpec("macd", ("line", "signal", "histogram"),
-                  (_period(12, name="fast_period", description="fast EMA"),
-                   _period(26, name="slow_period", description="slow EMA"),
-                   _period(9, name="signal_period", description="EMA of the line"),
+                  (_period(12, name="fast_period", description="fast EMA", aliases=("fast",)),
+                   _period(26, name="slow_period", description="slow EMA", aliases=("slow",)),
+                   _period(9, name="signal_period", description="EMA of the line",
+                           aliases=("signal",)),
                    SOURCE, RELATIVE), (),
                   compute_fn=_macd, checks=_macd_checks,
                   lookback_fn=lambda p: p["slow_period"] - 1 + p["signal_period"] - 1,
