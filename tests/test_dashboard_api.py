@@ -113,6 +113,11 @@ def test_series_buckets_the_gate_window_per_mode() -> None:
                       error_kind="bad_input", started_at=now - 3600)
     ledger.record_run(request_id="shadow", user_id="u", strategy="s", mode="cand", status="error",
                       started_at=now - 3600, shadow=True)
+    # the gate's rules: an interrupted run is a failure, one that never started is not traffic
+    ledger.record_run(request_id="killed", user_id="u", strategy="s", mode="cand", status="interrupted",
+                      started_at=now - 3600)
+    ledger.record_run(request_id="never", user_id="u", strategy="s", mode="cand", status="cancelled",
+                      error_kind="not_started", started_at=now - 3600)
     ledger.record_run(request_id="old", user_id="u", strategy="s", mode="ctl", status="success",
                       started_at=now - 6 * 86400, duration_seconds=20.0)
     ledger.record_run(request_id="too-old", user_id="u", strategy="s", mode="ctl", status="error",
@@ -120,8 +125,8 @@ def test_series_buckets_the_gate_window_per_mode() -> None:
     series = data.window_series(ledger, gate, now=now)
     assert len(series["starts"]) == 24 and series["bucket_seconds"] == pytest.approx(7 * 3600)
     last = series["modes"]["cand"][-1]
-    # bad input and shadow runs are not user traffic the gate judges
-    assert last["runs"] == 4 and last["errors"] == 1 and last["error_rate_pct"] == 25.0
+    # bad input, not-started and shadow runs are not user traffic the gate judges
+    assert last["runs"] == 5 and last["errors"] == 2 and last["error_rate_pct"] == 40.0
     assert last["duration_s"] == pytest.approx(10.5)
     assert last["cancel_p95_ms"] == pytest.approx(50.0)
     assert last["progress_interval_s"] == pytest.approx(0.3)

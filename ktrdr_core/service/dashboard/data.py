@@ -18,10 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ktrdr_core.ledger.store import FINISHED_STATUSES, ComparisonRecord, RunLedger, RunRecord
+from ktrdr_core.ledger.store import (
+    FAILED_STATUSES,
+    FINISHED_STATUSES,
+    NOT_COUNTED_KINDS,
+    ComparisonRecord,
+    RunLedger,
+    RunRecord,
+)
 from ktrdr_core.ledger.times import iso_utc
 from ktrdr_core.report import percentile
-from ktrdr_core.rollout.gates import BAD_INPUT_KIND, StageGate
+from ktrdr_core.rollout.gates import StageGate
 from ktrdr_core.rollout.store import RolloutStore
 
 SERIES_BUCKETS = 24
@@ -48,7 +55,7 @@ def _median(values: Sequence[float]) -> float | None:
 
 def _bucket_metrics(runs: Sequence[RunRecord]) -> dict[str, Any]:
     """One point of every plotted line: the same quantities the gate judges, for these runs."""
-    errors = sum(1 for r in runs if r.status == "error")
+    errors = sum(1 for r in runs if r.status in FAILED_STATUSES)
     durations = [r.duration_seconds for r in runs if r.status == "success" and r.duration_seconds is not None]
     latencies = [r.cancellation_latency_seconds * 1000 for r in runs
                  if r.status == "cancelled" and r.cancellation_latency_seconds is not None]
@@ -76,7 +83,7 @@ def window_series(ledger: RunLedger, gate: StageGate, *, now: float | None = Non
     since = until - span
     width = span / buckets
     runs = ledger.runs(status=FINISHED_STATUSES, since=since, until=until,
-                       exclude_error_kind=BAD_INPUT_KIND, shadow=False, newest_first=False)
+                       exclude_error_kind=NOT_COUNTED_KINDS, shadow=False, newest_first=False)
     by_mode: dict[str, list[list[RunRecord]]] = {}
     for run in runs:
         index = min(buckets - 1, max(0, math.floor((run.started_epoch - since) / width)))
