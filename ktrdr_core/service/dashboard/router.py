@@ -33,6 +33,7 @@ from ktrdr_core.rollout.settings import ENV_FOR_FIELD
 from ktrdr_core.rollout.shadow import ShadowConfig
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.dashboard import data
+from ktrdr_core.service.guard import http_roots, redact_paths
 from ktrdr_core.service.sessions import TrainingService
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -88,6 +89,8 @@ class _Recent:
 
 
 def _problem(status: int, message: str) -> JSONResponse:
+    # the API's rule: files are named relative to the configured folders, never by server path
+    message = redact_paths(message, http_roots())
     return JSONResponse({"detail": message, "message": message}, status_code=status,
                         headers=SECURITY_HEADERS)
 
