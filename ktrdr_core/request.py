@@ -18,6 +18,12 @@ import attrs
 STRATEGY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 """Letters, digits, ``_`` and ``-``, starting with a letter or digit; always applied with
 ``fullmatch`` ('$' alone lets a trailing newline in)."""
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9^][A-Za-z0-9._^=-]*$")
+"""Tickers as data vendors write them (``EURUSD``, ``BRK.B``, ``^GSPC``, ``EURUSD=X``); no path
+separators, since a symbol names a data file ``{SYMBOL}_{timeframe}.csv``. The one symbol rule of
+the engine, the CLI, the HTTP API and the contract kit; applied with ``fullmatch``."""
+TIMEFRAME_PATTERN = re.compile(r"^[0-9]+[A-Za-z]+$")
+"""A count and a unit (``1h``, ``4h``, ``1d``); the one timeframe rule, applied with ``fullmatch``."""
 MAX_STRATEGY_NAME_LENGTH = 128
 """Longer names are refused: ``NAME.yaml`` and the model folder must fit a file name (255 bytes)."""
 DEFAULT_USER_ID = "default"

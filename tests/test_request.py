@@ -49,3 +49,29 @@ def test_too_long_names_are_refused_in_one_short_line(name: str) -> None:
 
 def test_longest_allowed_name_is_accepted() -> None:
     assert check_strategy_name("a" * 128) == "a" * 128
+
+
+SYMBOLS = ["EURUSD", "BRK.B", "^GSPC", "EURUSD=X", "SYNTH_A", "../x", "a/b", "", ".hidden", "A B", "x\n"]
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_the_engine_and_the_http_api_judge_a_symbol_alike(symbol: str) -> None:
+    """One symbol rule: what the engine trains on, the API accepts, and nothing else."""
+    from pydantic import ValidationError
+
+    from ktrdr_core.request import SYMBOL_PATTERN
+    from ktrdr_core.service.models import TrainingCreate
+    from ktrdr_core.training.pipeline import _checked_names
+
+    try:
+        _checked_names([symbol], SYMBOL_PATTERN, "symbol")
+        engine_accepts = True
+    except BadInputError:
+        engine_accepts = False
+    try:
+        TrainingCreate(strategy="s", symbols=[symbol])
+        api_accepts = True
+    except ValidationError:
+        api_accepts = False
+    assert engine_accepts == api_accepts
+    assert engine_accepts == (symbol in {"EURUSD", "BRK.B", "^GSPC", "EURUSD=X", "SYNTH_A"})

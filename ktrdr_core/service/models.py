@@ -15,10 +15,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from ktrdr_core.errors import BadInputError
-from ktrdr_core.request import DEFAULT_USER_ID, STRATEGY_NAME_PATTERN, check_strategy_name, check_user_id
+from ktrdr_core.request import (
+    DEFAULT_USER_ID,
+    STRATEGY_NAME_PATTERN,
+    SYMBOL_PATTERN,
+    TIMEFRAME_PATTERN,
+    check_strategy_name,
+    check_user_id,
+)
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-"""Symbols and timeframes become file names (``{SYMBOL}_{timeframe}.csv``): no separators."""
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
 
 
@@ -32,12 +37,14 @@ TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"
 StageName = Literal["off", "canary", "expanded", "full"]
 
 
-def _check_names(values: list[str] | None, what: str) -> list[str] | None:
+def _check_names(values: list[str] | None, what: str, pattern: re.Pattern[str], rule: str
+                 ) -> list[str] | None:
+    """The engine's own rule for ``what`` (one pattern per concept, in ktrdr_core.request)."""
     if values is None:
         return None
     for value in values:
-        if not SAFE_NAME.match(value) or ".." in value:
-            raise ValueError(f"invalid {what}: use letters, digits, '_', '-' and '.' only")
+        if not pattern.fullmatch(value):
+            raise ValueError(f"invalid {what}: {rule}")
     if len(set(values)) != len(values):
         raise ValueError(f"{what}s must not repeat")
     return values
@@ -133,12 +140,14 @@ class TrainingCreate(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: list[str] | None) -> list[str] | None:
-        return _check_names(value, "symbol")
+        return _check_names(value, "symbol", SYMBOL_PATTERN,
+                            "letters, digits and . _ ^ = - only, such as EURUSD or ^GSPC")
 
     @field_validator("timeframes")
     @classmethod
     def _timeframes(cls, value: list[str] | None) -> list[str] | None:
-        return _check_names(value, "timeframe")
+        return _check_names(value, "timeframe", TIMEFRAME_PATTERN,
+                            "a count and a unit, such as 1h or 1d")
 
     @field_validator("start_date", "end_date")
     @classmethod

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import random
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -27,14 +26,13 @@ from ktrdr_core.errors import BadInputError, CancellationError
 from ktrdr_core.home import ktrdr_home
 from ktrdr_core.modes import ModeHealth
 from ktrdr_core.progress import ProgressCallback
-from ktrdr_core.request import TrainingRequest
+from ktrdr_core.request import SYMBOL_PATTERN, TrainingRequest
 from ktrdr_core.result import TrainingResult
 
 __all__ = ["QuickMode"]
 
 logger = logging.getLogger(__name__)
 
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._^=-]+$")
 
 
 class QuickMode:
@@ -62,7 +60,7 @@ class QuickMode:
         timeframes = request.timeframes or strategy.training_data.timeframes
         data_dir, _ = resolve_data_dir(request.overrides)
         for symbol in symbols:
-            if not SYMBOL_PATTERN.match(symbol):
+            if not SYMBOL_PATTERN.fullmatch(symbol):
                 raise BadInputError(f"invalid symbol {symbol!r}: use letters, digits, "
                                     "'.', '_', '^', '=' or '-'")
             for timeframe in timeframes:

@@ -24,7 +24,12 @@ import attrs
 import yaml
 
 from ktrdr_core.errors import BadInputError
-from ktrdr_core.request import STRATEGY_NAME_PATTERN, check_strategy_name
+from ktrdr_core.request import (
+    STRATEGY_NAME_PATTERN,
+    SYMBOL_PATTERN,
+    TIMEFRAME_PATTERN,
+    check_strategy_name,
+)
 
 __all__ = [
     "BUILTIN_STRATEGIES_DIR",
@@ -50,8 +55,6 @@ __all__ = [
 
 BUILTIN_STRATEGIES_DIR = Path(__file__).resolve().parent / "strategies"
 
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^=-]*$")
-TIMEFRAME_PATTERN = re.compile(r"^[0-9]+[A-Za-z]+$")
 
 #: Old names of the native schema, kept working: name -> (registry type, output a
 #: bare feature_id means). ``num_std`` is an alias of bollinger_bands' multiplier.
