@@ -107,6 +107,18 @@ def send_hostile(port: int, n: int, codes: dict[str, int]) -> None:
         client.join(60)
 
 
+def wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float = 60.0) -> bool:
+    """True once ``url``'s health answers; False if the server exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/api/v1/health", timeout=1)
+            return True
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return False
+
+
 def time_reconciliation(stale: int, env: dict[str, str]) -> dict[str, Any]:
     """SIGKILL a server with ``stale`` open trainings; seconds from restart to every row interrupted."""
     import sqlite3
@@ -129,16 +141,9 @@ def time_reconciliation(stale: int, env: dict[str, str]) -> dict[str, Any]:
                                   ).fetchone()[0])
 
     proc, url = serve()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/api/v1/health", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                return {"error": "the server did not start"}
-            time.sleep(0.1)
+    if not wait_until_serving(proc, url):
+        proc.kill()
+        return {"error": "the server did not start"}
     for n in range(stale):
         httpx.post(url + "/api/v1/trainings", json={"strategy": "neuro_mean_reversion", "user_id": f"s{n}",
                                                     "overrides": {"epochs": 500}}, timeout=30)
@@ -187,15 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                              "--queue-size", str(args.trainings), "--log-level", "warning"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/api/v1/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server did not start: {(home / 'server.log').read_text()}") from None
-                time.sleep(0.1)
+        if not wait_until_serving(proc, url):
+            raise SystemExit(f"server did not start: {(home / 'server.log').read_text()}")
 
         latencies: list[float] = []
         codes: dict[int, int] = {}
