@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-delay", type=float, default=1.0,
-                        help="cancel after a random 0..MAX seconds of progress")
+    parser.add_argument(
+        "--max-delay", type=float, default=1.0, help="cancel after a random 0..MAX seconds of progress"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
 
@@ -111,23 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequest
 
     out: dict[str, Any] = {
-        "python": platform.python_version(), "ray": ray.__version__, "torch": torch.__version__,
-        "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
-        "args": vars(args), "command": " ".join([sys.executable, *sys.argv]),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+        "args": vars(args),
+        "command": " ".join([sys.executable, *sys.argv]),
     }
 
     started = time.monotonic()
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-             namespace="ktrdr")
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, namespace="ktrdr")
     out["cluster_start_seconds"] = time.monotonic() - started
 
     manager = TrainingManager()
     sample = TrainingRequest(strategy="neuro_mean_reversion", overrides={"seed": 42})
 
     # 1. cold first job (worker start + torch import) on a short training
-    short = TrainingRequest(strategy="neuro_mean_reversion",
-                            overrides={"seed": 42, "epochs": 2},
-                            start_date="2023-01-01", end_date="2023-02-28")
+    short = TrainingRequest(
+        strategy="neuro_mean_reversion",
+        overrides={"seed": 42, "epochs": 2},
+        start_date="2023-01-01",
+        end_date="2023-02-28",
+    )
     result, wall, progress = timed_train(manager, short, "cloud")
     assert result.success, result.error
     out["cold_job"] = {"wall_seconds": wall, "submit_to_first_progress_seconds": progress.first}
@@ -162,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         request = TrainingRequest(strategy=LONG, overrides={"seed": index})
         box: dict[str, Any] = {}
 
-        def run(request: Any = request, progress: Any = progress, token: Any = token,
-                box: dict[str, Any] = box) -> None:
+        def run(
+            request: Any = request, progress: Any = progress, token: Any = token, box: dict[str, Any] = box
+        ) -> None:
             box["result"] = manager.train(request, progress, token, mode="cloud")
             box["ended"] = time.monotonic()
 
@@ -182,37 +190,48 @@ def main(argv: list[str] | None = None) -> int:
         models = Path(os.environ["KTRDR_HOME"]) / "models" / LONG
         leftovers.append(models.exists())
     out["cancellation"] = {
-        "n": len(latencies), "p50_ms": percentile(latencies, 0.5) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-        "max_ms": max(latencies) * 1000, "all_ms": [x * 1000 for x in latencies],
+        "n": len(latencies),
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "all_ms": [x * 1000 for x in latencies],
         "all_cancelled_without_model": not any(leftovers),
         "reach_worker_n": len(reach),
-        "reach_worker_p50_ms": percentile(reach, 0.5), "reach_worker_p95_ms": percentile(reach, 0.95),
+        "reach_worker_p50_ms": percentile(reach, 0.5),
+        "reach_worker_p95_ms": percentile(reach, 0.95),
         "reach_worker_p99_ms": percentile(reach, 0.99),
         "reach_worker_max_ms": max(reach) if reach else None,
     }
 
     # 4. wall time: cloud vs unified on the sample strategy
-    runs: dict[str, list[dict[str, Any]]] = {"cloud": [], "unified (default threads)": [],
-                                             "unified (1 thread)": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "cloud": [],
+        "unified (default threads)": [],
+        "unified (1 thread)": [],
+    }
     default_threads = torch.get_num_threads()
     for _ in range(args.repeats):
-        for label, mode, threads in (("cloud", "cloud", default_threads),
-                                     ("unified (default threads)", "unified", default_threads),
-                                     ("unified (1 thread)", "unified", 1)):
+        for label, mode, threads in (
+            ("cloud", "cloud", default_threads),
+            ("unified (default threads)", "unified", default_threads),
+            ("unified (1 thread)", "unified", 1),
+        ):
             torch.set_num_threads(threads)
             result, wall, progress = timed_train(manager, sample, mode)
             assert result.success, result.error
             gaps = [b - a for a, b in zip(progress.times, progress.times[1:], strict=False)]
-            runs[label].append({
-                "wall_seconds": wall,
-                "training_seconds": result.metadata.get("training_seconds"),
-                "epochs_trained": result.training_metrics.get("epochs_trained"),
-                "val_loss": result.training_metrics.get("val_loss"),
-                "val_accuracy": result.training_metrics.get("val_accuracy"),
-                "progress_updates": progress.count,
-                "min_interval_but_final_ms": min(gaps[:-1]) * 1000 if len(gaps) > 1 else None,
-            })
+            runs[label].append(
+                {
+                    "wall_seconds": wall,
+                    "training_seconds": result.metadata.get("training_seconds"),
+                    "epochs_trained": result.training_metrics.get("epochs_trained"),
+                    "val_loss": result.training_metrics.get("val_loss"),
+                    "val_accuracy": result.training_metrics.get("val_accuracy"),
+                    "progress_updates": progress.count,
+                    "min_interval_but_final_ms": min(gaps[:-1]) * 1000 if len(gaps) > 1 else None,
+                }
+            )
     torch.set_num_threads(default_threads)
     out["torch_default_threads"] = default_threads
     out["wall_time"] = runs
@@ -229,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "| --- | --- |",
         f"| local cluster start (`ray.init`, {args.num_cpus} CPUs, no dashboard) | "
         f"{out['cluster_start_seconds']:.2f} s |",
-        f"| first cloud job, cold worker (2 epochs, 2 months) | "
-        f"{out['cold_job']['wall_seconds']:.2f} s |",
+        f"| first cloud job, cold worker (2 epochs, 2 months) | {out['cold_job']['wall_seconds']:.2f} s |",
         f"| submit → first progress, cold | {out['cold_job']['submit_to_first_progress_seconds']:.2f} s |",
         f"| submit → first progress, warm (median of 5) | {out['warm_first_progress_p50'] * 1000:.0f} ms |",
         f"| cancellation latency p50 / p95 / p99 (n={c['n']}) | {c['p50_ms']:.0f} / "
@@ -244,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             continue
         walls = [r["wall_seconds"] for r in items]
-        lines.append(f"| wall, sample strategy, {label} (median of {len(walls)}) | "
-                     f"{statistics.median(walls):.2f} s (val_loss "
-                     f"{items[0]['val_loss']:.4f}, val_acc {items[0]['val_accuracy']:.4f}, "
-                     f"{items[0]['epochs_trained']} epochs, {items[0]['progress_updates']} updates) |")
+        lines.append(
+            f"| wall, sample strategy, {label} (median of {len(walls)}) | "
+            f"{statistics.median(walls):.2f} s (val_loss "
+            f"{items[0]['val_loss']:.4f}, val_acc {items[0]['val_accuracy']:.4f}, "
+            f"{items[0]['epochs_trained']} epochs, {items[0]['progress_updates']} updates) |"
+        )
     print("\n".join(lines))
     print(f"\nJSON: {path}")
     return 0

@@ -53,20 +53,32 @@ STRATEGY: dict[str, Any] = {
     "model": {"type": "mlp", "features": {"lookback_periods": 2}},
     "training": {"labels": {"zigzag_threshold": 0.01, "label_lookahead": 24}},
 }
-THREE = {"low": {"type": "trapezoidal", "parameters": [-1e9, -1e9, 30, 45]},
-         "mid": {"type": "triangular", "parameters": [35, 50, 65]},
-         "high": {"type": "trapezoidal", "parameters": [55, 70, 1e9, 1e9]}}
-SIGNED = {"neg": {"type": "trapezoidal", "parameters": [-1e9, -1e9, -0.2, 0.0]},
-          "zero": {"type": "gaussian", "parameters": [0.0, 0.1]},
-          "pos": {"type": "trapezoidal", "parameters": [0.0, 0.2, 1e9, 1e9]}}
+THREE = {
+    "low": {"type": "trapezoidal", "parameters": [-1e9, -1e9, 30, 45]},
+    "mid": {"type": "triangular", "parameters": [35, 50, 65]},
+    "high": {"type": "trapezoidal", "parameters": [55, 70, 1e9, 1e9]},
+}
+SIGNED = {
+    "neg": {"type": "trapezoidal", "parameters": [-1e9, -1e9, -0.2, 0.0]},
+    "zero": {"type": "gaussian", "parameters": [0.0, 0.1]},
+    "pos": {"type": "trapezoidal", "parameters": [0.0, 0.2, 1e9, 1e9]},
+}
 FUZZY = {
-    "rsi_14": THREE, "macd": SIGNED, "macd.signal": SIGNED, "macd.line": SIGNED,
+    "rsi_14": THREE,
+    "macd": SIGNED,
+    "macd.signal": SIGNED,
+    "macd.line": SIGNED,
     "bb.percent_b": {"in": {"type": "triangular", "parameters": [0.0, 0.5, 1.0]}},
     "bb.width": {"narrow": {"type": "gaussian", "parameters": [0.01, 0.01]}},
-    "adx_14": THREE, "adx_14.plus_di": THREE, "adx_14.minus_di": THREE,
+    "adx_14": THREE,
+    "adx_14.plus_di": THREE,
+    "adx_14.minus_di": THREE,
     "atr_14": {"calm": {"type": "gaussian", "parameters": [0.5, 0.3]}},
-    "stoch.k": THREE, "stoch.d": THREE, "ema_50": SIGNED,
-    "cci_20": {"mid": {"type": "gaussian", "parameters": [0, 100]}}, "mfi_14": THREE,
+    "stoch.k": THREE,
+    "stoch.d": THREE,
+    "ema_50": SIGNED,
+    "cci_20": {"mid": {"type": "gaussian", "parameters": [0, 100]}},
+    "mfi_14": THREE,
     "st.direction": {"up": {"type": "gaussian", "parameters": [1, 0.5]}},
 }
 
@@ -86,8 +98,14 @@ def write_data(folder: Path, symbols: int, bars: int) -> None:
         stamps = 1_600_000_000 + 3600 * np.arange(bars)
         volume = rng.integers(100, 10_000, bars)
         rows = np.column_stack([stamps, open_, high, low, close, volume])
-        np.savetxt(folder / f"S{i}_1h.csv", rows, delimiter=",", comments="",
-                   header="timestamp,open,high,low,close,volume", fmt="%d,%.6f,%.6f,%.6f,%.6f,%d")
+        np.savetxt(
+            folder / f"S{i}_1h.csv",
+            rows,
+            delimiter=",",
+            comments="",
+            header="timestamp,open,high,low,close,volume",
+            fmt="%d,%.6f,%.6f,%.6f,%.6f,%d",
+        )
 
 
 def max_rss_mb() -> float:
@@ -118,17 +136,27 @@ def child(folder: Path, symbols: int) -> dict[str, Any]:
     samples = pipeline.build_labels(strategy, data, matrices)
     steps["labels"] = time.perf_counter() - t
     total = time.perf_counter() - start
-    return {"steps_s": steps, "total_s": total, "bars": sum(len(s) for s in data),
-            "samples": sum(len(s.y) for s in samples), "columns": len(columns),
-            "rss_before_mb": baseline, "peak_rss_mb": max_rss_mb()}
+    return {
+        "steps_s": steps,
+        "total_s": total,
+        "bars": sum(len(s) for s in data),
+        "samples": sum(len(s.y) for s in samples),
+        "columns": len(columns),
+        "rss_before_mb": baseline,
+        "peak_rss_mb": max_rss_mb(),
+    }
 
 
 def measure(size: int, symbols: int, workdir: Path) -> dict[str, Any]:
     folder = workdir / f"bars-{size}"
     write_data(folder, symbols, size)
-    proc = subprocess.run([sys.executable, __file__, "--child", str(folder), "--symbols",
-                           str(symbols)], capture_output=True, text=True, check=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(folder), "--symbols", str(symbols)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     result: dict[str, Any] = json.loads(proc.stdout)
     result["bars_per_symbol"] = size
     return result
@@ -137,18 +165,20 @@ def measure(size: int, symbols: int, workdir: Path) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     runs = report["runs"]
     first = runs[0]
-    lines = ["| bars per symbol | total bars | seconds (load / indicators / fuzzy / features / labels) "
-             "| µs per bar | time vs smallest (bars ratio) | peak RSS MB (before) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| bars per symbol | total bars | seconds (load / indicators / fuzzy / features / labels) "
+        "| µs per bar | time vs smallest (bars ratio) | peak RSS MB (before) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for run in runs:
         s = run["steps_s"]
-        parts = " / ".join(f"{s[k]:.2f}" for k in ("load", "indicators", "fuzzy", "features",
-                                                     "labels"))
+        parts = " / ".join(f"{s[k]:.2f}" for k in ("load", "indicators", "fuzzy", "features", "labels"))
         lines.append(
             f"| {run['bars_per_symbol']:,} | {run['bars']:,} | **{run['total_s']:.2f}** ({parts}) "
             f"| {run['total_s'] / run['bars'] * 1e6:.2f} | {run['total_s'] / first['total_s']:.2f} "
             f"({run['bars'] / first['bars']:.0f}) | {run['peak_rss_mb']:.0f} "
-            f"({run['rss_before_mb']:.0f}) |")
+            f"({run['rss_before_mb']:.0f}) |"
+        )
     return "\n".join(lines)
 
 
@@ -162,9 +192,14 @@ def run(sizes: list[int], symbols: int) -> dict[str, Any]:
         runs = [measure(size, symbols, Path(tmp)) for size in sorted(sizes)]
     per_bar = [r["total_s"] / r["bars"] for r in runs]
     growth = per_bar[-1] / per_bar[0]
-    return {"runs": runs, "symbols": symbols, "indicators": len(STRATEGY["indicators"]),
-            "per_bar_growth": growth, "linear": growth <= LINEAR_TOLERANCE,
-            "linear_tolerance": LINEAR_TOLERANCE}
+    return {
+        "runs": runs,
+        "symbols": symbols,
+        "indicators": len(STRATEGY["indicators"]),
+        "per_bar_growth": growth,
+        "linear": growth <= LINEAR_TOLERANCE,
+        "linear_tolerance": LINEAR_TOLERANCE,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,19 +213,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load_start = [round(v, 2) for v in os.getloadavg()]
     report = run(args.sizes, args.symbols)
-    report.update(load_average_start=load_start,
-                  load_average_end=[round(v, 2) for v in os.getloadavg()],
-                  cpus=os.cpu_count(), python=platform.python_version(),
-                  when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    report.update(
+        load_average_start=load_start,
+        load_average_end=[round(v, 2) for v in os.getloadavg()],
+        cpus=os.cpu_count(),
+        python=platform.python_version(),
+        when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    )
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     (RESULTS / f"bench_features-{stamp}.json").write_text(json.dumps(report, indent=2))
     print(render(report))
-    print(f"\n{args.symbols} symbols, {report['indicators']} indicators; per-bar time grows "
-          f"{report['per_bar_growth']:.2f}x from the smallest to the largest size (linear: "
-          f"<= {LINEAR_TOLERANCE}); load average {load_start} at the start, "
-          f"{report['load_average_end']} at the end; {report['cpus']} CPUs, Python "
-          f"{report['python']}.")
+    print(
+        f"\n{args.symbols} symbols, {report['indicators']} indicators; per-bar time grows "
+        f"{report['per_bar_growth']:.2f}x from the smallest to the largest size (linear: "
+        f"<= {LINEAR_TOLERANCE}); load average {load_start} at the start, "
+        f"{report['load_average_end']} at the end; {report['cpus']} CPUs, Python "
+        f"{report['python']}."
+    )
     return 0
 
 

@@ -42,8 +42,7 @@ def per_call_us(func: Callable[[], Any], repeats: int) -> dict[str, Any]:
     timer = timeit.Timer(func)
     number, _ = timer.autorange()
     samples = [t / number * 1e6 for t in timer.repeat(repeat=repeats, number=number)]
-    return {"median_us": median_or_none(samples), "min_us": min(samples), "loops": number,
-            "repeats": repeats}
+    return {"median_us": median_or_none(samples), "min_us": min(samples), "loops": number, "repeats": repeats}
 
 
 def run_micro(repeats: int) -> dict[str, Any]:
@@ -64,7 +63,8 @@ def run_micro(repeats: int) -> dict[str, Any]:
         decision = manager.decide(request)
         out: dict[str, Any] = {
             "select_mode": per_call_us(
-                lambda: pm.hook.select_mode(request=request, policy=policy, modes=modes), repeats),
+                lambda: pm.hook.select_mode(request=request, policy=policy, modes=modes), repeats
+            ),
             "manager_decide": per_call_us(lambda: manager.decide(request), repeats),
         }
     finally:
@@ -81,13 +81,21 @@ def run_micro(repeats: int) -> dict[str, Any]:
 
     bare = KtrdrPluginManager()
     bare.register(NoOp(), name="noop")
-    out["hook_call"] = per_call_us(lambda: bare.hook.training_started(request=request, decision=decision),
-                                   repeats)
+    out["hook_call"] = per_call_us(
+        lambda: bare.hook.training_started(request=request, decision=decision), repeats
+    )
     out["hook_call_isolated"] = per_call_us(
-        lambda: _call_each(bare, "training_started", request=request, decision=decision), repeats)
+        lambda: _call_each(bare, "training_started", request=request, decision=decision), repeats
+    )
 
-    metrics = {"progress_type": "batch", "epoch": 1, "batch": 1, "total_batches_per_epoch": 390,
-               "train_loss": 1.0, "train_accuracy": 0.5}
+    metrics = {
+        "progress_type": "batch",
+        "epoch": 1,
+        "batch": 1,
+        "total_batches_per_epoch": 390,
+        "train_loss": 1.0,
+        "train_accuracy": 0.5,
+    }
     fanout = ProgressTimer(ProgressFanout([lambda _e, _t, _m: None]))
     out["progress_update_fanout"] = per_call_us(lambda: fanout(1, 10, metrics), repeats)
     try:
@@ -121,5 +129,9 @@ def run_startup(runs: int, env: dict[str, str] | None = None) -> dict[str, Any]:
             started = time.perf_counter()
             subprocess.run(commands[name], env=env, capture_output=True, check=True)
             times[name].append(time.perf_counter() - started)
-    return {"command": " ".join(commands["ktrdr --help"]), "runs": runs, "seconds": times,
-            "median_seconds": {name: median_or_none(v) for name, v in times.items()}}
+    return {
+        "command": " ".join(commands["ktrdr --help"]),
+        "runs": runs,
+        "seconds": times,
+        "median_seconds": {name: median_or_none(v) for name, v in times.items()},
+    }

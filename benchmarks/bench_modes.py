@@ -63,8 +63,12 @@ class TimingSink:
 
 
 def summary(values: list[float]) -> dict[str, float | None]:
-    return {"p50": statistics.median(values) if values else None, "p95": pct(values, 95),
-            "min": min(values, default=None), "max": max(values, default=None)}
+    return {
+        "p50": statistics.median(values) if values else None,
+        "p95": pct(values, 95),
+        "min": min(values, default=None),
+        "max": max(values, default=None),
+    }
 
 
 def training_run(mode: Any, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -76,10 +80,14 @@ def training_run(mode: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     result = mode.execute(request, sink, ThreadingCancellationToken())
     wall = time.perf_counter() - started
     intervals = sink.intervals()
-    return {"wall_seconds": wall, "updates": len(sink.times), "intervals": intervals,
-            "epochs_trained": result.training_metrics["epochs_trained"],
-            "val_loss": result.training_metrics["val_loss"],
-            "val_accuracy": result.training_metrics["val_accuracy"]}
+    return {
+        "wall_seconds": wall,
+        "updates": len(sink.times),
+        "intervals": intervals,
+        "epochs_trained": result.training_metrics["epochs_trained"],
+        "val_loss": result.training_metrics["val_loss"],
+        "val_accuracy": result.training_metrics["val_accuracy"],
+    }
 
 
 def model_dirs(home: Path) -> set[Path]:
@@ -111,21 +119,34 @@ def cancel_run(mode: Any, rng: random.Random, low: float, high: float, home: Pat
     returned = time.perf_counter()
     timer.join()
     leftovers = model_dirs(home) - before
-    return {"delay": delay, "outcome": outcome, "latency": returned - fired[0] if fired else None,
-            "model_dirs_left": len(leftovers)}
+    return {
+        "delay": delay,
+        "outcome": outcome,
+        "latency": returned - fired[0] if fired else None,
+        "model_dirs_left": len(leftovers),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed trainings per mode (default 3)")
     parser.add_argument("--cancels", type=int, default=30, help="cancels per mode (default 30)")
-    parser.add_argument("--epochs", type=int, default=10,
-                        help="epochs of a timed training (default 10; 0: the strategy's own 50 "
-                             "with early stopping)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="epochs of a timed training (default 10; 0: the strategy's own 50 with early stopping)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cancel times")
-    parser.add_argument("--cancel-window", type=float, nargs=2, default=(0.4, 1.4),
-                        metavar=("LOW", "HIGH"), help="cancel between LOW and HIGH s after start")
+    parser.add_argument(
+        "--cancel-window",
+        type=float,
+        nargs=2,
+        default=(0.4, 1.4),
+        metavar=("LOW", "HIGH"),
+        help="cancel between LOW and HIGH s after start",
+    )
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="ktrdr-bench-modes-"))
@@ -140,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
     bench_started = time.perf_counter()
 
-    print(f"warm-up: one untimed run per mode ({STRATEGY}, {overrides or 'strategy epochs'})",
-          file=sys.stderr)
+    print(
+        f"warm-up: one untimed run per mode ({STRATEGY}, {overrides or 'strategy epochs'})", file=sys.stderr
+    )
     from ktrdr_core import ThreadingCancellationToken, TrainingRequest
 
     warm_up = TrainingRequest(strategy=STRATEGY, overrides={"epochs": 1, "save_model": False}, **SHORT)
@@ -154,13 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in order:
             run = training_run(modes[name], overrides)
             runs[name].append(run)
-            print(f"  run {index + 1} {name}: {run['wall_seconds']:.2f} s, {run['updates']} updates",
-                  file=sys.stderr)
+            print(
+                f"  run {index + 1} {name}: {run['wall_seconds']:.2f} s, {run['updates']} updates",
+                file=sys.stderr,
+            )
 
     rng = random.Random(args.seed)
     cancels: dict[str, list[dict[str, Any]]] = {name: [] for name in MODES}
     for index in range(args.cancels):
-        for name in (MODES if index % 2 == 0 else MODES[::-1]):
+        for name in MODES if index % 2 == 0 else MODES[::-1]:
             cancels[name].append(cancel_run(modes[name], rng, *args.cancel_window, home))
     print(f"  {args.cancels} cancels per mode done", file=sys.stderr)
 
@@ -171,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         "overrides": overrides,
         "runs_per_mode": args.runs,
         "cancels_per_mode": args.cancels,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                        "load_average": os.getloadavg(), "platform": platform.platform()},
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "platform": platform.platform(),
+        },
         "modes": {},
     }
     for name in MODES:
@@ -191,16 +220,21 @@ def main(argv: list[str] | None = None) -> int:
             "epochs_trained": [r["epochs_trained"] for r in runs[name]],
             "val_loss": [r["val_loss"] for r in runs[name]],
             "val_accuracy": [r["val_accuracy"] for r in runs[name]],
-            "cancellation_latency": {"p50": pct(latencies, 50), "p95": pct(latencies, 95),
-                                     "p99": pct(latencies, 99), "max": max(latencies, default=None),
-                                     "cancelled": len(latencies), "tried": len(cancels[name]),
-                                     "not_cancelled": sum(c["outcome"] != "cancelled"
-                                                          for c in cancels[name])},
+            "cancellation_latency": {
+                "p50": pct(latencies, 50),
+                "p95": pct(latencies, 95),
+                "p99": pct(latencies, 99),
+                "max": max(latencies, default=None),
+                "cancelled": len(latencies),
+                "tried": len(cancels[name]),
+                "not_cancelled": sum(c["outcome"] != "cancelled" for c in cancels[name]),
+            },
             "model_dirs_left_after_cancels": sum(c["model_dirs_left"] for c in cancels[name]),
         }
     legacy, unified = report["modes"]["legacy"], report["modes"]["unified"]
-    report["wall_ratio_unified_over_legacy"] = (unified["wall_median"] / legacy["wall_median"]
-                                                if legacy["wall_median"] else None)
+    report["wall_ratio_unified_over_legacy"] = (
+        unified["wall_median"] / legacy["wall_median"] if legacy["wall_median"] else None
+    )
     report["bench_seconds"] = time.perf_counter() - bench_started
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -210,24 +244,33 @@ def main(argv: list[str] | None = None) -> int:
     def ms(value: float | None) -> str:
         return "–" if value is None else f"{value * 1000:.1f}"
 
-    print(f"\n### bench_modes — {STRATEGY}, {overrides or 'strategy epochs'}, "
-          f"{args.runs} runs/mode, {args.cancels} cancels/mode, torch threads {args.threads}\n")
-    print("| mode | wall median (s) | updates/run | interval p50 / p95 / min / max (ms, final excluded) "
-          "| cancel p50 / p95 / p99 (ms) | cancelled |")
+    print(
+        f"\n### bench_modes — {STRATEGY}, {overrides or 'strategy epochs'}, "
+        f"{args.runs} runs/mode, {args.cancels} cancels/mode, torch threads {args.threads}\n"
+    )
+    print(
+        "| mode | wall median (s) | updates/run | interval p50 / p95 / min / max (ms, final excluded) "
+        "| cancel p50 / p95 / p99 (ms) | cancelled |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name in MODES:
         m = report["modes"][name]
         iv, cl = m["intervals"], m["cancellation_latency"]
-        print(f"| {name} | {m['wall_median']:.2f} | {statistics.median(m['updates_per_run']):.0f} "
-              f"| {ms(iv['p50'])} / {ms(iv['p95'])} / {ms(iv['min'])} / {ms(iv['max'])} "
-              f"| {ms(cl['p50'])} / {ms(cl['p95'])} / {ms(cl['p99'])} "
-              f"| {cl['cancelled']}/{cl['tried']} |")
-    print(f"\nunified / legacy wall time: {report['wall_ratio_unified_over_legacy']:.3f} "
-          f"(median of {args.runs} interleaved runs); same val_loss: "
-          f"{legacy['val_loss'][0]:.4f} vs {unified['val_loss'][0]:.4f}")
-    print("model folders left behind by cancelled runs: "
-          + ", ".join(f"{name} {report['modes'][name]['model_dirs_left_after_cancels']}"
-                      for name in MODES))
+        print(
+            f"| {name} | {m['wall_median']:.2f} | {statistics.median(m['updates_per_run']):.0f} "
+            f"| {ms(iv['p50'])} / {ms(iv['p95'])} / {ms(iv['min'])} / {ms(iv['max'])} "
+            f"| {ms(cl['p50'])} / {ms(cl['p95'])} / {ms(cl['p99'])} "
+            f"| {cl['cancelled']}/{cl['tried']} |"
+        )
+    print(
+        f"\nunified / legacy wall time: {report['wall_ratio_unified_over_legacy']:.3f} "
+        f"(median of {args.runs} interleaved runs); same val_loss: "
+        f"{legacy['val_loss'][0]:.4f} vs {unified['val_loss'][0]:.4f}"
+    )
+    print(
+        "model folders left behind by cancelled runs: "
+        + ", ".join(f"{name} {report['modes'][name]['model_dirs_left_after_cancels']}" for name in MODES)
+    )
     print(f"benchmark took {report['bench_seconds']:.0f} s; JSON: {out}")
     return 0
 

@@ -90,8 +90,9 @@ def unified_loop(data: dict[str, Any], epochs: int) -> tuple[float, list[float]]
     return elapsed, list(metrics["history"]["val_loss"])
 
 
-def plain_loop(data: dict[str, Any], epochs: int, *,
-               batch_metrics: bool = False) -> tuple[float, list[float]]:
+def plain_loop(
+    data: dict[str, Any], epochs: int, *, batch_metrics: bool = False
+) -> tuple[float, list[float]]:
     """Seconds for the minimal hand-written loop; per-epoch val losses.
 
     ``batch_metrics``: also keep the running loss and accuracy per batch, as
@@ -120,7 +121,7 @@ def plain_loop(data: dict[str, Any], epochs: int, *,
         model.train()
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             yb = y[index]
             logits = model(X[index])
             loss = loss_fn(logits, yb)
@@ -154,8 +155,10 @@ def run(rounds: int, epochs: int, *, log: Callable[[str], None] = print) -> dict
     from ktrdr_core.compare.stats import interleaved_order, median_or_none, paired_ratios, ratio
 
     data = build_tensors()
-    log(f"overhead: {len(data['y'])} training samples x {data['features']} features, "
-        f"batch {data['settings']['batch_size']}, {epochs} epochs, {rounds} rounds")
+    log(
+        f"overhead: {len(data['y'])} training samples x {data['features']} features, "
+        f"batch {data['settings']['batch_size']}, {epochs} epochs, {rounds} rounds"
+    )
     for loop in LOOPS.values():  # warm-up, untimed
         loop(data, 1)
     times: dict[str, list[float]] = {name: [] for name in LOOPS}

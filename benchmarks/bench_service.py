@@ -79,18 +79,26 @@ def send_hostile(port: int, n: int, codes: dict[str, int]) -> None:
         kind = ("huge", "slow-headers", "slow-body", "nan")[i % 4]
         try:
             if kind == "huge":
-                answer = str(httpx.post(url, content=b"{" + b" " * 13_000_000 + b"}", headers=json_header,
-                                        timeout=30).status_code)
+                answer = str(
+                    httpx.post(
+                        url, content=b"{" + b" " * 13_000_000 + b"}", headers=json_header, timeout=30
+                    ).status_code
+                )
             elif kind == "nan":
-                answer = str(httpx.post(url, content=b'{"strategy": "x", "seed": NaN}', headers=json_header,
-                                        timeout=30).status_code)
+                answer = str(
+                    httpx.post(
+                        url, content=b'{"strategy": "x", "seed": NaN}', headers=json_header, timeout=30
+                    ).status_code
+                )
             else:
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
                     if kind == "slow-headers":
                         sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                     else:
-                        sock.sendall(b"POST /api/v1/trainings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+                        sock.sendall(
+                            b"POST /api/v1/trainings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                        )
                     first = sock.recv(64)
                     answer = first.split(b" ")[1].decode() if first else "closed"
         except (httpx.HTTPError, OSError) as exc:
@@ -130,23 +138,41 @@ def time_reconciliation(stale: int, env: dict[str, str]) -> dict[str, Any]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "ktrdr_core.cli.main", "serve", "--port", str(port),
-                                 "--max-concurrent", "1", "--log-level", "warning"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ktrdr_core.cli.main",
+                "serve",
+                "--port",
+                str(port),
+                "--max-concurrent",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return proc, f"http://127.0.0.1:{port}"
 
     def open_rows() -> int:
         with sqlite3.connect(home / "ledger.sqlite3") as db:
-            return int(db.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')"
-                                  ).fetchone()[0])
+            return int(
+                db.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0]
+            )
 
     proc, url = serve()
     if not wait_until_serving(proc, url):
         proc.kill()
         return {"error": "the server did not start"}
     for n in range(stale):
-        httpx.post(url + "/api/v1/trainings", json={"strategy": "neuro_mean_reversion", "user_id": f"s{n}",
-                                                    "overrides": {"epochs": 500}}, timeout=30)
+        httpx.post(
+            url + "/api/v1/trainings",
+            json={"strategy": "neuro_mean_reversion", "user_id": f"s{n}", "overrides": {"epochs": 500}},
+            timeout=30,
+        )
     time.sleep(1.0)
     proc.kill()
     proc.wait()
@@ -171,10 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-date", default="2023-03-31", help="sample data from 2023-01-02 to this")
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--hostile", type=int, default=20,
-                        help="hostile requests sent while the trainings run (huge bodies, slow clients)")
-    parser.add_argument("--stale-rows", type=int, default=3,
-                        help="trainings left open by a SIGKILL, to time the restart's reconciliation")
+    parser.add_argument(
+        "--hostile",
+        type=int,
+        default=20,
+        help="hostile requests sent while the trainings run (huge bodies, slow clients)",
+    )
+    parser.add_argument(
+        "--stale-rows",
+        type=int,
+        default=3,
+        help="trainings left open by a SIGKILL, to time the restart's reconciliation",
+    )
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="ktrdr-bench-service-"))
@@ -182,15 +216,38 @@ def main(argv: list[str] | None = None) -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KTRDR_", "USE_UNIFIED",
-                                                                   "UNIFIED_TRAINING", "ROLLBACK"))}
-    env.update(KTRDR_HOME=str(home), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               USE_UNIFIED_TRAINING="true", UNIFIED_TRAINING_ROLLOUT_PERCENTAGE="50")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_TRAINING", "ROLLBACK"))
+    }
+    env.update(
+        KTRDR_HOME=str(home),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        USE_UNIFIED_TRAINING="true",
+        UNIFIED_TRAINING_ROLLOUT_PERCENTAGE="50",
+    )
     log = open(home / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "ktrdr_core.cli.main", "serve", "--port", str(port),
-                             "--max-concurrent", str(args.max_concurrent),
-                             "--queue-size", str(args.trainings), "--log-level", "warning"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ktrdr_core.cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--max-concurrent",
+            str(args.max_concurrent),
+            "--queue-size",
+            str(args.trainings),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         if not wait_until_serving(proc, url):
             raise SystemExit(f"server did not start: {(home / 'server.log').read_text()}")
@@ -217,14 +274,22 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         ids: dict[str, str] = {}
         hostile_codes: dict[str, int] = {}
-        hostile_thread = threading.Thread(target=send_hostile, args=(port, args.hostile, hostile_codes),
-                                          daemon=True)
+        hostile_thread = threading.Thread(
+            target=send_hostile, args=(port, args.hostile, hostile_codes), daemon=True
+        )
         with httpx.Client(base_url=url, timeout=30) as c:
             hostile_thread.start()
             for user in users(args.trainings):
-                response = c.post("/api/v1/trainings", json={
-                    "strategy": "neuro_mean_reversion", "user_id": user, "start_date": "2023-01-02",
-                    "end_date": args.end_date, "overrides": {"epochs": args.epochs, "seed": 1}})
+                response = c.post(
+                    "/api/v1/trainings",
+                    json={
+                        "strategy": "neuro_mean_reversion",
+                        "user_id": user,
+                        "start_date": "2023-01-02",
+                        "end_date": args.end_date,
+                        "overrides": {"epochs": args.epochs, "seed": 1},
+                    },
+                )
                 if response.status_code == 202:
                     ids[response.json()["id"]] = response.json()["decision"]["mode"]
                 else:
@@ -260,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
     reconcile = time_reconciliation(args.stale_rows, env)
-    durations = [f["result"]["metadata"].get("duration_seconds", 0.0) for f in final.values()
-                 if f.get("result")]
+    durations = [
+        f["result"]["metadata"].get("duration_seconds", 0.0) for f in final.values() if f.get("result")
+    ]
     statuses: dict[str, int] = {}
     for body in final.values():
         statuses[body["status"]] = statuses.get(body["status"], 0) + 1
@@ -272,17 +338,29 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host": {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()},
         "config": vars(args),
-        "trainings": {"submitted": args.trainings, "accepted": len(ids), "terminal": len(final),
-                      "all_terminal": len(final) == len(ids), "statuses": statuses, "modes": modes,
-                      "wall_seconds": round(wall, 2),
-                      "duration_median_seconds":
-                          round(statistics.median(durations), 2) if durations else None},
-        "health": {"polls": len(latencies), "codes": codes,
-                   "p50_ms": round(pct(latencies, 50) * 1000, 2),
-                   "p95_ms": round(pct(latencies, 95) * 1000, 2),
-                   "p99_ms": round(pct(latencies, 99) * 1000, 2), "max_ms": round(max(latencies) * 1000, 2)},
-        "event_loop_lag": {"max_seen_ms": round(worst_lag * 1000, 2), "samples": lag_count,
-                           "samples_over_100ms": lag_over_100ms},
+        "trainings": {
+            "submitted": args.trainings,
+            "accepted": len(ids),
+            "terminal": len(final),
+            "all_terminal": len(final) == len(ids),
+            "statuses": statuses,
+            "modes": modes,
+            "wall_seconds": round(wall, 2),
+            "duration_median_seconds": round(statistics.median(durations), 2) if durations else None,
+        },
+        "health": {
+            "polls": len(latencies),
+            "codes": codes,
+            "p50_ms": round(pct(latencies, 50) * 1000, 2),
+            "p95_ms": round(pct(latencies, 95) * 1000, 2),
+            "p99_ms": round(pct(latencies, 99) * 1000, 2),
+            "max_ms": round(max(latencies) * 1000, 2),
+        },
+        "event_loop_lag": {
+            "max_seen_ms": round(worst_lag * 1000, 2),
+            "samples": lag_count,
+            "samples_over_100ms": lag_over_100ms,
+        },
         "hostile": {"sent": args.hostile, "answers": hostile_codes},
         "restart": reconcile,
     }
@@ -290,12 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"bench_service-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     t, h, lag = report["trainings"], report["health"], report["event_loop_lag"]
-    print("| N | max-concurrent | all terminal | statuses | wall s | health polls | p50 ms | p99 ms | "
-          "max ms | max loop lag ms | lag samples > 100 ms |")
+    print(
+        "| N | max-concurrent | all terminal | statuses | wall s | health polls | p50 ms | p99 ms | "
+        "max ms | max loop lag ms | lag samples > 100 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {t['accepted']} | {args.max_concurrent} | {t['all_terminal']} | {t['statuses']} | "
-          f"{t['wall_seconds']} | {h['polls']} | {h['p50_ms']} | {h['p99_ms']} | {h['max_ms']} | "
-          f"{lag['max_seen_ms']} | {int(lag['samples_over_100ms'])} of {int(lag['samples'])} |")
+    print(
+        f"| {t['accepted']} | {args.max_concurrent} | {t['all_terminal']} | {t['statuses']} | "
+        f"{t['wall_seconds']} | {h['polls']} | {h['p50_ms']} | {h['p99_ms']} | {h['max_ms']} | "
+        f"{lag['max_seen_ms']} | {int(lag['samples_over_100ms'])} of {int(lag['samples'])} |"
+    )
     print(f"hostile requests: {hostile_codes}; restart after SIGKILL: {reconcile}")
     print(f"written to {out}")
     return 0 if t["all_terminal"] and t["accepted"] == args.trainings else 1

@@ -52,26 +52,34 @@ def run(rounds: int, epochs: int, log: Any = print) -> dict[str, Any]:
     manager.train(TrainingRequest(strategy=STRATEGY, overrides={**overrides, "epochs": 1}))  # warm-up
     walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for index in range(rounds):
-        order = VARIANTS[index % 3:] + VARIANTS[:index % 3]
+        order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
         for variant in order:
             plugin = plugins.get(variant)
             if plugin is not None:
                 pm.register(plugin, name="ktrdr-shadow")
             started = time.perf_counter()
-            result = manager.train(TrainingRequest(strategy=STRATEGY, user_id=f"bench{index}",
-                                                   overrides=overrides))
+            result = manager.train(
+                TrainingRequest(strategy=STRATEGY, user_id=f"bench{index}", overrides=overrides)
+            )
             walls[variant].append(time.perf_counter() - started)
             assert result.success, result.error
             if plugin is not None:
                 pm.unregister(name="ktrdr-shadow")
                 assert plugin.runner.wait(600), "a shadow run did not finish"
         log(f"round {index + 1}/{rounds}: " + ", ".join(f"{v} {walls[v][-1]:.2f} s" for v in VARIANTS))
-    ratios = {v: statistics.median(a / b for a, b in zip(walls[v], walls["off"], strict=True))
-              for v in VARIANTS[1:]}
-    return {"rounds": rounds, "epochs": epochs, "walls": walls,
-            "medians": {v: statistics.median(w) for v, w in walls.items()},
-            "ratios": ratios, "best_of": {v: min(walls[v]) / min(walls["off"]) for v in VARIANTS[1:]},
-            "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))}, "target": 1.05}
+    ratios = {
+        v: statistics.median(a / b for a, b in zip(walls[v], walls["off"], strict=True)) for v in VARIANTS[1:]
+    }
+    return {
+        "rounds": rounds,
+        "epochs": epochs,
+        "walls": walls,
+        "medians": {v: statistics.median(w) for v, w in walls.items()},
+        "ratios": ratios,
+        "best_of": {v: min(walls[v]) / min(walls["off"]) for v in VARIANTS[1:]},
+        "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))},
+        "target": 1.05,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench_shadow-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("medians", "ratios", "best_of", "outcomes", "load_average")},
-                     indent=2))
+    print(
+        json.dumps(
+            {k: report[k] for k in ("medians", "ratios", "best_of", "outcomes", "load_average")}, indent=2
+        )
+    )
     return 0
 
 

@@ -59,15 +59,36 @@ MODES = ("legacy", "unified")
 
 PROFILES: dict[str, dict[str, Any]] = {
     # rounds: interleaved A/B rounds; epochs: per timed training (0: the strategy's own, with early stopping)
-    "quick": {"overhead_rounds": 3, "overhead_epochs": 2, "mode_rounds": 3, "mode_epochs": 3,
-              "cancels": 30, "micro_repeats": 5, "startup_runs": 5,
-              "feature_sizes": [10_000, 20_000, 40_000]},
-    "default": {"overhead_rounds": 7, "overhead_epochs": 4, "mode_rounds": 5, "mode_epochs": 5,
-                "cancels": 30, "micro_repeats": 7, "startup_runs": 10,
-                "feature_sizes": [25_000, 50_000, 100_000]},
-    "thorough": {"overhead_rounds": 9, "overhead_epochs": 10, "mode_rounds": 7, "mode_epochs": 0,
-                 "cancels": 100, "micro_repeats": 15, "startup_runs": 25,
-                 "feature_sizes": [25_000, 50_000, 100_000, 200_000]},
+    "quick": {
+        "overhead_rounds": 3,
+        "overhead_epochs": 2,
+        "mode_rounds": 3,
+        "mode_epochs": 3,
+        "cancels": 30,
+        "micro_repeats": 5,
+        "startup_runs": 5,
+        "feature_sizes": [10_000, 20_000, 40_000],
+    },
+    "default": {
+        "overhead_rounds": 7,
+        "overhead_epochs": 4,
+        "mode_rounds": 5,
+        "mode_epochs": 5,
+        "cancels": 30,
+        "micro_repeats": 7,
+        "startup_runs": 10,
+        "feature_sizes": [25_000, 50_000, 100_000],
+    },
+    "thorough": {
+        "overhead_rounds": 9,
+        "overhead_epochs": 10,
+        "mode_rounds": 7,
+        "mode_epochs": 0,
+        "cancels": 100,
+        "micro_repeats": 15,
+        "startup_runs": 25,
+        "feature_sizes": [25_000, 50_000, 100_000, 200_000],
+    },
 }
 
 TARGETS = {
@@ -111,8 +132,9 @@ def run_modes(rounds: int, epochs: int) -> dict[str, Any]:
     pm = get_plugin_manager()
     modes = {name: pm.get_mode(name) for name in MODES}
     overrides: dict[str, Any] = {"epochs": epochs} if epochs else {}
-    warm = TrainingRequest(strategy=bench_modes.STRATEGY, overrides={"epochs": 1, "save_model": False},
-                           **bench_modes.SHORT)
+    warm = TrainingRequest(
+        strategy=bench_modes.STRATEGY, overrides={"epochs": 1, "save_model": False}, **bench_modes.SHORT
+    )
     for mode in modes.values():
         mode.execute(warm, bench_modes.TimingSink(), ThreadingCancellationToken())
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in MODES}
@@ -127,11 +149,17 @@ def run_modes(rounds: int, epochs: int) -> dict[str, Any]:
         intervals = [i for r in runs[name] for i in r["intervals"]]
         progress[name] = {
             "updates_per_run": [r["updates"] for r in runs[name]],
-            **interval_stats(intervals, target=TARGETS["progress_target_s"],
-                             band=TARGETS["progress_band"], ceiling=TARGETS["progress_ceiling_s"]),
+            **interval_stats(
+                intervals,
+                target=TARGETS["progress_target_s"],
+                band=TARGETS["progress_band"],
+                ceiling=TARGETS["progress_ceiling_s"],
+            ),
         }
-    same = all(abs(a["val_loss"] - b["val_loss"]) < 1e-9
-               for a, b in zip(runs["legacy"], runs["unified"], strict=True))
+    same = all(
+        abs(a["val_loss"] - b["val_loss"]) < 1e-9
+        for a, b in zip(runs["legacy"], runs["unified"], strict=True)
+    )
     return {
         "rounds": rounds,
         "overrides": overrides,
@@ -190,33 +218,47 @@ def render_table(report: dict[str, Any]) -> str:
     ov = report.get("overhead")
     if ov:
         r = ov["ratio"]
-        rows.append((f"1. framework overhead: ModelTrainer via unified / plain torch loop "
-                     f"({ov['rounds']} rounds × {ov['epochs']} epochs, {ov['train_samples']} samples)",
-                     f"{_f(r, '.3f')} (medians {_f(ov['median_seconds']['unified'], '.2f')} s vs "
-                     f"{_f(ov['median_seconds']['plain'], '.2f')} s; best-of ratio "
-                     f"{_f(ov.get('ratio_of_best'), '.3f')})",
-                     f"≤ {TARGETS['overhead']:.2f}", _meets(None if r is None else r <= TARGETS["overhead"])))
+        rows.append(
+            (
+                f"1. framework overhead: ModelTrainer via unified / plain torch loop "
+                f"({ov['rounds']} rounds × {ov['epochs']} epochs, {ov['train_samples']} samples)",
+                f"{_f(r, '.3f')} (medians {_f(ov['median_seconds']['unified'], '.2f')} s vs "
+                f"{_f(ov['median_seconds']['plain'], '.2f')} s; best-of ratio "
+                f"{_f(ov.get('ratio_of_best'), '.3f')})",
+                f"≤ {TARGETS['overhead']:.2f}",
+                _meets(None if r is None else r <= TARGETS["overhead"]),
+            )
+        )
     md = report.get("modes")
     if md:
         r = md["ratio"]
         epochs = md["overrides"].get("epochs", "strategy's")
-        rows.append((f"2. unified / legacy wall time ({md['rounds']} interleaved runs each, {epochs} epochs, "
-                     "all sample data)",
-                     f"{_f(r, '.3f')} (medians {_f(md['median_seconds']['unified'], '.2f')} s vs "
-                     f"{_f(md['median_seconds']['legacy'], '.2f')} s; best-of ratio "
-                     f"{_f(md.get('ratio_of_best'), '.3f')})",
-                     f"≤ {TARGETS['mode_ratio']:.2f}",
-                     _meets(None if r is None else r <= TARGETS["mode_ratio"])))
+        rows.append(
+            (
+                f"2. unified / legacy wall time ({md['rounds']} interleaved runs each, {epochs} epochs, "
+                "all sample data)",
+                f"{_f(r, '.3f')} (medians {_f(md['median_seconds']['unified'], '.2f')} s vs "
+                f"{_f(md['median_seconds']['legacy'], '.2f')} s; best-of ratio "
+                f"{_f(md.get('ratio_of_best'), '.3f')})",
+                f"≤ {TARGETS['mode_ratio']:.2f}",
+                _meets(None if r is None else r <= TARGETS["mode_ratio"]),
+            )
+        )
     cl = report.get("cancel")
     if cl:
         for name in MODES:
             c = cl[name]
-            stopped = (c["p99"] is not None and c["p99"] < TARGETS["cancel_p99_ms"]
-                       and c["cancelled"] == c["tried"])
-            rows.append((f"3. cancel latency {name}, p50 / p95 / p99 ms ({c['cancelled']}/{c['tried']} "
-                         "cancelled)",
-                         f"{_f(c['p50'], '.2f')} / {_f(c['p95'], '.2f')} / {_f(c['p99'], '.2f')}",
-                         f"p99 < {TARGETS['cancel_p99_ms']:.0f} ms", _meets(stopped)))
+            stopped = (
+                c["p99"] is not None and c["p99"] < TARGETS["cancel_p99_ms"] and c["cancelled"] == c["tried"]
+            )
+            rows.append(
+                (
+                    f"3. cancel latency {name}, p50 / p95 / p99 ms ({c['cancelled']}/{c['tried']} cancelled)",
+                    f"{_f(c['p50'], '.2f')} / {_f(c['p95'], '.2f')} / {_f(c['p99'], '.2f')}",
+                    f"p99 < {TARGETS['cancel_p99_ms']:.0f} ms",
+                    _meets(stopped),
+                )
+            )
     if md:
         for name in MODES:
             p = md["progress"][name]
@@ -226,10 +268,15 @@ def render_table(report: dict[str, Any]) -> str:
                 target = "median 300 ms ± 15 %, none > 1 s"
             else:
                 ok, target = None, "– (the control: every batch)"
-            rows.append((f"4. progress interval {name}, p50 / p95 / p99 / max ms "
-                         f"({p['count']} intervals)",
-                         f"{_f(ms['p50'], '.1f')} / {_f(ms['p95'], '.1f')} / {_f(ms['p99'], '.1f')} / "
-                         f"{_f(ms['max'], '.1f')}", target, _meets(ok)))
+            rows.append(
+                (
+                    f"4. progress interval {name}, p50 / p95 / p99 / max ms ({p['count']} intervals)",
+                    f"{_f(ms['p50'], '.1f')} / {_f(ms['p95'], '.1f')} / {_f(ms['p99'], '.1f')} / "
+                    f"{_f(ms['max'], '.1f')}",
+                    target,
+                    _meets(ok),
+                )
+            )
     mi = report.get("micro")
     if mi:
         labels = {
@@ -248,30 +295,53 @@ def render_table(report: dict[str, Any]) -> str:
     if st:
         med = st["median_seconds"]
         value = med["ktrdr --help"]
-        rows.append((f"6. `ktrdr --help` start-up (median of {st['runs']}; bare `python -c pass`: "
-                     f"{_f(med['python -c pass'], '.3f')} s)", f"{_f(value, '.3f')} s",
-                     f"< {TARGETS['help_s']:.1f} s",
-                     _meets(None if value is None else value < TARGETS["help_s"])))
+        rows.append(
+            (
+                f"6. `ktrdr --help` start-up (median of {st['runs']}; bare `python -c pass`: "
+                f"{_f(med['python -c pass'], '.3f')} s)",
+                f"{_f(value, '.3f')} s",
+                f"< {TARGETS['help_s']:.1f} s",
+                _meets(None if value is None else value < TARGETS["help_s"]),
+            )
+        )
     fe = report.get("features")
     if fe:
         for run in fe["runs"]:
-            rows.append((f"7. load + indicators + features + labels, {fe['symbols']} symbols × "
-                         f"{run['bars_per_symbol']:,} 1h bars, {fe['indicators']} indicators",
-                         f"{run['total_s']:.2f} s ({run['total_s'] / run['bars'] * 1e6:.2f} µs/bar), "
-                         f"peak RSS {run['peak_rss_mb']:.0f} MB", "–", "–"))
-        rows.append(("7. per-bar time, largest / smallest size", f"{fe['per_bar_growth']:.2f}",
-                     f"≤ {fe['linear_tolerance']:.2f} (linear)", _meets(fe["linear"])))
+            rows.append(
+                (
+                    f"7. load + indicators + features + labels, {fe['symbols']} symbols × "
+                    f"{run['bars_per_symbol']:,} 1h bars, {fe['indicators']} indicators",
+                    f"{run['total_s']:.2f} s ({run['total_s'] / run['bars'] * 1e6:.2f} µs/bar), "
+                    f"peak RSS {run['peak_rss_mb']:.0f} MB",
+                    "–",
+                    "–",
+                )
+            )
+        rows.append(
+            (
+                "7. per-bar time, largest / smallest size",
+                f"{fe['per_bar_growth']:.2f}",
+                f"≤ {fe['linear_tolerance']:.2f} (linear)",
+                _meets(fe["linear"]),
+            )
+        )
     sh = report.get("shadow")
     if sh:
-        for variant, label in (("shadow nice 19", "at nice 19 (the default)"),
-                               ("shadow nice 0", "at normal priority (for comparison)")):
+        for variant, label in (
+            ("shadow nice 19", "at nice 19 (the default)"),
+            ("shadow nice 0", "at normal priority (for comparison)"),
+        ):
             ratio = sh["ratios"][variant]
-            rows.append((f"8. shadow overhead: user's wall time, shadow 100 % / off, {label} "
-                         f"({sh['rounds']} rounds, {sh['epochs']} epochs)",
-                         f"{ratio:.3f} (medians {sh['medians'][variant]:.2f} s vs "
-                         f"{sh['medians']['off']:.2f} s; best-of {sh['best_of'][variant]:.3f})",
-                         f"≤ {TARGETS['shadow_ratio']:.2f}" if variant == "shadow nice 19" else "–",
-                         _meets(ratio <= TARGETS["shadow_ratio"]) if variant == "shadow nice 19" else "–"))
+            rows.append(
+                (
+                    f"8. shadow overhead: user's wall time, shadow 100 % / off, {label} "
+                    f"({sh['rounds']} rounds, {sh['epochs']} epochs)",
+                    f"{ratio:.3f} (medians {sh['medians'][variant]:.2f} s vs "
+                    f"{sh['medians']['off']:.2f} s; best-of {sh['best_of'][variant]:.3f})",
+                    f"≤ {TARGETS['shadow_ratio']:.2f}" if variant == "shadow nice 19" else "–",
+                    _meets(ratio <= TARGETS["shadow_ratio"]) if variant == "shadow nice 19" else "–",
+                )
+            )
     lines = [
         f"Measured {report['finished_at']} with `{report['command']}` "
         f"(profile {report['profile']}): {env['cpus']} CPUs, load average "
@@ -285,18 +355,24 @@ def render_table(report: dict[str, Any]) -> str:
     ]
     notes = []
     if ov and ov.get("metrics_ratio") is not None:
-        notes.append(f"Overhead split: per-batch running loss/accuracy (the progress contract's numbers) "
-                     f"{_f(ov['metrics_ratio'], '.3f')}× the plain loop; the rest of the framework "
-                     f"(progress call, bridge, token check, best-epoch copy, validation) "
-                     f"{_f(ov.get('framework_ratio'), '.3f')}× the plain loop with those metrics.")
+        notes.append(
+            f"Overhead split: per-batch running loss/accuracy (the progress contract's numbers) "
+            f"{_f(ov['metrics_ratio'], '.3f')}× the plain loop; the rest of the framework "
+            f"(progress call, bridge, token check, best-epoch copy, validation) "
+            f"{_f(ov.get('framework_ratio'), '.3f')}× the plain loop with those metrics."
+        )
     if ov and ov.get("max_val_loss_gap") is not None:
-        notes.append(f"Overhead loops compute the same model: largest per-epoch val_loss gap "
-                     f"{ov['max_val_loss_gap']:.1e}.")
+        notes.append(
+            f"Overhead loops compute the same model: largest per-epoch val_loss gap "
+            f"{ov['max_val_loss_gap']:.1e}."
+        )
     if md:
         notes.append(f"Legacy and unified gave the same val_loss in every round: {md['same_val_loss']}.")
-    notes.append("Ratios are the median of per-round ratios (each round runs both sides back to back, "
-                 "in alternating order); the best-of ratio divides the fastest runs, which on a shared "
-                 "machine is the least disturbed estimate of the intrinsic cost.")
+    notes.append(
+        "Ratios are the median of per-round ratios (each round runs both sides back to back, "
+        "in alternating order); the best-of ratio divides the fastest runs, which on a shared "
+        "machine is the least disturbed estimate of the intrinsic cost."
+    )
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
@@ -306,21 +382,34 @@ def render_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=(__doc__ or "").split("\n\n")[0]
+    )
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="fewer rounds, shorter trainings (~2 min)")
     speed.add_argument("--thorough", action="store_true", help="more rounds, the strategy's epochs (~15 min)")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="run only these sections (modes gives both 2 and 4)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run only these sections (modes gives both 2 and 4)",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="override the interleaved rounds of 1 and 2")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override the epochs of 1 and 2 (0 for 2: the strategy's own)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="override the epochs of 1 and 2 (0 for 2: the strategy's own)",
+    )
     parser.add_argument("--cancels", type=int, default=None, help="override cancels per mode (>= 30 advised)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cancel times")
-    parser.add_argument("--update-results-md", action="store_true",
-                        help=f"also write the table to {RESULTS_MD.relative_to(HERE.parent)}")
+    parser.add_argument(
+        "--update-results-md",
+        action="store_true",
+        help=f"also write the table to {RESULTS_MD.relative_to(HERE.parent)}",
+    )
     args = parser.parse_args(argv)
     profile_name = "quick" if args.quick else "thorough" if args.thorough else "default"
     profile = dict(PROFILES[profile_name])
@@ -344,8 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {
         "benchmark": "run_all",
-        "command": " ".join(["python -m benchmarks" if __package__ else "python benchmarks/run_all.py",
-                             *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [
+                "python -m benchmarks" if __package__ else "python benchmarks/run_all.py",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
         "profile": profile_name,
         "settings": profile,
         "started_at": started_at,
@@ -361,8 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         report["micro"] = bench_micro.run_micro(profile["micro_repeats"])
     if "overhead" in sections:
         log("overhead: ModelTrainer via unified vs a plain torch loop")
-        report["overhead"] = bench_overhead.run(profile["overhead_rounds"], profile["overhead_epochs"],
-                                                log=log)
+        report["overhead"] = bench_overhead.run(
+            profile["overhead_rounds"], profile["overhead_epochs"], log=log
+        )
     if "modes" in sections:
         log(f"modes: legacy vs unified, {profile['mode_rounds']} rounds")
         report["modes"] = run_modes(profile["mode_rounds"], profile["mode_epochs"])
@@ -380,9 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     report["bench_seconds"] = time.perf_counter() - bench_started
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     report["environment"] = {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "platform": platform.platform(), "load_average_start": load_start,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_start": load_start,
         "load_average_end": load_average(),
     }
     table = render_table(report)
@@ -391,8 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     stem.with_suffix(".md").write_text(table)
     if args.update_results_md:
-        RESULTS_MD.write_text("## Benchmarks\n\n" + table + "\nWhat each number means: "
-                              "[benchmarks/README.md](benchmarks/README.md).\n")
+        RESULTS_MD.write_text(
+            "## Benchmarks\n\n" + table + "\nWhat each number means: "
+            "[benchmarks/README.md](benchmarks/README.md).\n"
+        )
     print()
     print(table)
     log(f"JSON: {stem.with_suffix('.json')}")

@@ -44,9 +44,7 @@ def register_execution_modes(register: Callable[[ExecutionMode], None]) -> None:
 
 
 @hookspec
-def progress_sinks(
-    request: TrainingRequest, decision: Decision
-) -> Iterable[ProgressSink] | None:
+def progress_sinks(request: TrainingRequest, decision: Decision) -> Iterable[ProgressSink] | None:
     """Return sinks that should receive the progress updates of ``request``.
 
     Each sink is called as ``sink(epoch, total_epochs, metrics)`` with exactly

@@ -89,8 +89,9 @@ def _call_each(pm: KtrdrPluginManager, hook_name: str, **kwargs: Any) -> list[An
         try:
             value = impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:  # noqa: BLE001 - one observer's bug must not stop the others
-            logger.warning("plugin %s raised in %s: %s: %s", impl.plugin_name, hook_name,
-                           type(exc).__name__, exc)
+            logger.warning(
+                "plugin %s raised in %s: %s: %s", impl.plugin_name, hook_name, type(exc).__name__, exc
+            )
             logger.debug("traceback of plugin %s in %s", impl.plugin_name, hook_name, exc_info=True)
             continue
         if value is not None:
@@ -182,8 +183,9 @@ class TrainingManager:
             result = self._run_mode(execution_mode, request, timer, token)
         except Exception as exc:  # noqa: BLE001 - a source that cannot attach fails this run only
             logger.warning("cancellation source could not attach: %s", exc)
-            result = TrainingResult.failed(f"a cancellation source failed to attach: {exc}",
-                                           metadata={"error_kind": "exception"})
+            result = TrainingResult.failed(
+                f"a cancellation source failed to attach: {exc}", metadata={"error_kind": "exception"}
+            )
         finally:
             ended = time.monotonic()
             usage = meter.stop()
@@ -222,8 +224,7 @@ class TrainingManager:
             resources=usage.to_dict(),
             progress_max_deviation=accuracy.max_deviation,
         )
-        _call_each(pm, "training_finished", request=request, decision=decision,
-                   result=result, report=report)
+        _call_each(pm, "training_finished", request=request, decision=decision, result=result, report=report)
         return result
 
     @staticmethod

@@ -112,19 +112,68 @@ LABEL_NAMES: frozenset[str] = frozenset({"implementation", "status", "result"})
 # threshold where the data does, not somewhere inside a wide bucket.
 
 DURATION_BUCKETS: tuple[float, ...] = (
-    1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
 )
 """Trainings last seconds (a smoke test) to hours (a large multi-symbol run)."""
 
 PROGRESS_INTERVAL_BUCKETS: tuple[float, ...] = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
-    0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.4,
+    0.45,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    5.0,
+    10.0,
 )
 """Fine between 0.05 s and 2 s around the ~300 ms target, with edges on the
 alert's 0.1 s and 1 s; the millisecond buckets show the legacy mode's flooding."""
 
 CANCELLATION_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 """10 ms–1 s in detail (target < 100 ms, alert > 500 ms); up to 30 s for a
 stuck remote worker stopped by force after its grace period."""
@@ -132,7 +181,7 @@ stuck remote worker stopped by force after its grace period."""
 CPU_SECONDS_BUCKETS: tuple[float, ...] = DURATION_BUCKETS
 """CPU seconds of a training: about its wall time on one thread."""
 
-MEMORY_BUCKETS: tuple[float, ...] = tuple(float(2 ** power) for power in range(26, 37))
+MEMORY_BUCKETS: tuple[float, ...] = tuple(float(2**power) for power in range(26, 37))
 """64 MiB to 64 GiB, doubling: the alert compares means, not quantiles."""
 
 VAL_LOSS_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -149,7 +198,18 @@ PAIR_RATIO_BUCKETS: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0, 1.01, 1
 Ratios, not differences: a histogram's ``_sum`` must only grow for ``rate()`` to read it."""
 
 EVENT_LOOP_LAG_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 """A healthy loop lags a millisecond or two; the alert's edge is 0.1 s."""
 
@@ -206,50 +266,64 @@ class KtrdrMetrics:
         )
         self.rollout_percentage = Gauge(
             "ktrdr_rollout_percentage",
-            "Share of users (0-100) routed to the candidate implementation; 0 while the "
-            "rollout is disabled.",
+            "Share of users (0-100) routed to the candidate implementation; 0 while the rollout is disabled.",
             registry=registry,
         )
         self.cpu_seconds = Histogram(
             "ktrdr_training_cpu_seconds",
             "CPU seconds of one training (its process when it ran alone, else its thread).",
-            ["implementation"], buckets=CPU_SECONDS_BUCKETS, registry=registry,
+            ["implementation"],
+            buckets=CPU_SECONDS_BUCKETS,
+            registry=registry,
         )
         self.peak_memory_bytes = Histogram(
             "ktrdr_training_peak_memory_bytes",
             "Peak resident memory of the process during one training that ran alone in it.",
-            ["implementation"], buckets=MEMORY_BUCKETS, registry=registry,
+            ["implementation"],
+            buckets=MEMORY_BUCKETS,
+            registry=registry,
         )
         self.val_loss = Histogram(
-            "ktrdr_training_val_loss", "Validation loss of each successful training.",
-            ["implementation"], buckets=VAL_LOSS_BUCKETS, registry=registry,
+            "ktrdr_training_val_loss",
+            "Validation loss of each successful training.",
+            ["implementation"],
+            buckets=VAL_LOSS_BUCKETS,
+            registry=registry,
         )
         self.val_accuracy = Histogram(
-            "ktrdr_training_val_accuracy", "Validation accuracy of each successful training.",
-            ["implementation"], buckets=VAL_ACCURACY_BUCKETS, registry=registry,
+            "ktrdr_training_val_accuracy",
+            "Validation accuracy of each successful training.",
+            ["implementation"],
+            buckets=VAL_ACCURACY_BUCKETS,
+            registry=registry,
         )
         self.progress_deviation = Histogram(
             "ktrdr_progress_accuracy_deviation",
             "Largest |reported - actual| fraction of work over one training's progress updates.",
-            ["implementation"], buckets=PROGRESS_DEVIATION_BUCKETS, registry=registry,
+            ["implementation"],
+            buckets=PROGRESS_DEVIATION_BUCKETS,
+            registry=registry,
         )
         self.shadow_comparisons_total = Counter(
             "ktrdr_shadow_comparisons_total",
             "Shadow pairs (the candidate run in the background on a control-routed request) "
             "compared, by result.",
-            ["result"], registry=registry,
+            ["result"],
+            registry=registry,
         )
         for result in SHADOW_RESULTS:
             self.shadow_comparisons_total.labels(result=result)
         self.shadow_val_loss_ratio = Histogram(
             "ktrdr_shadow_val_loss_ratio",
             "On each shadow pair: candidate val_loss / control val_loss (above 1: the candidate is worse).",
-            buckets=PAIR_RATIO_BUCKETS, registry=registry,
+            buckets=PAIR_RATIO_BUCKETS,
+            registry=registry,
         )
         self.shadow_val_accuracy_ratio = Histogram(
             "ktrdr_shadow_val_accuracy_ratio",
             "On each shadow pair: candidate val_accuracy / control val_accuracy (below 1: worse).",
-            buckets=PAIR_RATIO_BUCKETS, registry=registry,
+            buckets=PAIR_RATIO_BUCKETS,
+            registry=registry,
         )
         self.build_info = Info("ktrdr_build", "The running ktrdr-core.", registry=registry)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
@@ -273,8 +347,13 @@ class KtrdrMetrics:
         self.active_sessions.labels(implementation=implementation)
         self.progress_interval_seconds.labels(implementation=implementation)
         self.cancellation_latency_seconds.labels(implementation=implementation)
-        for family in (self.cpu_seconds, self.peak_memory_bytes, self.val_loss, self.val_accuracy,
-                       self.progress_deviation):
+        for family in (
+            self.cpu_seconds,
+            self.peak_memory_bytes,
+            self.val_loss,
+            self.val_accuracy,
+            self.progress_deviation,
+        ):
             family.labels(implementation=implementation)
 
     def record_run_quality(self, implementation: str, result: TrainingResult, report: RunReport) -> None:
@@ -293,12 +372,15 @@ class KtrdrMetrics:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     family.labels(implementation=implementation).observe(value)
 
-    def record_shadow(self, result: str, *, val_loss_ratio: float | None = None,
-                      val_accuracy_ratio: float | None = None) -> None:
+    def record_shadow(
+        self, result: str, *, val_loss_ratio: float | None = None, val_accuracy_ratio: float | None = None
+    ) -> None:
         """One compared shadow pair (``result`` in :data:`SHADOW_RESULTS`)."""
         self.shadow_comparisons_total.labels(result=result if result in SHADOW_RESULTS else "different").inc()
-        for value, family in ((val_loss_ratio, self.shadow_val_loss_ratio),
-                              (val_accuracy_ratio, self.shadow_val_accuracy_ratio)):
+        for value, family in (
+            (val_loss_ratio, self.shadow_val_loss_ratio),
+            (val_accuracy_ratio, self.shadow_val_accuracy_ratio),
+        ):
             if value is not None and math.isfinite(value) and value >= 0:
                 family.observe(value)
 
@@ -405,9 +487,7 @@ class MetricsPlugin:
             m.active_sessions.labels(implementation=implementation).dec()
 
 
-def event_loop_lag_monitor(
-    *, metrics: KtrdrMetrics | None = None, **options: Any
-) -> EventLoopLagMonitor:
+def event_loop_lag_monitor(*, metrics: KtrdrMetrics | None = None, **options: Any) -> EventLoopLagMonitor:
     """An :class:`~ktrdr_core.looplag.EventLoopLagMonitor` feeding ``ktrdr_event_loop_lag_seconds``.
 
     The service starts it on its loop (``async with`` or ``start()``/``stop()``);

@@ -31,6 +31,7 @@ BUILTIN_DISTRIBUTION = "ktrdr-core"
 
 logger = logging.getLogger(__name__)
 
+
 @attrs.frozen(kw_only=True)
 class PluginInfo:
     """What ``ktrdr plugins`` says about one plugin."""
@@ -49,20 +50,25 @@ class PluginInfo:
     def loaded(self) -> bool:
         return self.error is None and self.disabled is None
 
+
 @attrs.frozen
 class RegisteredMode:
     mode: ExecutionMode
     plugin: str
     distribution: str
 
+
 def _env_list(value: str | None) -> set[str]:
     return {item.strip() for item in (value or "").split(",") if item.strip()}
+
 
 def _hooks_of(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
     return tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or []))
 
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
 
 class KtrdrPluginManager(pluggy.PluginManager):
     """The pluggy manager with ktrdr's bookkeeping: plugin infos and the mode registry."""
@@ -95,11 +101,17 @@ class KtrdrPluginManager(pluggy.PluginManager):
         except Exception as exc:  # noqa: BLE001 - isolate this plugin, keep the others
             if self.is_registered(plugin):
                 self.unregister(plugin)
-            info = PluginInfo(name=name, distribution=distribution, version=version,
-                              module=module, error=_describe(exc))
+            info = PluginInfo(
+                name=name, distribution=distribution, version=version, module=module, error=_describe(exc)
+            )
         else:
-            info = PluginInfo(name=name, distribution=distribution, version=version,
-                              module=module, hooks=_hooks_of(self, plugin))
+            info = PluginInfo(
+                name=name,
+                distribution=distribution,
+                version=version,
+                module=module,
+                hooks=_hooks_of(self, plugin),
+            )
         self._infos[name] = info
         return info
 
@@ -125,15 +137,17 @@ class KtrdrPluginManager(pluggy.PluginManager):
             elif names & blocked:
                 disabled = f"blocked by {ENV_DISABLE}"
             if disabled:
-                self._infos[ep.name] = PluginInfo(name=ep.name, distribution=dist, version=version,
-                                                  module=ep.value, disabled=disabled)
+                self._infos[ep.name] = PluginInfo(
+                    name=ep.name, distribution=dist, version=version, module=ep.value, disabled=disabled
+                )
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the rest
                 logger.warning("plugin %s (%s) failed to load: %s", ep.name, dist, _describe(exc))
-                self._infos[ep.name] = PluginInfo(name=ep.name, distribution=dist, version=version,
-                                                  module=ep.value, error=_describe(exc))
+                self._infos[ep.name] = PluginInfo(
+                    name=ep.name, distribution=dist, version=version, module=ep.value, error=_describe(exc)
+                )
                 continue
             self.register_checked(plugin, name=ep.name, distribution=dist, version=version)
 
@@ -205,6 +219,7 @@ class KtrdrPluginManager(pluggy.PluginManager):
             infos.append(attrs.evolve(info, modes=modes, error=error))
         return infos
 
+
 def mode_capacity(pm: KtrdrPluginManager, name: str) -> int | None:
     """How many trainings mode ``name`` can run at once, or None: "use the local limit".
 
@@ -227,6 +242,7 @@ def mode_capacity(pm: KtrdrPluginManager, name: str) -> int | None:
 _lock = threading.Lock()
 _manager: KtrdrPluginManager | None = None
 
+
 def _build_manager() -> KtrdrPluginManager:
     from ktrdr_core import builtin
 
@@ -235,15 +251,18 @@ def _build_manager() -> KtrdrPluginManager:
     pm.register_checked(builtin, name="ktrdr-core", distribution=BUILTIN_DISTRIBUTION, version=version)
     from ktrdr_core.training.indicators import plugin as indicator_plugin
 
-    pm.register_checked(indicator_plugin, name="ktrdr-indicators", distribution=BUILTIN_DISTRIBUTION,
-                        version=version)
+    pm.register_checked(
+        indicator_plugin, name="ktrdr-indicators", distribution=BUILTIN_DISTRIBUTION, version=version
+    )
     from ktrdr_core.ledger.plugin import ledger_enabled, ledger_plugin
 
     if ledger_enabled(os.environ):  # KTRDR_LEDGER=off skips the run ledger (docs/decisions.md)
-        pm.register_checked(ledger_plugin, name="ktrdr-ledger", distribution=BUILTIN_DISTRIBUTION,
-                            version=version)
+        pm.register_checked(
+            ledger_plugin, name="ktrdr-ledger", distribution=BUILTIN_DISTRIBUTION, version=version
+        )
     pm.load_entry_points()
     return pm
+
 
 def _dist_installed() -> bool:
     try:
@@ -252,6 +271,7 @@ def _dist_installed() -> bool:
         return False
     return True
 
+
 def get_plugin_manager() -> KtrdrPluginManager:
     """The process-wide plugin manager; entry points are scanned on first use only."""
     global _manager
@@ -259,6 +279,7 @@ def get_plugin_manager() -> KtrdrPluginManager:
         if _manager is None:
             _manager = _build_manager()
         return _manager
+
 
 def reset_plugin_manager() -> None:
     """Forget the cached manager (tests, or after changing KTRDR_PLUGINS)."""

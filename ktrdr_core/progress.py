@@ -43,6 +43,10 @@ class ProgressFanout:
             except Exception as exc:  # noqa: BLE001 - a sink's bug is not the training's
                 if index not in self._reported:
                     self._reported.add(index)
-                    logger.warning("progress sink %r raised %s: %s; its later errors are ignored",
-                                   callback, type(exc).__name__, exc)
+                    logger.warning(
+                        "progress sink %r raised %s: %s; its later errors are ignored",
+                        callback,
+                        type(exc).__name__,
+                        exc,
+                    )
                     logger.debug("traceback of progress sink %r", callback, exc_info=True)

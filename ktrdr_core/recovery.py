@@ -84,16 +84,22 @@ def recover(home: Path | None = None) -> Recovery:
     if path.exists():
         interrupted = RunLedger(path).reconcile()
     for record in interrupted:
-        logger.warning("run %s (training %s, mode %s) was left %s by a process that is gone: "
-                       "recorded as interrupted", record.id, record.request_id, record.mode,
-                       "queued" if record.error_kind == "not_started" else "running")
+        logger.warning(
+            "run %s (training %s, mode %s) was left %s by a process that is gone: recorded as interrupted",
+            record.id,
+            record.request_id,
+            record.mode,
+            "queued" if record.error_kind == "not_started" else "running",
+        )
     removed = []
     for folder in orphaned_model_folders(home / "models"):
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
             removed.append(folder)
-            logger.warning("removed %s, a model folder left half-written by a process that is gone",
-                           folder.relative_to(home))
+            logger.warning(
+                "removed %s, a model folder left half-written by a process that is gone",
+                folder.relative_to(home),
+            )
     return Recovery(interrupted=tuple(interrupted), removed_folders=tuple(removed))
 
 
@@ -114,5 +120,7 @@ def interrupted_note(found: Recovery) -> str | None:
     n = len(found.interrupted)
     if not n:
         return None
-    return (f"ktrdr: recorded {n} run(s) left open by a process that is gone as interrupted "
-            "(ktrdr runs --status interrupted)")
+    return (
+        f"ktrdr: recorded {n} run(s) left open by a process that is gone as interrupted "
+        "(ktrdr runs --status interrupted)"
+    )

@@ -107,8 +107,9 @@ def check_strategy_name(name: str) -> str:
             "(letters, digits, '_' and '-', not a path)"
         )
     if len(name) > MAX_STRATEGY_NAME_LENGTH:
-        raise BadInputError(f"invalid strategy name {_shown(name)}: at most "
-                            f"{MAX_STRATEGY_NAME_LENGTH} characters")
+        raise BadInputError(
+            f"invalid strategy name {_shown(name)}: at most {MAX_STRATEGY_NAME_LENGTH} characters"
+        )
     return name
 
 
@@ -134,5 +135,6 @@ def check_user_id(user_id: str) -> str:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs"):
             raise BadInputError(
                 f"a user id must not contain control or invisible formatting characters: "
-                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}) at position {position}")
+                f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')}) at position {position}"
+            )
     return user_id

@@ -35,8 +35,12 @@ class JsonLinesSink:
         self._lock = threading.Lock()
 
     def __call__(self, epoch: int, total_epochs: int, metrics: Mapping[str, Any]) -> None:
-        record = {"timestamp": time.monotonic(), "epoch": epoch, "total_epochs": total_epochs,
-                  **json_safe(dict(metrics))}
+        record = {
+            "timestamp": time.monotonic(),
+            "epoch": epoch,
+            "total_epochs": total_epochs,
+            **json_safe(dict(metrics)),
+        }
         with self._lock:
             if self._handle is not None:
                 self._handle.write(json.dumps(record) + "\n")
@@ -72,8 +76,11 @@ class LogSummarySink:
         self._last_epoch_logged = epoch
         self._logger.info(
             "epoch %d/%d: train_loss=%.4f val_loss=%.4f val_accuracy=%.3f",
-            epoch, total_epochs, float(metrics.get("train_loss", float("nan"))),
-            float(metrics["val_loss"]), float(metrics.get("val_accuracy", float("nan"))),
+            epoch,
+            total_epochs,
+            float(metrics.get("train_loss", float("nan"))),
+            float(metrics["val_loss"]),
+            float(metrics.get("val_accuracy", float("nan"))),
         )
 
 

@@ -44,15 +44,22 @@ def regimes(rng: np.random.Generator, n: int, mean_length: int) -> np.ndarray:
     start, regime = 0, 0
     while start < n:
         length = int(rng.geometric(1.0 / mean_length))
-        out[start:start + length] = regime
+        out[start : start + length] = regime
         start += length
         regime += 1
     return out
 
 
-def simulate(rng: np.random.Generator, start_price: float, theta: float, sigma: float,
-             vol_mult: float, fair_sigma: float, base_volume: float, n: int = BARS
-             ) -> dict[str, np.ndarray]:
+def simulate(
+    rng: np.random.Generator,
+    start_price: float,
+    theta: float,
+    sigma: float,
+    vol_mult: float,
+    fair_sigma: float,
+    base_volume: float,
+    n: int = BARS,
+) -> dict[str, np.ndarray]:
     # Fair value: random walk with a drift that changes at each trend regime.
     trend_id = regimes(rng, n, 700)
     drifts = rng.normal(0.0, 0.00012, trend_id.max() + 1)
@@ -93,8 +100,10 @@ def render(symbol: str, bars: dict[str, np.ndarray]) -> bytes:
         stamp = (START + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
         o, h, lo, c = (round(float(bars[k][i]), places) for k in ("open", "high", "low", "close"))
         h, lo = max(h, o, c), min(lo, o, c)
-        lines.append(f"{stamp},{o:.{places}f},{h:.{places}f},{lo:.{places}f},{c:.{places}f},"
-                     f"{int(round(float(bars['volume'][i])))}")
+        lines.append(
+            f"{stamp},{o:.{places}f},{h:.{places}f},{lo:.{places}f},{c:.{places}f},"
+            f"{int(round(float(bars['volume'][i])))}"
+        )
     text = "\n".join(lines) + "\n"
     buffer = io.BytesIO()
     # mtime=0 and no file name: the gzip bytes depend only on the content.
@@ -116,15 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the files in --out instead of writing")
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the files in --out instead of writing"
+    )
     args = parser.parse_args(argv)
     files = generate(args.seed)
     if args.check:
         # Compare the CSV text, not the gzip bytes (those depend on the zlib build).
-        stale = [name for name, data in files.items()
-                 if not (args.out / name).is_file()
-                 or gzip.decompress((args.out / name).read_bytes()) != gzip.decompress(data)]
+        stale = [
+            name
+            for name, data in files.items()
+            if not (args.out / name).is_file()
+            or gzip.decompress((args.out / name).read_bytes()) != gzip.decompress(data)
+        ]
         if stale:
             print(f"out of date: {', '.join(stale)}", file=sys.stderr)
             return 1

@@ -28,7 +28,7 @@ version = "0.0.1"
 packages = ["{package}"]
 """
 
-GOOD_PLUGIN = '''\
+GOOD_PLUGIN = """\
 from ktrdr_core import ModeHealth, TrainingResult, hookimpl
 
 
@@ -46,18 +46,18 @@ class EchoMode:
 @hookimpl
 def register_execution_modes(register):
     register(EchoMode())
-'''
+"""
 
 BROKEN_IMPORT = "raise ImportError('this plugin is broken on purpose')\n"
 
-BAD_SIGNATURE = '''\
+BAD_SIGNATURE = """\
 from ktrdr_core import hookimpl
 
 
 @hookimpl
 def register_execution_modes(register, unexpected_argument):
     pass
-'''
+"""
 
 
 def write_dist(root: Path, dist: str, entry: str, plugin_source: str) -> Path:
@@ -73,7 +73,16 @@ def write_dist(root: Path, dist: str, entry: str, plugin_source: str) -> Path:
 def pip_install_target(target: Path, *dists: Path) -> None:
     """``pip install --target``: a real install, kept out of the test environment."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         *map(str, dists)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            *map(str, dists),
+        ],
         check=True,
     )

@@ -24,8 +24,21 @@ REAL_FILES = {"EURUSD.csv": "EURUSD_1h.csv", "GOOG.csv": "GOOG_1d.csv"}
 def fetch_real_prices(wheels: Path, folder: Path) -> Path:
     """``folder`` with EURUSD_1h.csv and GOOG_1d.csv; the wheel is cached in ``wheels``."""
     if not list(wheels.glob("backtesting-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--dest", str(wheels), BACKTESTING_WHEEL], check=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--dest",
+                str(wheels),
+                BACKTESTING_WHEEL,
+            ],
+            check=True,
+            timeout=300,
+        )
     wheel = sorted(wheels.glob("backtesting-*.whl"))[-1]
     with zipfile.ZipFile(wheel) as archive:
         for name, target in REAL_FILES.items():
@@ -39,21 +52,23 @@ def resample(bars: OHLCV, hours: int, timeframe: str) -> OHLCV:
     bucket = ts - ts % (hours * 3600)
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], len(ts)]
-    return OHLCV(symbol=bars.symbol, timeframe=timeframe,
-                 timestamps=bucket[starts].astype("datetime64[s]"),
-                 open=bars.open[starts], close=bars.close[ends - 1],
-                 high=np.maximum.reduceat(bars.high, starts),
-                 low=np.minimum.reduceat(bars.low, starts),
-                 volume=np.add.reduceat(bars.volume, starts) if bars.volume is not None
-                 else None)
+    return OHLCV(
+        symbol=bars.symbol,
+        timeframe=timeframe,
+        timestamps=bucket[starts].astype("datetime64[s]"),
+        open=bars.open[starts],
+        close=bars.close[ends - 1],
+        high=np.maximum.reduceat(bars.high, starts),
+        low=np.minimum.reduceat(bars.low, starts),
+        volume=np.add.reduceat(bars.volume, starts) if bars.volume is not None else None,
+    )
 
 
 def write_csv(bars: OHLCV, path: Path) -> None:
     rows = ["timestamp,open,high,low,close,volume"]
     volume = bars.volume if bars.volume is not None else np.zeros(len(bars))
     for i in range(len(bars)):
-        values = ",".join(repr(float(c[i])) for c in (bars.open, bars.high, bars.low,
-                                                         bars.close, volume))
+        values = ",".join(repr(float(c[i])) for c in (bars.open, bars.high, bars.low, bars.close, volume))
         rows.append(f"{np.datetime_as_string(bars.timestamps[i], unit='s')}Z,{values}")
     path.write_text("\n".join(rows) + "\n")
 

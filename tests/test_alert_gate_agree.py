@@ -63,19 +63,41 @@ def feed(outcomes: dict[str, int], ledger: RunLedger, metrics: KtrdrMetrics) -> 
             request = TrainingRequest(strategy="s", user_id=f"user{i}")
             if outcome == "interrupted":  # found by the next start-up, counted then
                 metrics.record_interrupted("unified", started=True)
-                ledger.record_run(request_id=request.request_id, user_id=request.user_id, strategy="s",
-                                  mode="unified", status="interrupted", error_kind="interrupted",
-                                  started_at=now - 60, duration_seconds=1)
+                ledger.record_run(
+                    request_id=request.request_id,
+                    user_id=request.user_id,
+                    strategy="s",
+                    mode="unified",
+                    status="interrupted",
+                    error_kind="interrupted",
+                    started_at=now - 60,
+                    duration_seconds=1,
+                )
                 continue
             result = result_for(outcome)
             plugin.training_started(request=request, decision=decision)
-            plugin.training_finished(request=request, decision=decision, result=result, report=RunReport(
-                request_id=request.request_id, mode="unified", status=result.status, started_at=now - 60,
-                duration_seconds=1.0))
-            ledger.record_run(request_id=request.request_id, user_id=request.user_id, strategy="s",
-                              mode="unified", status=result.status,
-                              error_kind=(result.metadata or {}).get("error_kind"),
-                              started_at=now - 60, duration_seconds=1)
+            plugin.training_finished(
+                request=request,
+                decision=decision,
+                result=result,
+                report=RunReport(
+                    request_id=request.request_id,
+                    mode="unified",
+                    status=result.status,
+                    started_at=now - 60,
+                    duration_seconds=1.0,
+                ),
+            )
+            ledger.record_run(
+                request_id=request.request_id,
+                user_id=request.user_id,
+                strategy="s",
+                mode="unified",
+                status=result.status,
+                error_kind=(result.metadata or {}).get("error_kind"),
+                started_at=now - 60,
+                duration_seconds=1,
+            )
 
 
 def promtool_value(metrics: KtrdrMetrics, expr: str, expected: float, tmp_path: Path) -> bool:
@@ -83,36 +105,56 @@ def promtool_value(metrics: KtrdrMetrics, expr: str, expected: float, tmp_path: 
     series = []
     for status in STATUSES:
         value = metrics.requests_total.labels(implementation="unified", status=status)._value.get()
-        series.append({"series": f'training_requests_total{{job="ktrdr",implementation="unified",'
-                                 f'status="{status}"}}', "values": f"0+{int(value)}x30"})
-    test = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": series,
-        "promql_expr_test": [{"expr": expr, "eval_time": "20m",
-                              "exp_samples": [{"labels": "{}", "value": expected}]}]}]}
+        series.append(
+            {
+                "series": f'training_requests_total{{job="ktrdr",implementation="unified",'
+                f'status="{status}"}}',
+                "values": f"0+{int(value)}x30",
+            }
+        )
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "20m", "exp_samples": [{"labels": "{}", "value": expected}]}
+                ],
+            }
+        ],
+    }
     path = tmp_path / "agree.test.yml"
     path.write_text(yaml.safe_dump(test))
-    proc = subprocess.run([str(PROMTOOL), "test", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [str(PROMTOOL), "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
     return proc.returncode == 0
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is installed by scripts/test")
-@pytest.mark.parametrize("outcomes", [
-    # 1 error in 121 counted runs (0.83 %): typos neither count as failures nor dilute them
-    {"success": 110, "cancelled": 10, "error": 1, "bad_input": 60},
-    # 2 interrupted in 100 counted runs (2 %): runs lost with their process are failures
-    {"success": 98, "interrupted": 2, "bad_input": 5},
-    # 1 error + 1 interrupted in 150 (1.33 %)
-    {"success": 140, "cancelled": 8, "error": 1, "interrupted": 1},
-    # no failures at all, only typos
-    {"success": 30, "bad_input": 30},
-])
-def test_the_alert_measures_the_error_rate_the_gate_measures(outcomes: dict[str, int],
-                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "outcomes",
+    [
+        # 1 error in 121 counted runs (0.83 %): typos neither count as failures nor dilute them
+        {"success": 110, "cancelled": 10, "error": 1, "bad_input": 60},
+        # 2 interrupted in 100 counted runs (2 %): runs lost with their process are failures
+        {"success": 98, "interrupted": 2, "bad_input": 5},
+        # 1 error + 1 interrupted in 150 (1.33 %)
+        {"success": 140, "cancelled": 8, "error": 1, "interrupted": 1},
+        # no failures at all, only typos
+        {"success": 30, "bad_input": 30},
+    ],
+)
+def test_the_alert_measures_the_error_rate_the_gate_measures(
+    outcomes: dict[str, int], tmp_path: Path
+) -> None:
     ledger, metrics = RunLedger(), KtrdrMetrics(CollectorRegistry())
     feed(outcomes, ledger, metrics)
-    report = evaluate_gate("canary", ledger=ledger,
-                           settings=RolloutSettings(enabled=True, percentage=10), config=None)
+    report = evaluate_gate(
+        "canary", ledger=ledger, settings=RolloutSettings(enabled=True, percentage=10), config=None
+    )
     error_rate = next(c for c in report.criteria if c.name == "candidate error rate")
     failures = outcomes.get("error", 0) + outcomes.get("interrupted", 0)
     counted = sum(outcomes.values()) - outcomes.get("bad_input", 0)

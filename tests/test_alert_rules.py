@@ -54,8 +54,10 @@ def promtool() -> str:
     found = shutil.which("promtool")
     if found:
         return found
-    message = ("promtool is not installed (apt-get install prometheus, or a release from "
-               "prometheus.io); it checks and unit-tests deploy/prometheus/alerts.yml")
+    message = (
+        "promtool is not installed (apt-get install prometheus, or a release from "
+        "prometheus.io); it checks and unit-tests deploy/prometheus/alerts.yml"
+    )
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(f"{message}; CI must run the alert rule tests")
     pytest.skip(message)
@@ -117,10 +119,16 @@ MUTATIONS = {
     # The gate leaves users' typos out; so must the alert.
     "bad input counted": ("UnifiedTrainingHighErrorRate", ',status!="bad_input"}[5m]))', "}[5m]))"),
     # The gate counts runs lost with their process as failures; so must the alert.
-    "bad input as a failure": ("UnifiedTrainingHighErrorRate", 'status=~"error|interrupted"',
-                               'status=~"error|interrupted|bad_input"'),
-    "interrupted not counted": ("UnifiedTrainingHighErrorRate", 'status=~"error|interrupted"',
-                                'status="error"'),
+    "bad input as a failure": (
+        "UnifiedTrainingHighErrorRate",
+        'status=~"error|interrupted"',
+        'status=~"error|interrupted|bad_input"',
+    ),
+    "interrupted not counted": (
+        "UnifiedTrainingHighErrorRate",
+        'status=~"error|interrupted"',
+        'status="error"',
+    ),
     "error threshold 5%": ("UnifiedTrainingHighErrorRate", "          > 0.01\n", "          > 0.05\n"),
     "duration ratio 1.05": ("UnifiedTrainingSlowPerformance", "> 1.2\n", "> 1.05\n"),
     "cancellation p95 0.8 s": ("UnifiedTrainingSlowCancellation", ") > 0.5\n", ") > 0.8\n"),
@@ -134,33 +142,51 @@ MUTATIONS = {
     "event loop p99 0.09 s": ("KtrdrEventLoopLag", ") > 0.1\n        for: 5m", ") > 0.09\n        for: 5m"),
     "service down without for": ("KtrdrServiceDown", "for: 2m", "for: 0m"),
     "availability 99.6%": ("KtrdrServiceAvailabilityLow", "< 0.995", "< 0.996"),
-    "cpu ratio 1.6": ("UnifiedTrainingHighCpuUsage",
-                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
-                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.6\n'),
-    "cpu ratio 1.2": ("UnifiedTrainingHighCpuUsage",
-                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
-                      'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.2\n'),
-    "memory ratio 1.7": ("UnifiedTrainingHighMemoryUsage",
-                         'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
-                         'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.7\n'),
-    "val_loss ratio 1.15": ("UnifiedTrainingValLossDegraded",
-                            "val_loss_ratio_count[1h]))\n          > 1.05\n",
-                            "val_loss_ratio_count[1h]))\n          > 1.15\n"),
-    "val_loss ratio 1.01": ("UnifiedTrainingValLossDegraded",
-                            "val_loss_ratio_count[1h]))\n          > 1.05\n",
-                            "val_loss_ratio_count[1h]))\n          > 1.01\n"),
-    "val_accuracy ratio 0.9": ("UnifiedTrainingValAccuracyDegraded",
-                               "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
-                               "val_accuracy_ratio_count[1h]))\n          < 0.9\n"),
-    "val_accuracy ratio 1.04": ("UnifiedTrainingValAccuracyDegraded",
-                                "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
-                                "val_accuracy_ratio_count[1h]))\n          < 1.04\n"),
-    "progress deviation 0.1": ("UnifiedTrainingProgressInaccurate",
-                               "accuracy_deviation_bucket{implementation=\"unified\"}[1h]))\n          ) > 0.05\n",
-                               "accuracy_deviation_bucket{implementation=\"unified\"}[1h]))\n          ) > 0.1\n"),
-    "progress deviation of every mode": ("UnifiedTrainingProgressInaccurate",
-                                         'ktrdr_progress_accuracy_deviation_bucket{implementation="unified"}',
-                                         "ktrdr_progress_accuracy_deviation_bucket"),
+    "cpu ratio 1.6": (
+        "UnifiedTrainingHighCpuUsage",
+        'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+        'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.6\n',
+    ),
+    "cpu ratio 1.2": (
+        "UnifiedTrainingHighCpuUsage",
+        'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+        'cpu_seconds_count{implementation="legacy"}[1h]))\n          )\n          > 1.2\n',
+    ),
+    "memory ratio 1.7": (
+        "UnifiedTrainingHighMemoryUsage",
+        'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.3\n',
+        'memory_bytes_count{implementation="legacy"}[1h]))\n          )\n          > 1.7\n',
+    ),
+    "val_loss ratio 1.15": (
+        "UnifiedTrainingValLossDegraded",
+        "val_loss_ratio_count[1h]))\n          > 1.05\n",
+        "val_loss_ratio_count[1h]))\n          > 1.15\n",
+    ),
+    "val_loss ratio 1.01": (
+        "UnifiedTrainingValLossDegraded",
+        "val_loss_ratio_count[1h]))\n          > 1.05\n",
+        "val_loss_ratio_count[1h]))\n          > 1.01\n",
+    ),
+    "val_accuracy ratio 0.9": (
+        "UnifiedTrainingValAccuracyDegraded",
+        "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
+        "val_accuracy_ratio_count[1h]))\n          < 0.9\n",
+    ),
+    "val_accuracy ratio 1.04": (
+        "UnifiedTrainingValAccuracyDegraded",
+        "val_accuracy_ratio_count[1h]))\n          < 0.95\n",
+        "val_accuracy_ratio_count[1h]))\n          < 1.04\n",
+    ),
+    "progress deviation 0.1": (
+        "UnifiedTrainingProgressInaccurate",
+        'accuracy_deviation_bucket{implementation="unified"}[1h]))\n          ) > 0.05\n',
+        'accuracy_deviation_bucket{implementation="unified"}[1h]))\n          ) > 0.1\n',
+    ),
+    "progress deviation of every mode": (
+        "UnifiedTrainingProgressInaccurate",
+        'ktrdr_progress_accuracy_deviation_bucket{implementation="unified"}',
+        "ktrdr_progress_accuracy_deviation_bucket",
+    ),
 }
 
 
@@ -242,9 +268,14 @@ def test_alerts_read_only_metrics_that_ktrdr_exposes() -> None:
     exposed = {sample.name for family in registry.collect() for sample in family.samples}
     exposed |= {  # labelled families show their samples once a label is used
         f"{base}{suffix}"
-        for base in ("training_duration_seconds", "progress_update_interval_seconds",
-                     "cancellation_latency_seconds", "ktrdr_training_cpu_seconds",
-                     "ktrdr_training_peak_memory_bytes", "ktrdr_progress_accuracy_deviation")
+        for base in (
+            "training_duration_seconds",
+            "progress_update_interval_seconds",
+            "cancellation_latency_seconds",
+            "ktrdr_training_cpu_seconds",
+            "ktrdr_training_peak_memory_bytes",
+            "ktrdr_progress_accuracy_deviation",
+        )
         for suffix in ("_bucket", "_sum", "_count")
     } | {"training_requests_total", "active_training_sessions"}
     functions = {"sum", "rate", "by", "le", "instance", "histogram_quantile", "avg_over_time", "absent"}

@@ -33,12 +33,18 @@ def only_in_test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     reset_plugin_manager()
 
 
-
-def rollout(stage_pct: int = 10, *, window: int = 20, threshold: float | None = None,
-            exclude: bool = False, enabled: bool = True) -> RolloutStore:
+def rollout(
+    stage_pct: int = 10,
+    *,
+    window: int = 20,
+    threshold: float | None = None,
+    exclude: bool = False,
+    enabled: bool = True,
+) -> RolloutStore:
     store = RolloutStore()
     fields: dict[str, Any] = {
-        "enabled": True, "percentage": stage_pct,
+        "enabled": True,
+        "percentage": stage_pct,
         "auto_rollback": {"enabled": enabled, "window_runs": window, "exclude_failed_users": exclude},
     }
     if threshold is not None:
@@ -47,29 +53,48 @@ def rollout(stage_pct: int = 10, *, window: int = 20, threshold: float | None = 
     return store
 
 
-def finish(ledger: RunLedger, *, errors: int, successes: int, mode: str = "unified",
-           started_at: float | None = None, error_kind: str | None = None) -> None:
+def finish(
+    ledger: RunLedger,
+    *,
+    errors: int,
+    successes: int,
+    mode: str = "unified",
+    started_at: float | None = None,
+    error_kind: str | None = None,
+) -> None:
     start = time.time() if started_at is None else started_at
     for i in range(successes + errors):
         status = "error" if i < errors else "success"
-        ledger.record_run(request_id=f"{mode}-{i}-{time.monotonic_ns()}", user_id=f"user{i}", strategy="s",
-                          mode=mode, status=status, started_at=start + i * 1e-3, duration_seconds=1.0,
-                          error="boom" if status == "error" else None, error_kind=error_kind)
+        ledger.record_run(
+            request_id=f"{mode}-{i}-{time.monotonic_ns()}",
+            user_id=f"user{i}",
+            strategy="s",
+            mode=mode,
+            status=status,
+            started_at=start + i * 1e-3,
+            duration_seconds=1.0,
+            error="boom" if status == "error" else None,
+            error_kind=error_kind,
+        )
 
 
 def check_now(ledger: RunLedger) -> Any:
     return maybe_auto_rollback(ledger, ledger.runs(limit=1)[0])
 
 
-@pytest.mark.parametrize(("threshold", "window", "errors", "triggers"), [
-    (5.0, 20, 1, False),    # 1/20 = 5 %: exactly at the threshold, does not trigger
-    (4.99, 20, 1, True),    # the same rate just above a 4.99 % threshold triggers
-    (5.0, 20, 2, True),     # 10 % > 5 %
-    (10.0, 10, 1, False),   # 1/10 = 10 % == 10 %
-    (10.0, 10, 2, True),    # 20 %
-])
-def test_triggers_exactly_above_the_threshold(threshold: float, window: int, errors: int,
-                                              triggers: bool) -> None:
+@pytest.mark.parametrize(
+    ("threshold", "window", "errors", "triggers"),
+    [
+        (5.0, 20, 1, False),  # 1/20 = 5 %: exactly at the threshold, does not trigger
+        (4.99, 20, 1, True),  # the same rate just above a 4.99 % threshold triggers
+        (5.0, 20, 2, True),  # 10 % > 5 %
+        (10.0, 10, 1, False),  # 1/10 = 10 % == 10 %
+        (10.0, 10, 2, True),  # 20 %
+    ],
+)
+def test_triggers_exactly_above_the_threshold(
+    threshold: float, window: int, errors: int, triggers: bool
+) -> None:
     store = rollout(window=window, threshold=threshold)
     ledger = RunLedger()
     finish(ledger, errors=errors, successes=window - errors)
@@ -157,11 +182,14 @@ def test_env_override_is_called_out_in_the_reason(monkeypatch: pytest.MonkeyPatc
     assert "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE set in the environment wins" in store.history()[-1].reason
 
 
-@pytest.mark.parametrize(("section", "key"), [
-    ({"enabled": "yes"}, "auto_rollback.enabled"),
-    ({"window_runs": 0}, "auto_rollback.window_runs"),
-    ({"window": 5}, "auto_rollback.window"),
-])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"enabled": "yes"}, "auto_rollback.enabled"),
+        ({"window_runs": 0}, "auto_rollback.window_runs"),
+        ({"window": 5}, "auto_rollback.window"),
+    ],
+)
 def test_bad_auto_rollback_settings_name_the_key(section: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigurationError, match=f"rollout.json: '{key}'"):
         AutoRollbackConfig.from_mapping(section, source="rollout.json")
@@ -172,8 +200,10 @@ def test_bad_auto_rollback_settings_name_the_key(section: dict[str, Any], key: s
 
 def test_end_to_end_rollback_and_status(ktrdr_home: Path) -> None:
     ok = TrainingResult(success=True)
-    modes = (StepMode("legacy", steps=1, result=ok),
-             StepMode("unified", steps=1, fail_at=1, error="NaN loss", result=ok))
+    modes = (
+        StepMode("legacy", steps=1, result=ok),
+        StepMode("unified", steps=1, fail_at=1, error="NaN loss", result=ok),
+    )
     pm = get_plugin_manager()
     pm.register_checked(ModeProvider(*modes), name="p", distribution="test-modes", version="1")
     manager = TrainingManager(pm)
@@ -185,13 +215,23 @@ def test_end_to_end_rollback_and_status(ktrdr_home: Path) -> None:
     assert [r.status for r in RunLedger().runs(mode="unified")] == ["error"] * 3
 
     env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     state = json.loads(proc.stdout)["auto_rollback"]
     assert state["rolled_back"] is True and "full threshold 0.1 %" in state["last"]["reason"]
-    text = subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
-                          capture_output=True, text=True, env=env, timeout=120).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    ).stdout
     assert "AUTO-ROLLED BACK at" in text
 
     store.set_fields("set_stage", {"enabled": True, "percentage": 10}, reason="fixed, back to canary")
@@ -211,7 +251,15 @@ def test_failing_shadow_runs_are_not_user_traffic() -> None:
     ledger = RunLedger()
     finish(ledger, errors=0, successes=10)
     for i in range(10):  # the latest runs: the candidate failed every shadow run, users never saw them
-        ledger.record_run(request_id=f"shadow-{i}", user_id="u", strategy="s", mode="unified",
-                          status="error", error="boom", duration_seconds=1.0, shadow=True)
+        ledger.record_run(
+            request_id=f"shadow-{i}",
+            user_id="u",
+            strategy="s",
+            mode="unified",
+            status="error",
+            error="boom",
+            duration_seconds=1.0,
+            shadow=True,
+        )
     user_run = ledger.runs(shadow=False, limit=1)[0]
     assert maybe_auto_rollback(ledger, user_run) is None and store.read().percentage == 10

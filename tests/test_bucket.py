@@ -17,9 +17,7 @@ BOTH = ("legacy", "unified")
 
 
 def policy(pct: int, *, enabled: bool = True, excluded: frozenset[str] = frozenset()) -> RolloutPolicy:
-    return RolloutPolicy(
-        settings=RolloutSettings(enabled=enabled, percentage=pct, excluded_users=excluded)
-    )
+    return RolloutPolicy(settings=RolloutSettings(enabled=enabled, percentage=pct, excluded_users=excluded))
 
 
 @given(user_ids)

@@ -10,8 +10,13 @@ from pathlib import Path
 
 
 def ktrdr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], needle: str) -> None:
@@ -24,7 +29,9 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], needle: str) 
 def test_ktrdr_home_that_is_a_file(tmp_path: Path) -> None:
     home = tmp_path / "not-a-folder"
     home.write_text("x")
-    assert_one_line_exit_2(ktrdr("rollout", "set", "10", KTRDR_HOME=str(home)), "cannot change the rollout file")
+    assert_one_line_exit_2(
+        ktrdr("rollout", "set", "10", KTRDR_HOME=str(home)), "cannot change the rollout file"
+    )
     assert_one_line_exit_2(ktrdr("train", "neuro_mean_reversion", KTRDR_HOME=str(home)), "KTRDR_HOME")
     assert home.read_text() == "x"
 

@@ -13,14 +13,23 @@ import pytest
 
 def ktrdr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args],
-                          capture_output=True, text=True, env=environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
 
 
 def imported_modules(*args: str) -> set[str]:
     """Top-level modules imported by ``ktrdr ARGS`` (``python -X importtime``)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ktrdr_core.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = set()
     for line in proc.stderr.splitlines():
@@ -36,11 +45,14 @@ def test_light_commands_do_not_import_torch(args: tuple[str, ...]) -> None:
     assert "torch" not in modules
 
 
-@pytest.mark.parametrize(("env", "needle"), [
-    ({"UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "abc"}, "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE"),
-    ({"UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "150"}, "between 0 and 100"),
-    ({"KTRDR_ROLLOUT_CANDIDATE": "../x"}, "KTRDR_ROLLOUT_CANDIDATE"),
-])
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "abc"}, "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE"),
+        ({"UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "150"}, "between 0 and 100"),
+        ({"KTRDR_ROLLOUT_CANDIDATE": "../x"}, "KTRDR_ROLLOUT_CANDIDATE"),
+    ],
+)
 def test_malformed_env_gives_exit_2_and_one_line(env: dict[str, str], needle: str) -> None:
     for args in (("rollout", "explain", "alice"), ("rollout", "status")):
         proc = ktrdr(*args, env=env)
@@ -51,8 +63,11 @@ def test_malformed_env_gives_exit_2_and_one_line(env: dict[str, str], needle: st
 
 
 def test_explain_alice_at_fifty_percent() -> None:
-    env = {"USE_UNIFIED_TRAINING": "true", "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "50",
-           "KTRDR_PLUGINS": "no-such-plugin"}  # no mode loads, whatever is installed
+    env = {
+        "USE_UNIFIED_TRAINING": "true",
+        "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "50",
+        "KTRDR_PLUGINS": "no-such-plugin",
+    }  # no mode loads, whatever is installed
     proc = ktrdr("rollout", "explain", "alice", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     decision = json.loads(proc.stdout)["decision"]

@@ -15,22 +15,48 @@ from ktrdr_core.ledger import RunLedger
 
 
 def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def ledger() -> RunLedger:
     now = time.time()
     ledger = RunLedger()
-    ledger.record_run(request_id="old-legacy", user_id="bob", strategy="mean_rev", mode="legacy",
-                      status="success", started_at=now - 10 * 86400, duration_seconds=30,
-                      metrics={"val_loss": 0.51})
-    ledger.record_run(request_id="new-unified", user_id="alice", strategy="mean_rev", mode="unified",
-                      status="error", started_at=now - 3600, duration_seconds=2, error="RuntimeError: boom",
-                      candidate=True)
-    ledger.start_run(request_id="live-unified", user_id="alice", strategy="trend", mode="unified",
-                     candidate=True, started_at=now - 60)
+    ledger.record_run(
+        request_id="old-legacy",
+        user_id="bob",
+        strategy="mean_rev",
+        mode="legacy",
+        status="success",
+        started_at=now - 10 * 86400,
+        duration_seconds=30,
+        metrics={"val_loss": 0.51},
+    )
+    ledger.record_run(
+        request_id="new-unified",
+        user_id="alice",
+        strategy="mean_rev",
+        mode="unified",
+        status="error",
+        started_at=now - 3600,
+        duration_seconds=2,
+        error="RuntimeError: boom",
+        candidate=True,
+    )
+    ledger.start_run(
+        request_id="live-unified",
+        user_id="alice",
+        strategy="trend",
+        mode="unified",
+        candidate=True,
+        started_at=now - 60,
+    )
     return ledger
 
 
@@ -86,21 +112,42 @@ def test_empty_ledger_says_so(ktrdr_home: Path) -> None:
 
 @pytest.mark.parametrize("args", [("runs",), ("rollout", "gate")])
 def test_runs_and_gate_do_not_import_torch(ledger: RunLedger, args: tuple[str, ...]) -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ktrdr_core.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
-    modules = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
-               if line.startswith("import time:") and "|" in line}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
     assert "sqlite3" in modules  # the measurement itself works
     assert "torch" not in modules
 
 
 def test_shadow_runs_are_shown_as_such_and_can_be_filtered() -> None:
     ledger = RunLedger()
-    ledger.record_run(request_id="user-run-000001", user_id="alice", strategy="s", mode="legacy",
-                      status="success", duration_seconds=2.0,
-                      resources={"cpu_seconds": 1.5, "cpu_scope": "process", "peak_rss_bytes": 300 * 2 ** 20})
-    ledger.record_run(request_id="shadow-run-0001", user_id="alice", strategy="s", mode="unified",
-                      status="success", duration_seconds=2.0, shadow=True, shadow_of="user-run-000001")
+    ledger.record_run(
+        request_id="user-run-000001",
+        user_id="alice",
+        strategy="s",
+        mode="legacy",
+        status="success",
+        duration_seconds=2.0,
+        resources={"cpu_seconds": 1.5, "cpu_scope": "process", "peak_rss_bytes": 300 * 2**20},
+    )
+    ledger.record_run(
+        request_id="shadow-run-0001",
+        user_id="alice",
+        strategy="s",
+        mode="unified",
+        status="success",
+        duration_seconds=2.0,
+        shadow=True,
+        shadow_of="user-run-000001",
+    )
     table = ktrdr("runs")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
@@ -116,12 +163,28 @@ def test_shadow_runs_are_shown_as_such_and_can_be_filtered() -> None:
 
 def test_warnings_are_counted_listed_and_in_the_json() -> None:
     ledger = RunLedger()
-    said = ["every one of the 900 labels is HOLD: the model can learn nothing but that class",
-            "the test part has only 40 samples (under 100)"]
-    ledger.record_run(request_id="warned-run", user_id="eve", strategy="s", mode="unified", status="success",
-                      duration_seconds=3, warnings=said)
-    ledger.record_run(request_id="clean-run", user_id="eve", strategy="s", mode="legacy", status="success",
-                      duration_seconds=3, warnings=[])
+    said = [
+        "every one of the 900 labels is HOLD: the model can learn nothing but that class",
+        "the test part has only 40 samples (under 100)",
+    ]
+    ledger.record_run(
+        request_id="warned-run",
+        user_id="eve",
+        strategy="s",
+        mode="unified",
+        status="success",
+        duration_seconds=3,
+        warnings=said,
+    )
+    ledger.record_run(
+        request_id="clean-run",
+        user_id="eve",
+        strategy="s",
+        mode="legacy",
+        status="success",
+        duration_seconds=3,
+        warnings=[],
+    )
     proc = ktrdr("runs", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {row["request_id"]: row for row in json.loads(proc.stdout)}

@@ -109,29 +109,56 @@ def test_missing_and_nan_values() -> None:
     assert not compare_numbers("x", math.nan, 0.5, 0.01).equal
 
 
-def result(val_loss: float = 0.9, *, f1: float = 0.5, epochs: int = 2, extra: dict[str, Any] | None = None,
-           features: tuple[str, ...] = ("a", "b")) -> TrainingResult:
+def result(
+    val_loss: float = 0.9,
+    *,
+    f1: float = 0.5,
+    epochs: int = 2,
+    extra: dict[str, Any] | None = None,
+    features: tuple[str, ...] = ("a", "b"),
+) -> TrainingResult:
     return TrainingResult(
         success=True,
-        training_metrics={"val_loss": val_loss, "val_accuracy": 0.55, "train_loss": 0.8,
-                          "train_accuracy": 0.6, "epochs_trained": epochs, "best_epoch": epochs,
-                          "history": {"val_loss": [val_loss + 0.1, val_loss][:epochs],
-                                      "val_accuracy": [0.5, 0.55][:epochs]}},
-        test_metrics={"test_accuracy": 0.57, "test_loss": 0.84, "f1": f1, "precision": 0.55,
-                      "recall": 0.57, "test_samples": 1000, "confusion_matrix": [[1, 2], [3, 4]],
-                      **(extra or {})},
+        training_metrics={
+            "val_loss": val_loss,
+            "val_accuracy": 0.55,
+            "train_loss": 0.8,
+            "train_accuracy": 0.6,
+            "epochs_trained": epochs,
+            "best_epoch": epochs,
+            "history": {
+                "val_loss": [val_loss + 0.1, val_loss][:epochs],
+                "val_accuracy": [0.5, 0.55][:epochs],
+            },
+        },
+        test_metrics={
+            "test_accuracy": 0.57,
+            "test_loss": 0.84,
+            "f1": f1,
+            "precision": 0.55,
+            "recall": 0.57,
+            "test_samples": 1000,
+            "confusion_matrix": [[1, 2], [3, 4]],
+            **(extra or {}),
+        },
         feature_names=features,
     )
 
 
 def test_compare_results_covers_every_scalar_test_metric_and_the_features() -> None:
     found = {c.field: c for c in compare_results(result(), result(extra={"mcc": 0.2}), 0.01)}
-    assert {"training_metrics.val_loss", "test_metrics.f1", "test_metrics.test_samples",
-            "feature_names", "training_metrics.epochs_trained"} <= set(found)
+    assert {
+        "training_metrics.val_loss",
+        "test_metrics.f1",
+        "test_metrics.test_samples",
+        "feature_names",
+        "training_metrics.epochs_trained",
+    } <= set(found)
     assert "test_metrics.confusion_matrix" not in found  # not a scalar
     assert not found["test_metrics.mcc"].equal  # present on one side only
-    differing = [c.field for c in compare_results(result(), result(f1=0.6, features=("a", "c")), 0.01)
-                 if not c.equal]
+    differing = [
+        c.field for c in compare_results(result(), result(f1=0.6, features=("a", "c")), 0.01) if not c.equal
+    ]
     assert differing == ["test_metrics.f1", "feature_names"]
 
 
@@ -182,11 +209,16 @@ REQUEST = TrainingRequest(strategy="s", user_id="erin", overrides={"seed": 1})
 def test_both_runs_get_the_same_request_under_distinct_ids_and_the_reports_are_caught() -> None:
     control, candidate = FakeMode("old", result(), updates=5), FakeMode("new", result(), updates=2)
     outcome = Experiment(manager_with(control, candidate), control="old", candidate="new").run(
-        REQUEST, warm_up=False)
+        REQUEST, warm_up=False
+    )
     assert outcome.equivalent and outcome.differences == []
     (a,), (b,) = control.requests, candidate.requests
     assert a.request_id != b.request_id and REQUEST.request_id not in (a.request_id, b.request_id)
-    assert (a.user_id, a.overrides, a.strategy) == (b.user_id, b.overrides, b.strategy) == ("erin", {"seed": 1}, "s")
+    assert (
+        (a.user_id, a.overrides, a.strategy)
+        == (b.user_id, b.overrides, b.strategy)
+        == ("erin", {"seed": 1}, "s")
+    )
     assert outcome.control.report is not None and outcome.control.report.progress_updates == 5
     assert outcome.candidate.progress()["updates"] == 2
     assert outcome.duration_ratio is not None
@@ -195,14 +227,19 @@ def test_both_runs_get_the_same_request_under_distinct_ids_and_the_reports_are_c
 def test_warm_up_runs_each_mode_once_for_one_epoch_without_saving() -> None:
     control, candidate = FakeMode("old", result()), FakeMode("new", result())
     Experiment(manager_with(control, candidate), control="old", candidate="new").run(REQUEST)
-    assert [r.overrides for r in control.requests] == [{"seed": 1, "epochs": 1, "save_model": False},
-                                                       {"seed": 1}]
+    assert [r.overrides for r in control.requests] == [
+        {"seed": 1, "epochs": 1, "save_model": False},
+        {"seed": 1},
+    ]
 
 
 def test_a_candidate_that_raises_is_recorded_and_the_control_value_returned() -> None:
     kept = result()
-    outcome = Experiment(manager_with(FakeMode("old", kept), FakeMode("new", RuntimeError("kaput"))),
-                         control="old", candidate="new").run(REQUEST, warm_up=False)
+    outcome = Experiment(
+        manager_with(FakeMode("old", kept), FakeMode("new", RuntimeError("kaput"))),
+        control="old",
+        candidate="new",
+    ).run(REQUEST, warm_up=False)
     assert outcome.value is not None and outcome.value.training_metrics == kept.training_metrics
     assert outcome.candidate.status == "error" and "kaput" in (outcome.candidate.error or "")
     assert outcome.differing_fields == ["candidate.status"] and not outcome.equivalent
@@ -213,8 +250,15 @@ class RaisingManager(TrainingManager):
         super().__init__(plugin_manager=manager_with(*modes).plugin_manager)
         self.fail_mode = fail_mode
 
-    def train(self, request: Any, progress: Any = None, cancel: Any = None, *, mode: Any = None,
-              decision: Any = None) -> TrainingResult:
+    def train(
+        self,
+        request: Any,
+        progress: Any = None,
+        cancel: Any = None,
+        *,
+        mode: Any = None,
+        decision: Any = None,
+    ) -> TrainingResult:
         if mode == self.fail_mode:
             raise OSError("disk full")
         return super().train(request, progress, cancel, mode=mode, decision=decision)
@@ -223,7 +267,8 @@ class RaisingManager(TrainingManager):
 def test_an_exception_outside_the_candidate_mode_is_recorded_but_the_controls_propagates() -> None:
     modes = (FakeMode("old", result()), FakeMode("new", result()))
     outcome = Experiment(RaisingManager("new", *modes), control="old", candidate="new").run(
-        REQUEST, warm_up=False)
+        REQUEST, warm_up=False
+    )
     assert outcome.candidate.exception == "OSError: disk full" and outcome.candidate.result is None
     assert outcome.value is not None and outcome.value.success
     with pytest.raises(OSError):
@@ -272,8 +317,9 @@ def test_a_mode_that_stops_as_cancelled_on_its_own_is_a_recorded_difference() ->
 
 def test_differences_duration_limit_and_bad_arguments() -> None:
     modes = (FakeMode("old", result(0.9)), FakeMode("new", result(0.95)))
-    outcome = Experiment(manager_with(*modes), control="old", candidate="new",
-                         max_duration_ratio=1e-9).run(REQUEST, warm_up=False)
+    outcome = Experiment(manager_with(*modes), control="old", candidate="new", max_duration_ratio=1e-9).run(
+        REQUEST, warm_up=False
+    )
     assert outcome.differing_fields[0] == "training_metrics.val_loss"
     assert "duration_ratio" in outcome.differing_fields
     with pytest.raises(BadInputError):
@@ -301,7 +347,9 @@ def test_default_report_dir_never_reuses_a_folder(tmp_path: Path) -> None:
 
 
 def test_the_compare_command_imports_neither_torch_nor_matplotlib() -> None:
-    code = ("import sys, ktrdr_core.cli.compare, ktrdr_core.compare.report; "
-            "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, ktrdr_core.cli.compare, ktrdr_core.compare.report; "
+        "heavy = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -39,8 +39,11 @@ def section(title: str) -> str:
 
 def table_rows(text: str) -> list[list[str]]:
     """The body rows of the markdown tables in ``text``, as lists of cells."""
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in text.splitlines() if line.strip().startswith("|")]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith("|")
+    ]
     return [row for row in rows if not all(set(cell) <= set("-: ") for cell in row)][1:] if rows else []
 
 
@@ -55,11 +58,14 @@ def test_result_keys_are_to_dict_keys() -> None:
 
 
 def test_result_section_keys() -> None:
-    rows = {names(row[0])[0]: names(row[1])
-            for row in table_rows(section("Results").split("A successful")[1])}
-    assert rows == {"training_metrics": list(TRAINING_METRIC_KEYS),
-                    "test_metrics": list(TEST_METRIC_KEYS),
-                    "metadata": list(METADATA_KEYS)}
+    rows = {
+        names(row[0])[0]: names(row[1]) for row in table_rows(section("Results").split("A successful")[1])
+    }
+    assert rows == {
+        "training_metrics": list(TRAINING_METRIC_KEYS),
+        "test_metrics": list(TEST_METRIC_KEYS),
+        "metadata": list(METADATA_KEYS),
+    }
 
 
 def test_progress_types_and_keys() -> None:
@@ -101,7 +107,8 @@ def _error_classes() -> list[type[errors.KtrdrError]]:
 def test_each_error_is_listed_under_its_exit_code(cls: type[errors.KtrdrError]) -> None:
     codes = {int(row[0]): names(row[2]) for row in table_rows(section("Exit codes"))}
     assert cls.__name__ in codes.get(cls.exit_code, []), (
-        f"docs/contract.md must list {cls.__name__} under exit code {cls.exit_code}")
+        f"docs/contract.md must list {cls.__name__} under exit code {cls.exit_code}"
+    )
 
 
 def test_exit_codes_are_the_cli_ones() -> None:

@@ -44,7 +44,7 @@ def test_the_page_and_its_files_carry_a_strict_csp(client: TestClient) -> None:
     assert "default-src 'self'" in csp and "script-src 'self'" in csp and "'unsafe-inline'" not in csp
     assert "frame-ancestors 'none'" in csp
     html = page.text
-    assert "<script type=\"module\" src=\"/dashboard/static/app.js\">" in html
+    assert '<script type="module" src="/dashboard/static/app.js">' in html
     assert "style=" not in html and "onclick" not in html  # nothing inline the CSP would block
     for name in ("app.js", "app.css", "plot.js", "live.js", "dom.js", "api.js"):
         answer = client.get(f"/dashboard/static/{name}")
@@ -88,8 +88,9 @@ def test_a_malformed_gate_setting_is_a_clear_503(client: TestClient) -> None:
     assert str(RolloutStore().settings_path) not in message and "KTRDR_HOME/" in message
 
 
-def test_rollout_says_where_each_setting_comes_from(client: TestClient,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollout_says_where_each_setting_comes_from(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     RolloutStore().set_percentage(10, reason="from the file")
     monkeypatch.setenv("USE_UNIFIED_TRAINING", "true")
     body = client.get("/dashboard/api/rollout").json()
@@ -107,23 +108,70 @@ def test_series_buckets_the_gate_window_per_mode() -> None:
     now = time.time()
     gate = DEFAULT_GATES["canary"]  # 7 days in 24 slices of 7 hours
     for i, status in enumerate(["success", "success", "error", "cancelled"]):
-        ledger.record_run(request_id=f"c{i}", user_id="u", strategy="s", mode="cand", status=status,
-                          started_at=now - 3600 - i, duration_seconds=10.0 + i,
-                          cancellation_latency_seconds=0.05 if status == "cancelled" else None,
-                          interval_summary={"p50": 0.3})
-    ledger.record_run(request_id="bad", user_id="u", strategy="s", mode="cand", status="error",
-                      error_kind="bad_input", started_at=now - 3600)
-    ledger.record_run(request_id="shadow", user_id="u", strategy="s", mode="cand", status="error",
-                      started_at=now - 3600, shadow=True)
+        ledger.record_run(
+            request_id=f"c{i}",
+            user_id="u",
+            strategy="s",
+            mode="cand",
+            status=status,
+            started_at=now - 3600 - i,
+            duration_seconds=10.0 + i,
+            cancellation_latency_seconds=0.05 if status == "cancelled" else None,
+            interval_summary={"p50": 0.3},
+        )
+    ledger.record_run(
+        request_id="bad",
+        user_id="u",
+        strategy="s",
+        mode="cand",
+        status="error",
+        error_kind="bad_input",
+        started_at=now - 3600,
+    )
+    ledger.record_run(
+        request_id="shadow",
+        user_id="u",
+        strategy="s",
+        mode="cand",
+        status="error",
+        started_at=now - 3600,
+        shadow=True,
+    )
     # the gate's rules: an interrupted run is a failure, one that never started is not traffic
-    ledger.record_run(request_id="killed", user_id="u", strategy="s", mode="cand", status="interrupted",
-                      started_at=now - 3600)
-    ledger.record_run(request_id="never", user_id="u", strategy="s", mode="cand", status="cancelled",
-                      error_kind="not_started", started_at=now - 3600)
-    ledger.record_run(request_id="old", user_id="u", strategy="s", mode="ctl", status="success",
-                      started_at=now - 6 * 86400, duration_seconds=20.0)
-    ledger.record_run(request_id="too-old", user_id="u", strategy="s", mode="ctl", status="error",
-                      started_at=now - 8 * 86400)
+    ledger.record_run(
+        request_id="killed",
+        user_id="u",
+        strategy="s",
+        mode="cand",
+        status="interrupted",
+        started_at=now - 3600,
+    )
+    ledger.record_run(
+        request_id="never",
+        user_id="u",
+        strategy="s",
+        mode="cand",
+        status="cancelled",
+        error_kind="not_started",
+        started_at=now - 3600,
+    )
+    ledger.record_run(
+        request_id="old",
+        user_id="u",
+        strategy="s",
+        mode="ctl",
+        status="success",
+        started_at=now - 6 * 86400,
+        duration_seconds=20.0,
+    )
+    ledger.record_run(
+        request_id="too-old",
+        user_id="u",
+        strategy="s",
+        mode="ctl",
+        status="error",
+        started_at=now - 8 * 86400,
+    )
     series = data.window_series(ledger, gate, now=now)
     assert len(series["starts"]) == 24 and series["bucket_seconds"] == pytest.approx(7 * 3600)
     last = series["modes"]["cand"][-1]
@@ -149,16 +197,30 @@ def test_comparisons_plot_the_curves_of_their_report(client: TestClient, tmp_pat
     report = tmp_path / "cmp"
     report.mkdir()
     history = {"val_loss": [0.9, 0.8], "train_loss": [1.0, 0.85], "val_accuracy": [0.5, 0.55]}
-    (report / "report.json").write_text(json.dumps({
-        "kind": "ktrdr-compare",
-        "control": {"mode": "ctl", "training_metrics": {"history": history}},
-        "candidate": {"mode": "cand", "training_metrics": {"history": {**history, "val_loss": [0.9, "x"]}}},
-    }))
+    (report / "report.json").write_text(
+        json.dumps(
+            {
+                "kind": "ktrdr-compare",
+                "control": {"mode": "ctl", "training_metrics": {"history": history}},
+                "candidate": {
+                    "mode": "cand",
+                    "training_metrics": {"history": {**history, "val_loss": [0.9, "x"]}},
+                },
+            }
+        )
+    )
     ledger = RunLedger()
-    ledger.record_comparison(strategy="s", control="ctl", candidate="cand", equivalent=True,
-                             report_path=report / "report.md")
-    ledger.record_comparison(strategy="s", control="ctl", candidate="cand", equivalent=False,
-                             report_path=tmp_path / "gone", differences=[{"field": "val_loss"}])
+    ledger.record_comparison(
+        strategy="s", control="ctl", candidate="cand", equivalent=True, report_path=report / "report.md"
+    )
+    ledger.record_comparison(
+        strategy="s",
+        control="ctl",
+        candidate="cand",
+        equivalent=False,
+        report_path=tmp_path / "gone",
+        differences=[{"field": "val_loss"}],
+    )
     newest, older = client.get("/dashboard/api/comparisons").json()["comparisons"]
     assert newest["has_report"] is False and newest["curves"] is None
     assert older["curves"]["control"]["val_loss"] == [0.9, 0.8]
@@ -173,8 +235,14 @@ def test_runs_and_audit_are_newest_first(client: TestClient) -> None:
     assert [e["reason"] for e in client.get("/dashboard/api/audit").json()["entries"]] == ["second", "first"]
     ledger = RunLedger()
     for i in range(3):
-        ledger.record_run(request_id=f"r{i}", user_id="u", strategy="s", mode="ctl", status="success",
-                          started_at=time.time() - 100 + i)
+        ledger.record_run(
+            request_id=f"r{i}",
+            user_id="u",
+            strategy="s",
+            mode="ctl",
+            status="success",
+            started_at=time.time() - 100 + i,
+        )
     runs = client.get("/dashboard/api/runs?limit=2").json()["runs"]
     assert [r["request_id"] for r in runs] == ["r2", "r1"]
     assert client.get("/dashboard/api/runs?limit=0").status_code == 422
@@ -193,13 +261,18 @@ def test_cancel_from_the_page_needs_the_token(client: TestClient) -> None:
     assert ok.status_code == 202 and ok.json()["cancel_requested"] is True
     again = client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert again.status_code in (202, 409)
-    assert client.post("/dashboard/api/trainings/unknown/cancel",
-                       headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+    assert (
+        client.post(
+            "/dashboard/api/trainings/unknown/cancel", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).status_code
+        == 404
+    )
 
 
 def test_without_a_server_token_the_page_cannot_cancel(ktrdr_home: Path) -> None:
-    app = create_app(plugin_manager=plugin_manager_with(StepMode("legacy")), api_token=None,
-                     metrics=False, preload=False)
+    app = create_app(
+        plugin_manager=plugin_manager_with(StepMode("legacy")), api_token=None, metrics=False, preload=False
+    )
     with TestClient(app, base_url="http://127.0.0.1") as c:
         answer = c.post("/dashboard/api/trainings/x/cancel", headers={"Authorization": "Bearer t"})
     assert answer.status_code == 403 and "KTRDR_API_TOKEN" in answer.json()["message"]

@@ -43,11 +43,14 @@ def dead_pid() -> int:
 
 
 def open_row(ledger: RunLedger, request_id: str, *, status: str, pid: int, host: str | None = None) -> int:
-    run_id = ledger.record_run(request_id=request_id, user_id="u", strategy="s", mode="unified",
-                               status="running")
+    run_id = ledger.record_run(
+        request_id=request_id, user_id="u", strategy="s", mode="unified", status="running"
+    )
     with sqlite3.connect(ledger.path) as raw:
-        raw.execute("UPDATE runs SET status = ?, pid = ?, host = ? WHERE id = ?",
-                    (status, pid, host or socket.gethostname(), run_id))
+        raw.execute(
+            "UPDATE runs SET status = ?, pid = ?, host = ? WHERE id = ?",
+            (status, pid, host or socket.gethostname(), run_id),
+        )
     return run_id
 
 
@@ -124,8 +127,9 @@ class GatedMode:
     def health(self) -> ModeHealth:
         return ModeHealth.ok()
 
-    def execute(self, request: TrainingRequest, progress: ProgressCallback,
-                cancel: CancellationToken) -> TrainingResult:
+    def execute(
+        self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
+    ) -> TrainingResult:
         while not self.release.wait(0.01):
             if cancel.is_cancelled():
                 raise CancellationError(cancel.reason or "cancelled")
@@ -156,8 +160,9 @@ def test_every_accepted_training_has_one_row_from_the_202_on(gated: GatedMode, k
     ledger = RunLedger()
     gone = dead_pid()
     stale = open_row(ledger, "from-before-the-crash", status="running", pid=gone)
-    app = create_app(plugin_manager=pm_with(gated), max_concurrent=1, queue_size=2, metrics=False,
-                     preload=False)
+    app = create_app(
+        plugin_manager=pm_with(gated), max_concurrent=1, queue_size=2, metrics=False, preload=False
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert ledger.get(stale).status == "interrupted"  # type: ignore[union-attr]  # start-up recovery
         ids = []
@@ -184,8 +189,9 @@ def test_every_accepted_training_has_one_row_from_the_202_on(gated: GatedMode, k
     assert not ledger.runs(status=["queued", "running"])
 
 
-def test_an_unwritable_ledger_refuses_trainings_and_degrades_health(gated: GatedMode,
-                                                                    ktrdr_home: Path) -> None:
+def test_an_unwritable_ledger_refuses_trainings_and_degrades_health(
+    gated: GatedMode, ktrdr_home: Path
+) -> None:
     app = create_app(plugin_manager=pm_with(gated), metrics=False, preload=False)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/api/v1/health").json()["status"] == "ok"
@@ -210,7 +216,12 @@ def test_ktrdr_runs_shows_a_crashed_run_as_interrupted(ktrdr_home: Path) -> None
 
     ledger = RunLedger()
     open_row(ledger, "crashed", status="running", pid=dead_pid())
-    proc = subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", "runs", "--status", "interrupted",
-                           "--json"], capture_output=True, text=True, env={**os.environ}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", "runs", "--status", "interrupted", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [(r["request_id"], r["status"]) for r in json.loads(proc.stdout)] == [("crashed", "interrupted")]

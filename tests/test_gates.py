@@ -40,39 +40,76 @@ WEEKS_AGO = NOW - 30 * 86400
 
 
 def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ, "KTRDR_ACTOR": "tester"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KTRDR_ACTOR": "tester"},
+        timeout=120,
+    )
 
 
-def add_runs(ledger: RunLedger, mode: str, count: int, *, status: str = "success", duration: float = 10.0,
-             p50: float | None = 0.3, latency: float | None = None, age: float = 3600.0,
-             error_kind: str | None = None, user: str = "u", cpu: float | None = 9.0,
-             rss: int | None = 500_000_000, deviation: float | None = 0.001, shadow: bool = False,
-             val_loss: float | None = 0.9, val_accuracy: float | None = 0.6) -> list[int]:
+def add_runs(
+    ledger: RunLedger,
+    mode: str,
+    count: int,
+    *,
+    status: str = "success",
+    duration: float = 10.0,
+    p50: float | None = 0.3,
+    latency: float | None = None,
+    age: float = 3600.0,
+    error_kind: str | None = None,
+    user: str = "u",
+    cpu: float | None = 9.0,
+    rss: int | None = 500_000_000,
+    deviation: float | None = 0.001,
+    shadow: bool = False,
+    val_loss: float | None = 0.9,
+    val_accuracy: float | None = 0.6,
+) -> list[int]:
     """Finished runs through the ledger API, started ``age`` seconds ago; returns their ids."""
     ids = []
     for i in range(count):
-        ids.append(ledger.record_run(
-            request_id=f"{mode}-{status}-{time.monotonic_ns()}-{i}", user_id=f"{user}{i}", strategy="s",
-            mode=mode, status=status, started_at=NOW - age + i * 0.01, duration_seconds=duration,
-            interval_summary={"p50": p50}, cancellation_latency_seconds=latency,
-            error="boom" if status == "error" else None, error_kind=error_kind,
-            resources={"cpu_seconds": cpu, "cpu_scope": "thread", "peak_rss_bytes": rss},
-            progress_max_deviation=deviation, shadow=shadow,
-            metrics={"val_loss": val_loss, "val_accuracy": val_accuracy},
-        ))
+        ids.append(
+            ledger.record_run(
+                request_id=f"{mode}-{status}-{time.monotonic_ns()}-{i}",
+                user_id=f"{user}{i}",
+                strategy="s",
+                mode=mode,
+                status=status,
+                started_at=NOW - age + i * 0.01,
+                duration_seconds=duration,
+                interval_summary={"p50": p50},
+                cancellation_latency_seconds=latency,
+                error="boom" if status == "error" else None,
+                error_kind=error_kind,
+                resources={"cpu_seconds": cpu, "cpu_scope": "thread", "peak_rss_bytes": rss},
+                progress_max_deviation=deviation,
+                shadow=shadow,
+                metrics={"val_loss": val_loss, "val_accuracy": val_accuracy},
+            )
+        )
     return ids
 
 
-def add_pairs(ledger: RunLedger, count: int, *, equivalent: bool = True, val_loss: float = 0.9,
-              age: float = 3600.0) -> None:
+def add_pairs(
+    ledger: RunLedger, count: int, *, equivalent: bool = True, val_loss: float = 0.9, age: float = 3600.0
+) -> None:
     """Shadow pairs: a control user run, a shadow candidate run, and their comparison."""
     for _ in range(count):
         (control,) = add_runs(ledger, "legacy", 1, age=age, duration=10.5)
         (candidate,) = add_runs(ledger, "unified", 1, age=age, shadow=True, val_loss=val_loss)
-        ledger.record_comparison(strategy="s", control="legacy", candidate="unified",
-                                 equivalent=equivalent, source="shadow", control_run_id=control,
-                                 candidate_run_id=candidate, created_at=NOW - age + 1)
+        ledger.record_comparison(
+            strategy="s",
+            control="legacy",
+            candidate="unified",
+            equivalent=equivalent,
+            source="shadow",
+            control_run_id=control,
+            candidate_run_id=candidate,
+            created_at=NOW - age + 1,
+        )
 
 
 def healthy_ledger(candidate_runs: int = 300) -> RunLedger:
@@ -93,8 +130,14 @@ def criterion(report: GateReport, start: str) -> Criterion:
 
 
 def canary(ledger: RunLedger, **kwargs: Any) -> GateReport:
-    return evaluate_gate("canary", ledger=ledger, settings=SETTINGS, now=NOW,
-                         stage_since=kwargs.pop("stage_since", WEEKS_AGO), **kwargs)
+    return evaluate_gate(
+        "canary",
+        ledger=ledger,
+        settings=SETTINGS,
+        now=NOW,
+        stage_since=kwargs.pop("stage_since", WEEKS_AGO),
+        **kwargs,
+    )
 
 
 # -- verdicts ---------------------------------------------------------------------------
@@ -108,18 +151,26 @@ def test_pass_when_every_criterion_is_met() -> None:
     assert ratio.measured == pytest.approx(10 / 10.5, abs=1e-3)
     assert report.next_stage == "expanded"
     names = set(verdicts(report))
-    assert {"time in stage", "median CPU ratio (candidate / control)",
-            "median peak memory ratio (candidate / control)", "shadow comparisons not equivalent",
-            "model accuracy: val_loss rise (paired)", "model accuracy: val_accuracy drop (paired)"} <= names
+    assert {
+        "time in stage",
+        "median CPU ratio (candidate / control)",
+        "median peak memory ratio (candidate / control)",
+        "shadow comparisons not equivalent",
+        "model accuracy: val_loss rise (paired)",
+        "model accuracy: val_accuracy drop (paired)",
+    } <= names
     assert any(name.startswith("progress accuracy") for name in names)
 
 
-@pytest.mark.parametrize(("errors", "runs", "verdict"), [
-    (0, 30, INSUFFICIENT),   # upper bound 8.3 %: cannot yet tell below 1 %
-    (1, 30, INSUFFICIENT),   # 3.3 %, lower bound 0.7 %: cannot yet tell above 1 % either
-    (0, 300, PASS),          # upper bound 0.89 % < 1 %
-    (5, 100, FAIL),          # lower bound 2.0 % > 1 %
-])
+@pytest.mark.parametrize(
+    ("errors", "runs", "verdict"),
+    [
+        (0, 30, INSUFFICIENT),  # upper bound 8.3 %: cannot yet tell below 1 %
+        (1, 30, INSUFFICIENT),  # 3.3 %, lower bound 0.7 %: cannot yet tell above 1 % either
+        (0, 300, PASS),  # upper bound 0.89 % < 1 %
+        (5, 100, FAIL),  # lower bound 2.0 % > 1 %
+    ],
+)
 def test_error_rate_is_judged_by_its_wilson_bounds(errors: int, runs: int, verdict: str) -> None:
     ledger = RunLedger()
     add_runs(ledger, "unified", runs - errors)
@@ -202,18 +253,22 @@ def test_time_in_stage_names_the_date_it_can_pass_from() -> None:
     assert f"can pass from {ready.isoformat(timespec='seconds').replace('+00:00', ' UTC')}" in c.detail
     unknown = criterion(canary(ledger, stage_since=None), "time in stage")
     assert unknown.verdict == INSUFFICIENT and "audit log" in unknown.detail
-    expanded = evaluate_gate("expanded", ledger=ledger, settings=SETTINGS, now=NOW,
-                             stage_since=NOW - 10 * 86400)
+    expanded = evaluate_gate(
+        "expanded", ledger=ledger, settings=SETTINGS, now=NOW, stage_since=NOW - 10 * 86400
+    )
     assert criterion(expanded, "time in stage").verdict == INSUFFICIENT  # expanded lasts 2 weeks
     assert "time in stage" not in verdicts(evaluate_gate("off", ledger=ledger, settings=SETTINGS, now=NOW))
 
 
-@pytest.mark.parametrize(("stage", "candidate_seconds", "verdict"), [
-    ("canary", 11.5, PASS),     # 11.5 / 10.5 = 1.095 <= 1.10
-    ("canary", 11.6, FAIL),     # 1.105
-    ("expanded", 11.0, PASS),   # 1.048 <= 1.05
-    ("full", 11.0, FAIL),       # 1.048 > 1.02
-])
+@pytest.mark.parametrize(
+    ("stage", "candidate_seconds", "verdict"),
+    [
+        ("canary", 11.5, PASS),  # 11.5 / 10.5 = 1.095 <= 1.10
+        ("canary", 11.6, FAIL),  # 1.105
+        ("expanded", 11.0, PASS),  # 1.048 <= 1.05
+        ("full", 11.0, FAIL),  # 1.048 > 1.02
+    ],
+)
 def test_duration_ratio_per_stage(stage: str, candidate_seconds: float, verdict: str) -> None:
     ledger = RunLedger()
     add_runs(ledger, "unified", 25, duration=candidate_seconds)
@@ -313,8 +368,13 @@ def test_progress_interval_bounds(p50: float, verdict: str) -> None:
 def test_not_equivalent_comparison_fails_the_gate() -> None:
     ledger = RunLedger()
     add_runs(ledger, "unified", 25)
-    ledger.record_comparison(strategy="s", control="legacy", candidate="unified", equivalent=False,
-                             differences=[{"field": "val_loss"}])
+    ledger.record_comparison(
+        strategy="s",
+        control="legacy",
+        candidate="unified",
+        equivalent=False,
+        differences=[{"field": "val_loss"}],
+    )
     report = evaluate_gate("off", ledger=ledger, settings=SETTINGS, now=NOW)
     comparison = criterion(report, "latest side-by-side comparison")
     assert comparison.verdict == FAIL and "val_loss" in comparison.detail
@@ -330,8 +390,11 @@ def test_full_uses_older_control_runs_as_the_baseline() -> None:
     assert ratio.verdict == PASS and "any age" in ratio.detail
 
 
-@given(st.integers(min_value=0, max_value=500), st.integers(min_value=1, max_value=500),
-       st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0]))
+@given(
+    st.integers(min_value=0, max_value=500),
+    st.integers(min_value=1, max_value=500),
+    st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0]),
+)
 def test_boundaries_are_exact(errors: int, runs: int, threshold: float) -> None:
     # integer arithmetic as the reference: errors/runs vs threshold/100 with threshold = k/10
     tenths = round(threshold * 10)
@@ -343,8 +406,17 @@ def test_boundaries_are_exact(errors: int, runs: int, threshold: float) -> None:
 
 
 def test_gates_configuration_overrides_defaults() -> None:
-    off = {key: None for key in ("duration_ratio", "cpu_ratio", "memory_ratio", "model_accuracy_pct",
-                                 "progress_accuracy_pct", "time_in_stage")}
+    off = {
+        key: None
+        for key in (
+            "duration_ratio",
+            "cpu_ratio",
+            "memory_ratio",
+            "model_accuracy_pct",
+            "progress_accuracy_pct",
+            "time_in_stage",
+        )
+    }
     config = GateConfig.from_mapping(
         {"window": "30d", "min_runs": 3, "canary": {"error_rate_pct": 50, **off}},
         source="rollout.json",
@@ -361,19 +433,22 @@ def test_gates_configuration_overrides_defaults() -> None:
     assert "time in stage" not in verdicts(report)
 
 
-@pytest.mark.parametrize(("gates", "key"), [
-    ({"canary": {"error_rate_pct": -1}}, "gates.canary.error_rate_pct"),
-    ({"canary": {"error_rate_pct": "1%"}}, "gates.canary.error_rate_pct"),
-    ({"min_runs": 0}, "gates.min_runs"),
-    ({"window": "a week"}, "gates.window"),
-    ({"expanded": {"progress_interval_s": [1.0, 0.1]}}, "gates.expanded.progress_interval_s"),
-    ({"full": {"error_rate": 1}}, "gates.full.error_rate"),
-    ({"canary": 5}, "gates.canary"),
-    ({"canary": {"time_in_stage": "a week"}}, "gates.canary.time_in_stage"),
-    ({"cpu_ratio": 0}, "gates.cpu_ratio"),
-    ({"min_pairs": 0}, "gates.min_pairs"),
-    ([], "gates"),
-])
+@pytest.mark.parametrize(
+    ("gates", "key"),
+    [
+        ({"canary": {"error_rate_pct": -1}}, "gates.canary.error_rate_pct"),
+        ({"canary": {"error_rate_pct": "1%"}}, "gates.canary.error_rate_pct"),
+        ({"min_runs": 0}, "gates.min_runs"),
+        ({"window": "a week"}, "gates.window"),
+        ({"expanded": {"progress_interval_s": [1.0, 0.1]}}, "gates.expanded.progress_interval_s"),
+        ({"full": {"error_rate": 1}}, "gates.full.error_rate"),
+        ({"canary": 5}, "gates.canary"),
+        ({"canary": {"time_in_stage": "a week"}}, "gates.canary.time_in_stage"),
+        ({"cpu_ratio": 0}, "gates.cpu_ratio"),
+        ({"min_pairs": 0}, "gates.min_pairs"),
+        ([], "gates"),
+    ],
+)
 def test_bad_gate_settings_name_the_file_and_key(gates: Any, key: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         GateConfig.from_mapping(gates, source="/x/rollout.json")
@@ -391,7 +466,8 @@ def at_stage(stage: str, *, days_ago: float = 30, **extra: Any) -> RolloutStore:
     entries = store.audit_path.read_text().splitlines()
     last = json.loads(entries[-1])
     last["timestamp"] = dt.datetime.fromtimestamp(NOW - days_ago * 86400, tz=dt.timezone.utc).isoformat(
-        timespec="seconds")
+        timespec="seconds"
+    )
     store.audit_path.write_text("\n".join([*entries[:-1], json.dumps(last)]) + "\n")
     return store
 

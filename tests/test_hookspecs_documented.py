@@ -11,14 +11,21 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 
 
 def hook_names() -> list[str]:
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(fn, "ktrdr_spec")]
+    return [
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "ktrdr_spec")
+    ]
 
 
 def test_there_are_the_five_hook_kinds() -> None:
-    assert set(hook_names()) == {"register_execution_modes", "progress_sinks", "cancellation_sources",
-                                 "select_mode", "training_started", "training_finished",
-                                 "register_indicators"}
+    assert set(hook_names()) == {
+        "register_execution_modes",
+        "progress_sinks",
+        "cancellation_sources",
+        "select_mode",
+        "training_started",
+        "training_finished",
+        "register_indicators",
+    }
 
 
 def test_every_hook_has_a_docstring() -> None:

@@ -39,14 +39,18 @@ def only_in_test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     reset_plugin_manager()
 
 
-LEDGER_RESULT = TrainingResult(success=True, training_metrics={"val_loss": 0.42, "val_accuracy": 0.61},
-                               test_metrics={"test_accuracy": 0.58, "test_loss": 0.9})
+LEDGER_RESULT = TrainingResult(
+    success=True,
+    training_metrics={"val_loss": 0.42, "val_accuracy": 0.61},
+    test_metrics={"test_accuracy": 0.58, "test_loss": 0.9},
+)
 
 
 def tiny(name: str, steps: int = 4, delay: float = 0.0, *, fail: bool = False) -> StepMode:
     """A mode with metrics in its result; ``fail`` raises after its last update."""
-    return StepMode(name, steps, delay, fail_at=steps if fail else None, error="out of memory",
-                    result=LEDGER_RESULT)
+    return StepMode(
+        name, steps, delay, fail_at=steps if fail else None, error="out of memory", result=LEDGER_RESULT
+    )
 
 
 def default_manager(*modes: Any) -> TrainingManager:
@@ -62,14 +66,27 @@ def default_manager(*modes: Any) -> TrainingManager:
 def test_start_then_finish_fills_every_field(ktrdr_home: Path) -> None:
     ledger = RunLedger()
     assert ledger.path == ktrdr_home / "ledger.sqlite3"
-    run_id = ledger.start_run(request_id="r1", user_id="alice", strategy="s", mode="unified",
-                              reason="bucket 0 < 10", bucket=0, candidate=True, started_at=1_700_000_000.0)
+    run_id = ledger.start_run(
+        request_id="r1",
+        user_id="alice",
+        strategy="s",
+        mode="unified",
+        reason="bucket 0 < 10",
+        bucket=0,
+        candidate=True,
+        started_at=1_700_000_000.0,
+    )
     running = ledger.get(run_id)
     assert running is not None and running.status == "running" and running.ended_at is None
     assert running.started_at == "2023-11-14T22:13:20.000000+00:00"
-    ledger.finish_run(run_id, status="success", ended_at=1_700_000_012.5,
-                      metrics={"val_loss": 0.4, "val_accuracy": 0.6, "test_accuracy": float("nan")},
-                      progress_updates=7, interval_summary={"p50": 0.3, "p95": 0.45, "min": 0.1, "max": 0.5})
+    ledger.finish_run(
+        run_id,
+        status="success",
+        ended_at=1_700_000_012.5,
+        metrics={"val_loss": 0.4, "val_accuracy": 0.6, "test_accuracy": float("nan")},
+        progress_updates=7,
+        interval_summary={"p50": 0.3, "p95": 0.45, "min": 0.1, "max": 0.5},
+    )
     done = ledger.get(run_id)
     assert done is not None
     assert (done.status, done.duration_seconds) == ("success", 12.5)
@@ -91,10 +108,25 @@ def test_finish_refuses_running_status_and_unknown_ids() -> None:
 def test_filters_and_order() -> None:
     ledger = RunLedger()
     now = time.time()
-    ledger.record_run(request_id="old", user_id="bob", strategy="s", mode="legacy", status="success",
-                      started_at=now - 10 * 86400, duration_seconds=3)
-    ledger.record_run(request_id="new", user_id="alice", strategy="s", mode="unified", status="error",
-                      started_at=now - 60, duration_seconds=1, error="boom")
+    ledger.record_run(
+        request_id="old",
+        user_id="bob",
+        strategy="s",
+        mode="legacy",
+        status="success",
+        started_at=now - 10 * 86400,
+        duration_seconds=3,
+    )
+    ledger.record_run(
+        request_id="new",
+        user_id="alice",
+        strategy="s",
+        mode="unified",
+        status="error",
+        started_at=now - 60,
+        duration_seconds=1,
+        error="boom",
+    )
     assert [r.request_id for r in ledger.runs()] == ["new", "old"]
     assert [r.request_id for r in ledger.runs(since=now - 7 * 86400)] == ["new"]
     assert [r.request_id for r in ledger.runs(mode="legacy")] == ["old"]
@@ -106,13 +138,21 @@ def test_filters_and_order() -> None:
 def test_comparisons_latest_per_pair() -> None:
     ledger = RunLedger()
     assert ledger.latest_comparison() is None
-    ledger.record_comparison(strategy="a", control="legacy", candidate="unified", equivalent=True,
-                             created_at=100.0)
-    ledger.record_comparison(strategy="b", control="legacy", candidate="unified", equivalent=False,
-                             differences=[{"field": "val_loss", "control": 0.5, "candidate": 0.7}],
-                             report_path="/tmp/report.json", created_at=200.0)
-    ledger.record_comparison(strategy="c", control="legacy", candidate="cloud", equivalent=True,
-                             created_at=300.0)
+    ledger.record_comparison(
+        strategy="a", control="legacy", candidate="unified", equivalent=True, created_at=100.0
+    )
+    ledger.record_comparison(
+        strategy="b",
+        control="legacy",
+        candidate="unified",
+        equivalent=False,
+        differences=[{"field": "val_loss", "control": 0.5, "candidate": 0.7}],
+        report_path="/tmp/report.json",
+        created_at=200.0,
+    )
+    ledger.record_comparison(
+        strategy="c", control="legacy", candidate="cloud", equivalent=True, created_at=300.0
+    )
     latest = ledger.latest_comparison(control="legacy", candidate="unified")
     assert latest is not None and latest.strategy == "b" and latest.equivalent is False
     assert latest.differences[0]["field"] == "val_loss" and latest.report_path == "/tmp/report.json"
@@ -131,10 +171,15 @@ def test_reading_without_a_ledger_creates_nothing(ktrdr_home: Path) -> None:
 def _writer(path: str, worker: int, count: int) -> None:
     ledger = RunLedger(Path(path))
     for i in range(count):
-        run_id = ledger.start_run(request_id=f"w{worker}-{i}", user_id=f"user{worker}", strategy="s",
-                                  mode="unified" if i % 2 else "legacy")
-        ledger.finish_run(run_id, status="success", duration_seconds=0.01 * i,
-                          metrics={"val_loss": 0.5}, progress_updates=i)
+        run_id = ledger.start_run(
+            request_id=f"w{worker}-{i}",
+            user_id=f"user{worker}",
+            strategy="s",
+            mode="unified" if i % 2 else "legacy",
+        )
+        ledger.finish_run(
+            run_id, status="success", duration_seconds=0.01 * i, metrics={"val_loss": 0.5}, progress_updates=i
+        )
 
 
 def test_concurrent_writers_from_several_processes(tmp_path: Path) -> None:
@@ -218,7 +263,12 @@ def test_a_killed_process_leaves_a_readable_running_row(ktrdr_home: Path, tmp_pa
     assert proc.returncode == -signal.SIGKILL
     [row] = ledger.find("doomed")
     assert (row.status, row.user_id, row.mode, row.ended_at, row.duration_seconds) == (
-        "running", "victim", "legacy", None, None)
+        "running",
+        "victim",
+        "legacy",
+        None,
+        None,
+    )
     with sqlite3.connect(ledger.path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # and the ledger keeps working for the next run
@@ -334,7 +384,11 @@ def test_manager_runs_are_recorded_by_the_default_ledger() -> None:
     assert good.progress_updates == 4 and good.interval_p50 is not None and good.interval_p50 >= 0.005
     assert good.duration_seconds is not None and good.duration_seconds >= 0.03
     assert (bad.status, bad.forced, bad.error, bad.error_kind) == (
-        "error", True, "RuntimeError: out of memory", "exception")
+        "error",
+        True,
+        "RuntimeError: out of memory",
+        "exception",
+    )
 
 
 def test_cancelled_run_records_its_latency() -> None:

@@ -120,6 +120,7 @@ def test_raising_sink_and_observer_do_not_break_the_training() -> None:
         def progress_sinks(self, request: Any, decision: Any) -> list[Any]:
             def sink(epoch: int, total: int, metrics: Any) -> None:
                 raise ValueError("sink bug")
+
             return [sink]
 
         @hookimpl
@@ -128,8 +129,7 @@ def test_raising_sink_and_observer_do_not_break_the_training() -> None:
 
     manager.plugin_manager.register(Broken(), name="broken")
     seen: list[int] = []
-    result = manager.train(TrainingRequest(strategy="s"),
-                           progress=lambda e, t, m: seen.append(m["batch"]))
+    result = manager.train(TrainingRequest(strategy="s"), progress=lambda e, t, m: seen.append(m["batch"]))
     assert result.success
     assert seen == [1, 2, 3, 4, 5]
 
@@ -198,8 +198,9 @@ def test_plugin_selector_overrides_the_default() -> None:
         @hookimpl(tryfirst=True)
         def select_mode(self, request: Any, policy: Any, modes: Any) -> Decision | None:
             if request.user_id.startswith("research-"):
-                return Decision(mode="unified", reason="research users get unified.", bucket=0,
-                                user_id=request.user_id)
+                return Decision(
+                    mode="unified", reason="research users get unified.", bucket=0, user_id=request.user_id
+                )
             return None
 
     manager.plugin_manager.register(Research(), name="research")

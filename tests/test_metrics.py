@@ -52,8 +52,9 @@ SECRET_USER = "alice-the-very-private-user"
 
 def manager_with(*modes: Any, metrics: KtrdrMetrics, percentage: int = 0) -> TrainingManager:
     pm = plugin_manager_with(*modes)
-    info = pm.register_checked(MetricsPlugin(metrics), name="ktrdr-metrics",
-                               distribution="ktrdr-core", version="test")
+    info = pm.register_checked(
+        MetricsPlugin(metrics), name="ktrdr-metrics", distribution="ktrdr-core", version="test"
+    )
     assert info.error is None, info.error
     policy = RolloutPolicy(settings=RolloutSettings(enabled=True, percentage=percentage))
     return TrainingManager(pm, policy_provider=lambda: policy)
@@ -74,8 +75,9 @@ def families(registry: CollectorRegistry) -> dict[str, Any]:
 
 
 def test_runs_show_up_in_the_exposition_with_the_plans_names_and_labels(metrics: KtrdrMetrics) -> None:
-    manager = manager_with(StepMode("legacy", fail_at=2), StepMode("unified", steps=4, delay=0.01),
-                           metrics=metrics)
+    manager = manager_with(
+        StepMode("legacy", fail_at=2), StepMode("unified", steps=4, delay=0.01), metrics=metrics
+    )
     request = TrainingRequest(strategy="s", user_id=SECRET_USER)
     assert manager.train(request, mode="unified").success
     assert manager.train(request, mode="unified").success
@@ -117,9 +119,13 @@ def test_rollout_routing_labels_by_the_decided_mode(metrics: KtrdrMetrics) -> No
 
 def test_active_sessions_counts_a_running_training(metrics: KtrdrMetrics) -> None:
     seen: list[float | None] = []
-    mode = StepMode("unified", steps=1,
-                    on_step=lambda step: seen.append(value(metrics, "active_training_sessions",
-                                                           implementation="unified")))
+    mode = StepMode(
+        "unified",
+        steps=1,
+        on_step=lambda step: seen.append(
+            value(metrics, "active_training_sessions", implementation="unified")
+        ),
+    )
     manager = manager_with(mode, StepMode("legacy"), metrics=metrics)
     manager.train(TrainingRequest(strategy="s"), mode="unified")
     assert seen == [1.0]
@@ -135,8 +141,12 @@ def test_concurrent_trainings_add_up_in_the_gauge(metrics: KtrdrMetrics) -> None
         release.wait(10)
 
     manager = manager_with(StepMode("unified", steps=1, on_step=wait), metrics=metrics)
-    threads = [threading.Thread(target=manager.train, args=(TrainingRequest(strategy="s"),),
-                                kwargs={"mode": "unified"}) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=manager.train, args=(TrainingRequest(strategy="s"),), kwargs={"mode": "unified"}
+        )
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     both_running.wait()
@@ -169,10 +179,7 @@ def test_no_label_is_ever_a_user_id(metrics: KtrdrMetrics) -> None:
         manager.train(TrainingRequest(strategy="s", user_id=user))
     allowed = {"implementation", "status", "le", "version", "python", "result"}
     label_names = {
-        label
-        for family in metrics.registry.collect()
-        for sample in family.samples
-        for label in sample.labels
+        label for family in metrics.registry.collect() for sample in family.samples for label in sample.labels
     }
     assert label_names <= allowed
     assert {"implementation", "status", "le"} <= label_names
@@ -217,8 +224,7 @@ def test_an_unknown_status_counts_as_error_and_the_gauge_still_drops(metrics: Kt
     decision = Decision(mode="unified", reason="test", bucket=1)
     plugin.training_started(request=request, decision=decision)
     weird = TrainingResult(success=False, status="exploded", error="?")  # type: ignore[arg-type]
-    report = RunReport(request_id="r", mode="unified", status="error", started_at=0.0,
-                       duration_seconds=4.0)
+    report = RunReport(request_id="r", mode="unified", status="error", started_at=0.0, duration_seconds=4.0)
     plugin.training_finished(request=request, decision=decision, result=weird, report=report)
     assert value(metrics, "training_requests_total", implementation="unified", status="error") == 1
     assert value(metrics, "training_requests_total", implementation="unified", status="exploded") is None
@@ -233,7 +239,9 @@ def test_rollout_percentage_gauge(metrics: KtrdrMetrics) -> None:
     metrics.record_rollout(RolloutPolicy(settings=RolloutSettings(enabled=False, percentage=50)))
     assert value(metrics, "ktrdr_rollout_percentage") == 0
 
-    current: dict[str, RolloutPolicy | None] = {"policy": RolloutPolicy(settings=RolloutSettings(enabled=True, percentage=50))}
+    current: dict[str, RolloutPolicy | None] = {
+        "policy": RolloutPolicy(settings=RolloutSettings(enabled=True, percentage=50))
+    }
 
     def provider() -> RolloutPolicy:
         policy = current["policy"]
@@ -269,11 +277,18 @@ def test_event_loop_lag_sees_a_blocked_loop(metrics: KtrdrMetrics) -> None:
 
 def test_process_registry_is_dedicated_and_survives_reimport() -> None:
     names = {family.name for family in metrics_module.REGISTRY.collect()}
-    assert {"training_requests", *FIVE[1:], "ktrdr_event_loop_lag_seconds",
-            "ktrdr_rollout_percentage", "ktrdr_build"} <= names
+    assert {
+        "training_requests",
+        *FIVE[1:],
+        "ktrdr_event_loop_lag_seconds",
+        "ktrdr_rollout_percentage",
+        "ktrdr_build",
+    } <= names
     # Not in prometheus-client's global registry: nothing else in the process can collide.
-    assert prometheus_client.REGISTRY.get_sample_value(
-        "active_training_sessions", {"implementation": "unified"}) is None
+    assert (
+        prometheus_client.REGISTRY.get_sample_value("active_training_sessions", {"implementation": "unified"})
+        is None
+    )
     assert MetricsPlugin().metrics is metrics_module.METRICS
     body, content_type = metrics_module.exposition()
     assert content_type.startswith("text/plain") and b"ktrdr_build_info{" in body
@@ -292,9 +307,12 @@ def test_process_registry_counts_runs_through_the_default_plugin() -> None:
     registry = metrics_module.REGISTRY
 
     def successes() -> float:
-        return registry.get_sample_value(
-            "training_requests_total", {"implementation": "metrics-default", "status": "success"}
-        ) or 0.0
+        return (
+            registry.get_sample_value(
+                "training_requests_total", {"implementation": "metrics-default", "status": "success"}
+            )
+            or 0.0
+        )
 
     before = successes()
     manager = manager_with(StepMode("metrics-default"), metrics=MetricsPlugin().metrics)

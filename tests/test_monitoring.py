@@ -26,8 +26,15 @@ from ktrdr_core.training.trainer import ModelTrainer
 class EngineMode:
     """Runs the real ModelTrainer on small random data; ``relay`` may distort its progress."""
 
-    def __init__(self, name: str, *, epochs: int = 3, patience: int | None = None,
-                 relay: Callable[[Any], Any] | None = None, elsewhere: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        epochs: int = 3,
+        patience: int | None = None,
+        relay: Callable[[Any], Any] | None = None,
+        elsewhere: bool = False,
+    ) -> None:
         self.name, self.epochs, self.patience = name, epochs, patience
         self.relay, self.elsewhere = relay, elsewhere
 
@@ -43,8 +50,9 @@ class EngineMode:
         early = {"enabled": self.patience is not None, "patience": self.patience or 1, "min_delta": 1.0}
         config = {"epochs": self.epochs, "batch_size": 50, "device": "cpu", "early_stopping": early}
         callback = self.relay(progress) if self.relay is not None else progress
-        return ModelTrainer(config, callback, cancel).train(build_mlp(4, [8]), X[:300], y[:300],
-                                                            X[300:], y[300:])
+        return ModelTrainer(config, callback, cancel).train(
+            build_mlp(4, [8]), X[:300], y[:300], X[300:], y[300:]
+        )
 
     def execute(self, request: TrainingRequest, progress: Any, cancel: Any) -> TrainingResult:
         if self.elsewhere:  # the engine on another thread, as on a remote worker
@@ -55,9 +63,14 @@ class EngineMode:
             metrics = box
         else:
             metrics = self._train(progress, cancel)
-        return TrainingResult(success=True, training_metrics={
-            "val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"],
-            "epochs_trained": metrics["epochs_trained"]})
+        return TrainingResult(
+            success=True,
+            training_metrics={
+                "val_loss": metrics["val_loss"],
+                "val_accuracy": metrics["val_accuracy"],
+                "epochs_trained": metrics["epochs_trained"],
+            },
+        )
 
 
 class Lagging:
@@ -76,14 +89,23 @@ class Lagging:
             queue.append((epoch, total, dict(metrics)))
             if len(queue) > self.lag:
                 downstream(*queue.pop(0))
+
         return relay
 
 
 class Burn:
     """A mode that spends ``cpu`` seconds of CPU and holds ``megabytes`` of memory."""
 
-    def __init__(self, name: str, *, cpu: float = 0.0, sleep: float = 0.0, megabytes: int = 0,
-                 started: threading.Event | None = None, release: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        cpu: float = 0.0,
+        sleep: float = 0.0,
+        megabytes: int = 0,
+        started: threading.Event | None = None,
+        release: threading.Event | None = None,
+    ) -> None:
         self.name, self.cpu, self.sleep, self.megabytes = name, cpu, sleep, megabytes
         self.started, self.release = started, release
 
@@ -131,7 +153,7 @@ def test_cpu_seconds_and_peak_memory_are_the_runs_own(ktrdr_home: Any) -> None:
     assert b["cpu_scope"] == i["cpu_scope"] == "process"  # each ran alone in this process
     assert b["cpu_seconds"] >= 0.35 and i["cpu_seconds"] < 0.2, (b, i)
     if b["peak_rss_bytes"] is not None:  # the kernel lets a process reset its high-water mark
-        assert b["peak_rss_bytes"] - i["peak_rss_bytes"] > 150 * 2 ** 20, (b, i)
+        assert b["peak_rss_bytes"] - i["peak_rss_bytes"] > 150 * 2**20, (b, i)
     record = only_run(busy)
     assert record.cpu_seconds == pytest.approx(b["cpu_seconds"])
     assert record.cpu_scope == "process" and record.peak_rss_bytes == b["peak_rss_bytes"]
@@ -188,8 +210,12 @@ def test_an_engine_on_another_thread_is_not_measured(ktrdr_home: Any) -> None:
     result = manager(EngineMode("remote", elsewhere=True)).train(request, mode="remote")
     assert result.success and result.metadata["progress_max_deviation"] is None
     # ... and a mode without the engine neither
-    assert manager(StepMode("steps")).train(TrainingRequest(strategy="s"),
-                                            mode="steps").metadata["progress_max_deviation"] is None
+    assert (
+        manager(StepMode("steps"))
+        .train(TrainingRequest(strategy="s"), mode="steps")
+        .metadata["progress_max_deviation"]
+        is None
+    )
 
 
 def test_the_counter_is_disarmed_between_runs() -> None:

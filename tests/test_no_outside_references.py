@@ -16,21 +16,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # This file names the citations it looks for, so it is the one file not searched.
 OUTSIDE = re.compile(
-    "|".join([
-        r"DESIGN\.md",
-        r"MIGRATION_PLAN",
-        r"§",  # "§5" only ever meant a section of the design
-        r"\bmigration[ -]plan\b",
-        r"\bthe plan\b",
-        r"\bplan's\b",
-        r"\bRisk \d",
-        r"\bplan step\b",
-    ]),
+    "|".join(
+        [
+            r"DESIGN\.md",
+            r"MIGRATION_PLAN",
+            r"§",  # "§5" only ever meant a section of the design
+            r"\bmigration[ -]plan\b",
+            r"\bthe plan\b",
+            r"\bplan's\b",
+            r"\bRisk \d",
+            r"\bplan step\b",
+        ]
+    ),
     re.IGNORECASE,
 )
 
-SKIPPED_DIRS = {".git", ".venv", ".venv-tools", ".tox", "node_modules", "__pycache__", ".hypothesis",
-                ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
+SKIPPED_DIRS = {
+    ".git",
+    ".venv",
+    ".venv-tools",
+    ".tox",
+    "node_modules",
+    "__pycache__",
+    ".hypothesis",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "build",
+    "dist",
+}
 
 
 def text_files() -> list[Path]:
@@ -55,8 +69,13 @@ def read_text(path: Path) -> str | None:
 
 
 def test_the_pattern_catches_the_old_citations() -> None:
-    for text in ("see DESIGN.md §5", "the migration plan's Risk 1", "MIGRATION_PLAN.md",
-                 "as in the plan", "(Risk 5)"):
+    for text in (
+        "see DESIGN.md §5",
+        "the migration plan's Risk 1",
+        "MIGRATION_PLAN.md",
+        "as in the plan",
+        "(Risk 5)",
+    ):
         assert OUTSIDE.search(text), text
     for text in ("by design", "docs/contract.md, 'Results'", "the rollout's stages", "a planner"):
         assert not OUTSIDE.search(text), text
@@ -74,5 +93,7 @@ def test_no_file_cites_a_document_outside_the_repository() -> None:
             match = OUTSIDE.search(line)
             if match:
                 hits.append(f"{path.relative_to(ROOT)}:{number}: {match.group(0)!r} in {line.strip()[:100]}")
-    assert not hits, ("these lines cite a document that is not in the repository; point at a page "
-                      "under docs/ instead (docs/contract.md for the contract):\n" + "\n".join(hits))
+    assert not hits, (
+        "these lines cite a document that is not in the repository; point at a page "
+        "under docs/ instead (docs/contract.md for the contract):\n" + "\n".join(hits)
+    )

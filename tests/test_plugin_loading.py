@@ -31,8 +31,13 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def run_ktrdr(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "PYTHONPATH": str(site), **env}
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args],
-                          capture_output=True, text=True, env=environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
 
 
 def plugins_json(site: Path, **env: str) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from ktrdr_core.request import check_strategy_name
 DESIGN_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
-@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "", "-x", "_x", "x.yaml",
-                                  "neuro_mean_reversion\n", "a b", "x\x00"])
+@pytest.mark.parametrize(
+    "name", ["../x", "/etc/passwd", "a/b", "", "-x", "_x", "x.yaml", "neuro_mean_reversion\n", "a b", "x\x00"]
+)
 def test_paths_and_near_misses_are_refused(name: str) -> None:
     with pytest.raises(BadInputError, match="invalid strategy name"):
         check_strategy_name(name)

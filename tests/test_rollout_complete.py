@@ -17,24 +17,40 @@ from ktrdr_core.rollout.policy import RolloutPolicy
 from ktrdr_core.rollout.store import RolloutStore
 
 # A full gate that 60 clean runs can pass: the criteria without data here are switched off.
-EASY_FULL = {"full": {"error_rate_pct": 5.0, "duration_ratio": None, "cpu_ratio": None, "memory_ratio": None,
-                      "model_accuracy_pct": None, "progress_accuracy_pct": None, "comparison": False,
-                      "progress_interval_s": None}}
+EASY_FULL = {
+    "full": {
+        "error_rate_pct": 5.0,
+        "duration_ratio": None,
+        "cpu_ratio": None,
+        "memory_ratio": None,
+        "model_accuracy_pct": None,
+        "progress_accuracy_pct": None,
+        "comparison": False,
+        "progress_interval_s": None,
+    }
+}
 
 
 def ktrdr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ, "KTRDR_ACTOR": "tester", **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KTRDR_ACTOR": "tester", **env},
+        timeout=120,
+    )
 
 
 def at_full(days_ago: float = 10, **extra: object) -> RolloutStore:
     store = RolloutStore()
-    store.set_fields("set_stage", {"enabled": True, "percentage": 100, "excluded_users": ["bob"], **extra},
-                     reason="setup")
+    store.set_fields(
+        "set_stage", {"enabled": True, "percentage": 100, "excluded_users": ["bob"], **extra}, reason="setup"
+    )
     lines = store.audit_path.read_text().splitlines()
     last = json.loads(lines[-1])
     last["timestamp"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)).isoformat(
-        timespec="seconds")
+        timespec="seconds"
+    )
     store.audit_path.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
     return store
 
@@ -42,8 +58,15 @@ def at_full(days_ago: float = 10, **extra: object) -> RolloutStore:
 def clean_runs(count: int = 60) -> None:
     ledger = RunLedger()
     for i in range(count):
-        ledger.record_run(request_id=f"r{i}", user_id=f"u{i}", strategy="s", mode="unified",
-                          status="success", started_at=time.time() - 3600 + i, duration_seconds=5.0)
+        ledger.record_run(
+            request_id=f"r{i}",
+            user_id=f"u{i}",
+            strategy="s",
+            mode="unified",
+            status="success",
+            started_at=time.time() - 3600 + i,
+            duration_seconds=5.0,
+        )
 
 
 def test_complete_is_refused_until_the_full_gate_passes(ktrdr_home: Path) -> None:
@@ -64,8 +87,12 @@ def test_complete_then_restore(ktrdr_home: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: PASS" in proc.stdout and "Rollback point: pre-phase3" in proc.stdout
     settings = store.read()
-    assert (settings.control, settings.enabled, settings.percentage, settings.completed) == \
-        ("unified", False, 0, True)
+    assert (settings.control, settings.enabled, settings.percentage, settings.completed) == (
+        "unified",
+        False,
+        0,
+        True,
+    )
     raw = store.read_raw()
     assert raw["shadow"]["percentage"] == 0 and raw["gates"] == EASY_FULL  # thresholds kept
     entry = store.history()[-1]
@@ -86,8 +113,12 @@ def test_complete_then_restore(ktrdr_home: Path) -> None:
     back = ktrdr("rollout", "restore", "pre-phase3", "--reason", "regression found")
     assert back.returncode == 0, back.stderr
     settings = store.read()
-    assert (settings.control, settings.candidate, settings.stage, settings.completed) == \
-        ("legacy", "unified", "full", False)
+    assert (settings.control, settings.candidate, settings.stage, settings.completed) == (
+        "legacy",
+        "unified",
+        "full",
+        False,
+    )
     assert settings.excluded_users == frozenset({"bob"}) and store.read_raw()["shadow"]["percentage"] == 50
     last = store.history()[-1]
     assert last.action == "restore" and "regression found" in last.reason

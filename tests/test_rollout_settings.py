@@ -27,8 +27,10 @@ def test_every_whole_percentage_is_accepted(pct: int) -> None:
     assert RolloutPolicy.from_env(env).settings.percentage == pct
 
 
-@pytest.mark.parametrize(("raw", "enabled"), [("true", True), ("TRUE", True), (" True ", True),
-                                               ("false", False), ("1", False), ("yes", False)])
+@pytest.mark.parametrize(
+    ("raw", "enabled"),
+    [("true", True), ("TRUE", True), (" True ", True), ("false", False), ("1", False), ("yes", False)],
+)
 def test_flag_is_true_only_for_true(raw: str, enabled: bool) -> None:
     assert RolloutPolicy.from_env({"USE_UNIFIED_TRAINING": raw}).settings.enabled is enabled
 
@@ -56,8 +58,13 @@ def test_env_wins_over_file_and_sources_say_so(ktrdr_home: Path) -> None:
     policy = RolloutPolicy.from_env(env)
     assert policy.settings.percentage == 0
     assert policy.settings.enabled is True
-    assert policy.sources == {"enabled": "file", "percentage": "env", "excluded_users": "default",
-                              "control": "default", "candidate": "default"}
+    assert policy.sources == {
+        "enabled": "file",
+        "percentage": "env",
+        "excluded_users": "default",
+        "control": "default",
+        "candidate": "default",
+    }
 
 
 def test_malformed_rollout_file_names_the_file(ktrdr_home: Path) -> None:
@@ -89,7 +96,9 @@ def test_audit_log_records_who_when_old_new_why(ktrdr_home: Path, monkeypatch: p
     store.exclude("bob", reason="bob hit a bug")
     entries = store.history()
     assert [(e.action, e.old, e.new) for e in entries] == [
-        ("set_percentage", None, 10), ("set_percentage", 10, 50), ("exclude_user", None, ["bob"]),
+        ("set_percentage", None, 10),
+        ("set_percentage", 10, 50),
+        ("exclude_user", None, ["bob"]),
     ]
     assert all(e.actor == "carol" and e.timestamp for e in entries)
     assert entries[1].reason == "canary passed"
@@ -119,10 +128,17 @@ def test_torn_audit_line_is_skipped(ktrdr_home: Path) -> None:
     assert [e.new for e in store.history()] == [10]
 
 
-@pytest.mark.parametrize(("enabled", "pct", "stage"), [
-    (False, 50, "off"), (True, 0, "off"), (True, 10, "canary"), (True, 50, "expanded"),
-    (True, 100, "full"), (True, 30, "custom"),
-])
+@pytest.mark.parametrize(
+    ("enabled", "pct", "stage"),
+    [
+        (False, 50, "off"),
+        (True, 0, "off"),
+        (True, 10, "canary"),
+        (True, 50, "expanded"),
+        (True, 100, "full"),
+        (True, 30, "custom"),
+    ],
+)
 def test_stage_names(enabled: bool, pct: int, stage: str) -> None:
     assert stage_for(enabled, pct) == stage
     assert RolloutSettings(enabled=enabled, percentage=pct).stage == stage
@@ -132,8 +148,12 @@ def test_empty_variables_count_as_unset(ktrdr_home: Path) -> None:
     store = RolloutStore(ktrdr_home)
     store.set_enabled(True, reason="test")
     store.exclude("bob", reason="test")
-    env = {"KTRDR_HOME": str(ktrdr_home), "USE_UNIFIED_TRAINING": "", "ROLLBACK_USER_IDS": " ",
-           "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": ""}
+    env = {
+        "KTRDR_HOME": str(ktrdr_home),
+        "USE_UNIFIED_TRAINING": "",
+        "ROLLBACK_USER_IDS": " ",
+        "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "",
+    }
     policy = RolloutPolicy.from_env(env)
     assert policy.settings.enabled is True and policy.settings.excluded_users == {"bob"}
     assert policy.sources["enabled"] == "file" and policy.sources["excluded_users"] == "file"

@@ -17,8 +17,9 @@ from ktrdr_core.rollout import store as store_module
 from ktrdr_core.rollout.store import RolloutFileError, RolloutStorageError, RolloutStore
 
 
-def test_the_audit_line_is_written_before_the_change(ktrdr_home: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_audit_line_is_written_before_the_change(
+    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = RolloutStore()
     store.set_percentage(10, reason="canary", actor="alice")
 
@@ -32,8 +33,9 @@ def test_the_audit_line_is_written_before_the_change(ktrdr_home: Path,
     assert [e.new for e in RolloutStore().history()] == [10]
 
 
-def test_a_settings_write_that_fails_is_audited_as_not_applied(ktrdr_home: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_settings_write_that_fails_is_audited_as_not_applied(
+    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = RolloutStore()
     store.set_percentage(10, reason="canary", actor="alice")
 
@@ -46,15 +48,21 @@ def test_a_settings_write_that_fails_is_audited_as_not_applied(ktrdr_home: Path,
     assert store.read().percentage == 10
     history = store.history()
     assert [(e.action, e.new) for e in history] == [
-        ("set_percentage", 10), ("set_percentage", 50), ("set_percentage_not_applied", 10)]
+        ("set_percentage", 10),
+        ("set_percentage", 50),
+        ("set_percentage_not_applied", 10),
+    ]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"\xff\xfe{}", "not valid UTF-8"),
-    (b"{not json", "not valid JSON"),
-    (b"[1, 2]", "must hold a JSON object"),
-    (b'{"percentag": 10}', "unknown key(s) 'percentag' (did you mean 'percentage'?)"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe{}", "not valid UTF-8"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must hold a JSON object"),
+        (b'{"percentag": 10}', "unknown key(s) 'percentag' (did you mean 'percentage'?)"),
+    ],
+)
 def test_a_bad_rollout_file_is_one_clear_error(ktrdr_home: Path, content: bytes, message: str) -> None:
     ktrdr_home.mkdir(parents=True, exist_ok=True)
     (ktrdr_home / "rollout.json").write_bytes(content)
@@ -62,14 +70,20 @@ def test_a_bad_rollout_file_is_one_clear_error(ktrdr_home: Path, content: bytes,
         RolloutStore().read()
     assert message in str(caught.value)
     assert isinstance(caught.value, ConfigurationError)  # the CLI's exit code 2
-    proc = subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
-                          capture_output=True, text=True, env={**os.environ}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr
 
 
-def test_a_held_lock_is_waited_on_for_a_bounded_time(ktrdr_home: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_lock_is_waited_on_for_a_bounded_time(
+    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_module, "LOCK_TIMEOUT_SECONDS", 0.3)
     store = RolloutStore()
     ktrdr_home.mkdir(parents=True, exist_ok=True)

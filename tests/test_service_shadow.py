@@ -29,8 +29,11 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
 
 def test_shadow_percentage_over_the_api(client: TestClient) -> None:
     assert client.put("/api/v1/rollout/shadow", json={"percentage": 50}).status_code == 401
-    ok = client.put("/api/v1/rollout/shadow", json={"percentage": 50, "reason": "shadow week"},
-                    headers={**AUTH, "X-Ktrdr-Actor": "ops-anna"})
+    ok = client.put(
+        "/api/v1/rollout/shadow",
+        json={"percentage": 50, "reason": "shadow week"},
+        headers={**AUTH, "X-Ktrdr-Actor": "ops-anna"},
+    )
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["changed"] is True and body["rollout"]["shadow"] == {"percentage": 50, "max_concurrent": 1}

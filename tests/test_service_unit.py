@@ -54,8 +54,9 @@ class FakeMode:
     def health(self) -> ModeHealth:
         return ModeHealth.ok() if self.healthy else ModeHealth.unhealthy("broken on purpose")
 
-    def execute(self, request: TrainingRequest, progress: ProgressCallback,
-                cancel: CancellationToken) -> TrainingResult:
+    def execute(
+        self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
+    ) -> TrainingResult:
         self.calls.append(request.request_id)
         if request.strategy == "boom":
             raise RuntimeError("the fake mode exploded")
@@ -65,8 +66,16 @@ class FakeMode:
                 if cancel.is_cancelled():
                     raise CancellationError(cancel.reason or "cancelled")
                 time.sleep(0.01)
-                progress(epoch, epochs, {"progress_type": "batch", "batch": batch,
-                                         "total_batches_per_epoch": 2, "train_loss": 1.0 / epoch})
+                progress(
+                    epoch,
+                    epochs,
+                    {
+                        "progress_type": "batch",
+                        "batch": batch,
+                        "total_batches_per_epoch": 2,
+                        "train_loss": 1.0 / epoch,
+                    },
+                )
             progress(epoch, epochs, {"progress_type": "epoch", "val_loss": 0.5, "nan": float("nan")})
         return TrainingResult(success=True, training_metrics={"epochs_trained": epochs})
 
@@ -96,8 +105,14 @@ def fake_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def app_client(fake_env: None) -> Iterator[tuple[TestClient, FakeMode]]:
     mode = FakeMode("fake")
-    app = create_app(plugin_manager=make_pm(mode, FakeMode("fake2")), api_token=TOKEN,
-                     max_concurrent=1, queue_size=1, metrics=False, preload=False)
+    app = create_app(
+        plugin_manager=make_pm(mode, FakeMode("fake2")),
+        api_token=TOKEN,
+        max_concurrent=1,
+        queue_size=1,
+        metrics=False,
+        preload=False,
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, mode
 
@@ -120,8 +135,14 @@ class FakeRunner:
         self.started: list[str] = []
         self.release = threading.Event()
 
-    def train(self, request: TrainingRequest, progress: ProgressCallback | None = None,
-              cancel: Any = None, *, decision: Decision | None = None) -> TrainingResult:
+    def train(
+        self,
+        request: TrainingRequest,
+        progress: ProgressCallback | None = None,
+        cancel: Any = None,
+        *,
+        decision: Decision | None = None,
+    ) -> TrainingResult:
         self.started.append(request.request_id)
         assert progress is not None
         progress(1, 1, {"progress_type": "epoch"})
@@ -151,7 +172,7 @@ def test_service_bounds_queue_cancels_and_forgets() -> None:
         runner.release.set()
         await asyncio.wait_for(first.done.wait(), 5)
         assert first.status == "completed"
-        assert runner.started == [first.id]            # the cancelled queued one never started
+        assert runner.started == [first.id]  # the cancelled queued one never started
         third = service.submit(TrainingRequest(strategy="s"), DECISION)
         await asyncio.wait_for(third.done.wait(), 5)
         # keep_finished=2: the oldest finished session is forgotten
@@ -187,14 +208,15 @@ def test_a_mode_with_capacity_is_admitted_by_it_not_by_max_concurrent() -> None:
     async def scenario() -> None:
         runner = FakeRunner()
         capacity = {"remote": 3}
-        service = TrainingService(runner, max_concurrent=1, queue_size=8,
-                                  capacity_of=lambda mode: capacity.get(mode))
+        service = TrainingService(
+            runner, max_concurrent=1, queue_size=8, capacity_of=lambda mode: capacity.get(mode)
+        )
         local = [service.submit(TrainingRequest(strategy="s"), DECISION) for _ in range(2)]
         cluster = [service.submit(TrainingRequest(strategy="s"), remote) for _ in range(5)]
         assert [s.status for s in local] == ["running", "queued"]
         assert [s.status for s in cluster] == ["running"] * 3 + ["queued"] * 2
         assert service.counts()["running_remote"] == 3
-        capacity["remote"] = 4                      # the cluster grew: the next finish admits more
+        capacity["remote"] = 4  # the cluster grew: the next finish admits more
         runner.release.set()
         for session in [*local, *cluster]:
             await asyncio.wait_for(session.done.wait(), 5)
@@ -246,7 +268,7 @@ def test_progress_from_another_thread_arrives_in_order_and_coalesced() -> None:
         await asyncio.sleep(0.05)
         seen = [item[3]["i"] for batch in batches for item in batch]
         assert seen == list(range(500))
-        assert len(batches) < 500                      # bursts drained together
+        assert len(batches) < 500  # bursts drained together
 
     asyncio.run(scenario())
 
@@ -255,14 +277,22 @@ def test_session_progress_percent_subscribers_and_end() -> None:
     async def scenario() -> None:
         session = TrainingSession(TrainingRequest(strategy="s"), DECISION, replay=4)
         early = session.subscribe()
-        session.on_progress([(1.0, 1, 4, {"progress_type": "batch", "batch": 1,
-                                          "total_batches_per_epoch": 2, "x": float("inf")})])
+        session.on_progress(
+            [
+                (
+                    1.0,
+                    1,
+                    4,
+                    {"progress_type": "batch", "batch": 1, "total_batches_per_epoch": 2, "x": float("inf")},
+                )
+            ]
+        )
         assert session.progress["percent"] == 12.5
-        assert session.progress["metrics"]["x"] is None          # JSON-safe
+        assert session.progress["metrics"]["x"] is None  # JSON-safe
         session.on_progress([(1.1, 2, 4, {"progress_type": "epoch"})])
         assert session.progress["percent"] == 50.0
         assert [item[0] for item in early.items] == ["progress", "progress"]
-        late = session.subscribe(after=1)                         # Last-Event-ID: 1
+        late = session.subscribe(after=1)  # Last-Event-ID: 1
         assert [item[1] for item in late.items] == [2]
         session.finish(TrainingResult(success=True))
         assert early.closed and early.items[-1][0] == "end" and early.items[-1][2]["status"] == "completed"
@@ -288,8 +318,11 @@ def test_health_is_503_without_any_mode(fake_env: None) -> None:
 
 
 def test_health_503_when_the_control_mode_is_unhealthy(fake_env: None) -> None:
-    app = create_app(plugin_manager=make_pm(FakeMode("fake", healthy=False), FakeMode("fake2")),
-                     metrics=False, preload=False)
+    app = create_app(
+        plugin_manager=make_pm(FakeMode("fake", healthy=False), FakeMode("fake2")),
+        metrics=False,
+        preload=False,
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/api/v1/health")
         assert response.status_code == 503
@@ -297,8 +330,11 @@ def test_health_503_when_the_control_mode_is_unhealthy(fake_env: None) -> None:
 
 
 def test_health_degraded_when_the_candidate_is_unhealthy(fake_env: None) -> None:
-    app = create_app(plugin_manager=make_pm(FakeMode("fake"), FakeMode("fake2", healthy=False)),
-                     metrics=False, preload=False)
+    app = create_app(
+        plugin_manager=make_pm(FakeMode("fake"), FakeMode("fake2", healthy=False)),
+        metrics=False,
+        preload=False,
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         response = client.get("/api/v1/health")
         assert response.status_code == 200
@@ -317,8 +353,9 @@ def test_health_503_when_the_event_loop_lags(app_client: tuple[TestClient, FakeM
 
 def test_lifecycle_with_a_fake_mode(app_client: tuple[TestClient, FakeMode]) -> None:
     client, mode = app_client
-    response = client.post("/api/v1/trainings", json={"strategy": "s", "user_id": "u",
-                                                        "overrides": {"epochs": 2}})
+    response = client.post(
+        "/api/v1/trainings", json={"strategy": "s", "user_id": "u", "overrides": {"epochs": 2}}
+    )
     assert response.status_code == 202
     created = response.json()
     assert response.headers["location"] == f"/api/v1/trainings/{created['id']}"
@@ -349,45 +386,58 @@ def test_rollout_token_rules(app_client: tuple[TestClient, FakeMode]) -> None:
     assert client.put("/api/v1/rollout", json={"enabled": True}).status_code == 401
     bad = client.put("/api/v1/rollout", json={"enabled": True}, headers={"Authorization": "Bearer x"})
     assert bad.status_code == 401
-    ok = client.put("/api/v1/rollout", json={"enabled": True, "percentage": 100},
-                    headers={"Authorization": f"Bearer {TOKEN}"})
+    ok = client.put(
+        "/api/v1/rollout",
+        json={"enabled": True, "percentage": 100},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["audit"]["actor"] == "api"
     created = client.post("/api/v1/trainings", json={"strategy": "s", "user_id": "u"}).json()
     assert created["decision"]["mode"] == "fake2"
-    again = client.put("/api/v1/rollout", json={"enabled": True},
-                       headers={"Authorization": f"Bearer {TOKEN}"})
+    again = client.put(
+        "/api/v1/rollout", json={"enabled": True}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert again.json()["changed"] is False
 
 
 def test_rollout_change_warns_when_the_environment_wins(
-        app_client: tuple[TestClient, FakeMode], monkeypatch: pytest.MonkeyPatch) -> None:
+    app_client: tuple[TestClient, FakeMode], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, _mode = app_client
     monkeypatch.setenv("UNIFIED_TRAINING_ROLLOUT_PERCENTAGE", "0")
-    response = client.put("/api/v1/rollout", json={"percentage": 50},
-                          headers={"Authorization": f"Bearer {TOKEN}"})
+    response = client.put(
+        "/api/v1/rollout", json={"percentage": 50}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert response.status_code == 200
-    assert "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE is set in the server's environment" in \
-        response.json()["warnings"][0]
+    assert (
+        "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE is set in the server's environment"
+        in response.json()["warnings"][0]
+    )
     assert response.json()["rollout"]["percentage"] == 0
 
 
 def test_rollout_refused_when_the_server_has_no_token(fake_env: None) -> None:
     app = create_app(plugin_manager=make_pm(FakeMode("fake")), api_token=None, metrics=False, preload=False)
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        response = client.put("/api/v1/rollout", json={"enabled": True},
-                              headers={"Authorization": "Bearer anything"})
+        response = client.put(
+            "/api/v1/rollout", json={"enabled": True}, headers={"Authorization": "Bearer anything"}
+        )
         assert response.status_code == 403
         assert "set KTRDR_API_TOKEN" in response.json()["message"]
 
 
 def test_validation_message_names_each_field() -> None:
-    message = _validation_message([
-        {"loc": ["body", "strategy"], "msg": "Value error, invalid strategy name '../x'"},
-        {"loc": ["body", "overrides", "epochs"], "msg": "Input should be a valid integer"},
-    ])
-    assert message == ("invalid request: strategy: invalid strategy name '../x'; "
-                       "overrides.epochs: Input should be a valid integer")
+    message = _validation_message(
+        [
+            {"loc": ["body", "strategy"], "msg": "Value error, invalid strategy name '../x'"},
+            {"loc": ["body", "overrides", "epochs"], "msg": "Input should be a valid integer"},
+        ]
+    )
+    assert message == (
+        "invalid request: strategy: invalid strategy name '../x'; "
+        "overrides.epochs: Input should be a valid integer"
+    )
 
 
 def test_metrics_endpoint_serves_the_registry(app_client: tuple[TestClient, FakeMode]) -> None:
@@ -398,12 +448,19 @@ def test_metrics_endpoint_serves_the_registry(app_client: tuple[TestClient, Fake
 
 
 def _imported_after(*argv: str) -> Mapping[str, bool]:
-    code = ("import sys\nfrom ktrdr_core.cli.main import main\n"
-            f"try:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
-            "import json\nprint(json.dumps({m: m in sys.modules for m in "
-            "('fastapi', 'uvicorn', 'torch')}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "COLUMNS": "120"}).stdout
+    code = (
+        "import sys\nfrom ktrdr_core.cli.main import main\n"
+        f"try:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
+        "import json\nprint(json.dumps({m: m in sys.modules for m in "
+        "('fastapi', 'uvicorn', 'torch')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "120"},
+    ).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 

@@ -26,8 +26,13 @@ from ktrdr_core.rollout.store import RolloutStore
 
 
 def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env={**os.environ, "KTRDR_ACTOR": "tester"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KTRDR_ACTOR": "tester"},
+        timeout=120,
+    )
 
 
 class RecordingRunner:
@@ -98,13 +103,16 @@ def test_nothing_is_shadowed_at_zero_or_with_a_broken_setting(ktrdr_home: Path) 
     assert runner.submitted == []
 
 
-@pytest.mark.parametrize(("data", "key"), [
-    ({"percentage": 150}, "shadow.percentage"),
-    ({"percentage": True}, "shadow.percentage"),
-    ({"max_concurrent": 0}, "shadow.max_concurrent"),
-    ({"share": 5}, "shadow.share"),
-    ([], "shadow"),
-])
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"percentage": 150}, "shadow.percentage"),
+        ({"percentage": True}, "shadow.percentage"),
+        ({"max_concurrent": 0}, "shadow.max_concurrent"),
+        ({"share": 5}, "shadow.share"),
+        ([], "shadow"),
+    ],
+)
 def test_bad_shadow_settings_name_the_key(data: Any, key: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         ShadowConfig.from_mapping(data, source="/x/rollout.json")
@@ -146,5 +154,6 @@ def test_a_missing_or_unhealthy_candidate_is_not_shadowed(ktrdr_home: Path) -> N
     runner = RecordingRunner()
     healthy = plugin_manager_with(StepMode("legacy"), StepMode("unified"))
     ShadowPlugin(runner, plugin_manager=healthy).training_started(  # type: ignore[arg-type]
-        TrainingRequest(strategy="s"), decision())
+        TrainingRequest(strategy="s"), decision()
+    )
     assert len(runner.submitted) == 1

@@ -12,8 +12,13 @@ from ktrdr_core.sinks import JsonLinesSink, LogSummarySink
 
 
 def epoch_update(epoch: int, val_loss: float) -> dict[str, object]:
-    return {"progress_type": "epoch", "epoch": epoch, "train_loss": 1.0, "val_loss": val_loss,
-            "val_accuracy": 0.5}
+    return {
+        "progress_type": "epoch",
+        "epoch": epoch,
+        "train_loss": 1.0,
+        "val_loss": val_loss,
+        "val_accuracy": 0.5,
+    }
 
 
 def test_log_summary_logs_each_epoch_once_never_batches(caplog: pytest.LogCaptureFixture) -> None:
@@ -29,10 +34,15 @@ def test_log_summary_logs_each_epoch_once_never_batches(caplog: pytest.LogCaptur
 
 def test_folded_epochs_are_logged_under_their_own_numbers(caplog: pytest.LogCaptureFixture) -> None:
     sink = LogSummarySink()
-    folded = {"progress_type": "batch", "batch": 3, "val_loss": 0.8, "epochs_completed": 1,
-              "folded_epochs": [epoch_update(1, 0.8)]}
+    folded = {
+        "progress_type": "batch",
+        "batch": 3,
+        "val_loss": 0.8,
+        "epochs_completed": 1,
+        "folded_epochs": [epoch_update(1, 0.8)],
+    }
     with caplog.at_level(logging.INFO, logger="ktrdr.progress"):
-        sink(2, 3, folded)             # epoch 1's end rides on a batch of epoch 2
+        sink(2, 3, folded)  # epoch 1's end rides on a batch of epoch 2
         sink(2, 3, epoch_update(2, 0.7))
     messages = [r.getMessage() for r in caplog.records]
     assert [m.split(":")[0] for m in messages] == ["epoch 1/3", "epoch 2/3"]
@@ -48,7 +58,9 @@ def test_json_lines_sink_writes_one_object_per_update(tmp_path: Path) -> None:
     sink(2, 2, epoch_update(2, 0.4))  # after close: ignored, not an error
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["epoch"], r["total_epochs"], r["progress_type"]) for r in records] == [
-        (1, 2, "batch"), (2, 2, "epoch")]
+        (1, 2, "batch"),
+        (2, 2, "epoch"),
+    ]
     assert records[0]["timestamp"] <= records[1]["timestamp"]
 
 

@@ -25,8 +25,11 @@ def test_the_env_file_instructions_work_on_a_fresh_host(tmp_path: Path) -> None:
     """The unit's `install` lines, run against an empty folder standing in for /etc."""
     etc = tmp_path / "etc"
     etc.mkdir()
-    commands = [line.split("sudo ", 1)[1].split("  #")[0] for line in UNIT.read_text().splitlines()
-                if line.startswith("#   sudo install")]
+    commands = [
+        line.split("sudo ", 1)[1].split("  #")[0]
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("#   sudo install")
+    ]
     assert commands, "the unit no longer says how to create its env file"
     for command in commands:
         argv = [part.replace("/etc/", f"{etc}/") for part in shlex.split(command)]

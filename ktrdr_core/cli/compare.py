@@ -32,15 +32,19 @@ EXIT_EQUIVALENT, EXIT_DIFFERENT, EXIT_BAD_INPUT = 0, 1, 2
 def _summary(data: dict[str, Any]) -> None:
     control, candidate = data["control"], data["candidate"]
     verdict = "equivalent" if data["equivalent"] else "DIFFERENT"
-    click.echo(f"{data['strategy']}: {control['mode']} vs {candidate['mode']}: {verdict} "
-               f"(tolerance {data['tolerance']:g})")
+    click.echo(
+        f"{data['strategy']}: {control['mode']} vs {candidate['mode']}: {verdict} "
+        f"(tolerance {data['tolerance']:g})"
+    )
     for obs in (control, candidate):
         tm, te = obs["training_metrics"], obs["test_metrics"]
         line = f"  {obs['role']:9} {obs['mode']:10} {obs['status']:9} {obs['duration_seconds']:6.2f} s"
         if "val_loss" in tm:
-            line += (f"  val_loss {tm['val_loss']:.4f}  val_acc {tm.get('val_accuracy', 0):.4f}"
-                     f"  test_acc {te.get('test_accuracy', float('nan')):.4f}"
-                     f"  f1 {te.get('f1', float('nan')):.4f}")
+            line += (
+                f"  val_loss {tm['val_loss']:.4f}  val_acc {tm.get('val_accuracy', 0):.4f}"
+                f"  test_acc {te.get('test_accuracy', float('nan')):.4f}"
+                f"  f1 {te.get('f1', float('nan')):.4f}"
+            )
         prog = obs["progress"]
         p50 = prog["intervals"]["p50"]
         line += f"  {prog['updates']} updates" + (f" (p50 {p50 * 1000:.0f} ms)" if p50 is not None else "")
@@ -52,22 +56,35 @@ def _summary(data: dict[str, Any]) -> None:
         for role in ("control", "candidate"):
             check = cancel[role]
             latency = check["latency_seconds"]
-            click.echo(f"  cancel {role}: {check['status']}"
-                       + (f" in {latency * 1000:.1f} ms" if latency is not None else ""))
+            click.echo(
+                f"  cancel {role}: {check['status']}"
+                + (f" in {latency * 1000:.1f} ms" if latency is not None else "")
+            )
     click.echo(f"  report: {Path(data['report_dir']) / 'report.md'}")
 
 
-def _record(strategy: str, control: str, candidate: str, equivalent: bool,
-            differences: list[dict[str, Any]], report_path: Path) -> int | None:
+def _record(
+    strategy: str,
+    control: str,
+    candidate: str,
+    equivalent: bool,
+    differences: list[dict[str, Any]],
+    report_path: Path,
+) -> int | None:
     from ktrdr_core.ledger.plugin import ledger_enabled
     from ktrdr_core.ledger.store import RunLedger
 
     if not ledger_enabled(os.environ):
         return None
     try:
-        record = RunLedger().record_comparison(strategy=strategy, control=control, candidate=candidate,
-                                               equivalent=equivalent, differences=differences,
-                                               report_path=report_path)
+        record = RunLedger().record_comparison(
+            strategy=strategy,
+            control=control,
+            candidate=candidate,
+            equivalent=equivalent,
+            differences=differences,
+            report_path=report_path,
+        )
     except Exception as exc:  # noqa: BLE001 - the report still gets written
         click.echo(f"ktrdr: warning: could not record the comparison in the ledger: {exc}", err=True)
         return None
@@ -76,36 +93,70 @@ def _record(strategy: str, control: str, candidate: str, equivalent: bool,
 
 @click.command()
 @click.argument("strategy")
-@click.option("--control", default=None,
-              help="Control mode (default: the rollout's control, normally legacy).")
-@click.option("--candidate", default=None,
-              help="Candidate mode (default: the rollout's candidate, normally unified).")
-@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True,
-              help="Seed of both runs.")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="Largest allowed |control - candidate| of each metric.")
+@click.option(
+    "--control", default=None, help="Control mode (default: the rollout's control, normally legacy)."
+)
+@click.option(
+    "--candidate", default=None, help="Candidate mode (default: the rollout's candidate, normally unified)."
+)
+@click.option("--seed", type=click.IntRange(min=0), default=42, show_default=True, help="Seed of both runs.")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="Largest allowed |control - candidate| of each metric.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the strategy's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the batch size.")
 @click.option("--symbols", default=None, help="Comma list; default: the strategy's.")
 @click.option("--timeframes", default=None, help="Comma list; default: the strategy's.")
 @click.option("--start", "start_date", default=None, help="First date (ISO, UTC).")
 @click.option("--end", "end_date", default=None, help="Last date (ISO, UTC).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of {SYMBOL}_{timeframe}.csv files.")
-@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
-              help="Change one strategy setting for this run, e.g. "
-                   "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of {SYMBOL}_{timeframe}.csv files.",
+)
+@click.option(
+    "--set",
+    "set_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one strategy setting for this run, e.g. "
+    "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).",
+)
 @click.option("--user", "user_id", default="default", show_default=True, help="User id of both runs.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Report folder (default: KTRDR_HOME/reports/compare-<timestamp>).")
-@click.option("--check-cancel", is_flag=True,
-              help="Also cancel one run of each mode and compare the latency.")
-@click.option("--cancel-after", type=click.FloatRange(min=0), default=0.25, show_default=True,
-              help="With --check-cancel: seconds after the first progress update to cancel.")
-@click.option("--max-duration-ratio", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Also require candidate/control duration <= RATIO (default: reported only).")
-@click.option("--warm-up/--no-warm-up", default=True, show_default=True,
-              help="One untimed 1-epoch run per mode first, so the duration ratio is fair.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Report folder (default: KTRDR_HOME/reports/compare-<timestamp>).",
+)
+@click.option(
+    "--check-cancel", is_flag=True, help="Also cancel one run of each mode and compare the latency."
+)
+@click.option(
+    "--cancel-after",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="With --check-cancel: seconds after the first progress update to cancel.",
+)
+@click.option(
+    "--max-duration-ratio",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Also require candidate/control duration <= RATIO (default: reported only).",
+)
+@click.option(
+    "--warm-up/--no-warm-up",
+    default=True,
+    show_default=True,
+    help="One untimed 1-epoch run per mode first, so the duration ratio is fair.",
+)
 @click.option("--save-models", is_flag=True, help="Save both models (default: train and evaluate only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report JSON on stdout.")
 def compare(
@@ -145,8 +196,10 @@ def compare(
     from ktrdr_core.sinks import CliPlugin
     from ktrdr_core.training.strategy import load_strategy
 
-    logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     check_strategy_name(strategy)
     from ktrdr_core.training.overrides import parse_set_options
 
@@ -156,8 +209,11 @@ def compare(
     policy = RolloutPolicy.from_env()
     control = control or policy.control
     candidate = candidate or policy.candidate
-    overrides: dict[str, Any] = {"seed": seed, "save_model": save_models,
-                                 **({"set": settings} if settings else {})}
+    overrides: dict[str, Any] = {
+        "seed": seed,
+        "save_model": save_models,
+        **({"set": settings} if settings else {}),
+    }
     if data_dir is not None:
         if not data_dir.is_dir():
             raise BadInputError(f"data directory {data_dir} does not exist")
@@ -165,15 +221,25 @@ def compare(
     for key, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value is not None:
             overrides[key] = value
-    request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
-                              start_date=start_date, end_date=end_date, overrides=overrides)
+    request = TrainingRequest(
+        strategy=strategy,
+        user_id=user_id,
+        symbols=symbols,
+        timeframes=timeframes,
+        start_date=start_date,
+        end_date=end_date,
+        overrides=overrides,
+    )
 
     # Like ``ktrdr train``: one torch thread unless KTRDR_TORCH_THREADS says otherwise, so the two
     # modes' durations measure the modes and not contention between threads for the cores.
     configure_torch_threads()
     manager = TrainingManager()
     experiment = Experiment(
-        manager, control=control, candidate=candidate, tolerance=tolerance,
+        manager,
+        control=control,
+        candidate=candidate,
+        tolerance=tolerance,
         max_duration_ratio=max_duration_ratio,
         run_plugin=lambda req: CliPlugin(req, sinks=(), timeout=None),
         on_event=lambda message: click.echo(f"compare: {message}", err=True),
@@ -184,8 +250,7 @@ def compare(
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"cannot create the report folder {target}: {exc.strerror or exc}") from None
-    outcome = experiment.run(request, check_cancel=check_cancel, cancel_delay=cancel_after,
-                             warm_up=warm_up)
+    outcome = experiment.run(request, check_cancel=check_cancel, cancel_delay=cancel_after, warm_up=warm_up)
 
     ctl = outcome.control
     if not ctl.succeeded and ctl.result is not None and ctl.result.metadata.get("error_kind") == "bad_input":
@@ -194,8 +259,9 @@ def compare(
             target.rmdir()  # only if still empty
         raise BadInputError(f"the control mode {control} refused the request: {ctl.error}")
 
-    comparison_id = _record(strategy, control, candidate, outcome.equivalent, outcome.differences,
-                            target / "report.md")
+    comparison_id = _record(
+        strategy, control, candidate, outcome.equivalent, outcome.differences, target / "report.md"
+    )
     data = write_report(outcome, target, ledger_comparison_id=comparison_id)
 
     if as_json:
@@ -204,13 +270,17 @@ def compare(
         _summary(data)
     if outcome.equivalent:
         return EXIT_EQUIVALENT
-    click.echo(f"ktrdr: compare: {control} and {candidate} differ in: "
-               f"{', '.join(outcome.differing_fields)}", err=True)
+    click.echo(
+        f"ktrdr: compare: {control} and {candidate} differ in: {', '.join(outcome.differing_fields)}",
+        err=True,
+    )
     for diff in outcome.differences:
         detail = diff.get("note") or ""
         if not detail and diff.get("tolerance") is not None:
-            detail = (f"control {diff.get('control')!r}, candidate {diff.get('candidate')!r}, "
-                      f"difference {diff.get('difference')!r} > {diff.get('tolerance')!r}")
+            detail = (
+                f"control {diff.get('control')!r}, candidate {diff.get('candidate')!r}, "
+                f"difference {diff.get('difference')!r} > {diff.get('tolerance')!r}"
+            )
         elif not detail:
             detail = f"control {diff.get('control')!r}, candidate {diff.get('candidate')!r}"
         click.echo(f"  {diff['field']}: {detail}", err=True)

@@ -67,8 +67,9 @@ def error_line(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI and exit with ktrdr's exit codes."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="ktrdr",
-                          standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="ktrdr", standalone_mode=False
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

@@ -24,17 +24,23 @@ def rollout_references(registered: Any) -> dict[str, str]:
         return {}
     roles: dict[str, str] = {}
     for mode in registered:
-        named_by = sorted(name for name, point in points.items()
-                          if mode in ((point.get("settings") or {}).get("control"),
-                                      (point.get("settings") or {}).get("candidate")))
+        named_by = sorted(
+            name
+            for name, point in points.items()
+            if mode
+            in ((point.get("settings") or {}).get("control"), (point.get("settings") or {}).get("candidate"))
+        )
         if mode == settings.control:
             roles[mode] = "the rollout's control" + (
-                " and only mode (the migration is complete)" if settings.completed else "")
+                " and only mode (the migration is complete)" if settings.completed else ""
+            )
         elif mode == settings.candidate and not settings.completed:
             roles[mode] = "the rollout's candidate"
         elif named_by:
-            roles[mode] = (f"no longer referenced by the rollout; its plugin can be uninstalled "
-                           f"(rollback point {', '.join(named_by)} would need it back)")
+            roles[mode] = (
+                f"no longer referenced by the rollout; its plugin can be uninstalled "
+                f"(rollback point {', '.join(named_by)} would need it back)"
+            )
         else:
             roles[mode] = "not referenced by the rollout"
     return roles
@@ -64,17 +70,19 @@ def plugins(as_json: bool) -> None:
         for name in info.modes:
             health = safe_health(registered[name].mode)
             modes.append({"name": name, "healthy": health.healthy, "detail": health.detail})
-        rows.append({
-            "name": info.name,
-            "distribution": info.distribution,
-            "version": info.version,
-            "module": info.module,
-            "modes": modes,
-            "hooks": list(info.hooks),
-            "indicators": indicators[0].get(info.name, []),
-            "error": info.error or indicators[1].get(info.name),
-            "disabled": info.disabled,
-        })
+        rows.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "module": info.module,
+                "modes": modes,
+                "hooks": list(info.hooks),
+                "indicators": indicators[0].get(info.name, []),
+                "error": info.error or indicators[1].get(info.name),
+                "disabled": info.disabled,
+            }
+        )
     conflicts = pm.conflicts
     references = rollout_references(registered)
     if as_json:
@@ -99,5 +107,7 @@ def plugins(as_json: bool) -> None:
     for mode, role in sorted(references.items()):
         click.echo(f"mode {mode}: {role}")
     if not registered:
-        click.echo("No execution mode is installed: pip install ktrdr-legacy ktrdr-unified "
-                   "(or a third-party mode plugin).")
+        click.echo(
+            "No execution mode is installed: pip install ktrdr-legacy ktrdr-unified "
+            "(or a third-party mode plugin)."
+        )

@@ -46,8 +46,10 @@ class ConsoleProgressBar:
             self._progress.start()
             self._task = self._progress.add_task("training", total=total_epochs * per_epoch, details="")
         if "val_loss" in metrics:
-            self._val = (f" val_loss {float(metrics['val_loss']):.4f}"
-                         f" val_acc {float(metrics.get('val_accuracy', 0.0)):.3f}")
+            self._val = (
+                f" val_loss {float(metrics['val_loss']):.4f}"
+                f" val_acc {float(metrics.get('val_accuracy', 0.0)):.3f}"
+            )
         loss = metrics.get("train_loss")
         acc = metrics.get("train_accuracy")
         details = f"epoch {epoch}/{total_epochs} batch {batch}/{per_epoch}"

@@ -29,7 +29,9 @@ from ktrdr_core.rollout.shadow import ShadowConfig, set_shadow_percentage
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
 
 REASON_OPTION = click.option(
-    "--reason", default="changed from the CLI", show_default=True,
+    "--reason",
+    default="changed from the CLI",
+    show_default=True,
     help="Why; written to the audit log.",
 )
 
@@ -88,27 +90,36 @@ def status(as_json: bool) -> None:
         echo_json(described)
         return
     s, src = policy.settings, policy.sources
-    click.echo(f"stage:      {s.stage}" + ("  (migration complete: the control is the only mode)"
-                                            if s.completed else ""))
+    click.echo(
+        f"stage:      {s.stage}"
+        + ("  (migration complete: the control is the only mode)" if s.completed else "")
+    )
     click.echo(f"enabled:    {s.enabled}  [{src['enabled']}]")
     click.echo(f"percentage: {s.percentage} %  [{src['percentage']}]")
     click.echo(f"control:    {s.control}  [{src['control']}]")
     click.echo(f"candidate:  {s.candidate}  [{src['candidate']}]")
     excluded = ", ".join(sorted(s.excluded_users)) or "-"
     click.echo(f"excluded:   {excluded}  [{src['excluded_users']}]")
-    click.echo(f"shadow:     {shadow_config.percentage} % of control-routed trainings also run "
-               f"{s.candidate} in the background (at most {shadow_config.max_concurrent} at once)")
+    click.echo(
+        f"shadow:     {shadow_config.percentage} % of control-routed trainings also run "
+        f"{s.candidate} in the background (at most {shadow_config.max_concurrent} at once)"
+    )
     if described["rollback_points"]:
-        click.echo(f"rollback points: {', '.join(described['rollback_points'])} "
-                   "(`ktrdr rollout restore NAME`)")
+        click.echo(
+            f"rollback points: {', '.join(described['rollback_points'])} (`ktrdr rollout restore NAME`)"
+        )
     if history:
         last = history[-1]
-        click.echo(f"last change: {last.timestamp} by {last.actor}: {last.action} "
-                   f"{last.old!r} -> {last.new!r} ({last.reason})")
+        click.echo(
+            f"last change: {last.timestamp} by {last.actor}: {last.action} "
+            f"{last.old!r} -> {last.new!r} ({last.reason})"
+        )
     if auto["rolled_back"]:
         click.echo(f"AUTO-ROLLED BACK at {auto['last']['timestamp']}: {auto['last']['reason']}")
-    click.echo(f"auto-rollback: {'enabled' if auto['enabled'] else 'disabled'}"
-               + (f" (window {auto['window_runs']} runs)" if auto["enabled"] else ""))
+    click.echo(
+        f"auto-rollback: {'enabled' if auto['enabled'] else 'disabled'}"
+        + (f" (window {auto['window_runs']} runs)" if auto["enabled"] else "")
+    )
 
 
 @rollout.command()
@@ -132,8 +143,10 @@ def set_percentage(percentage: str, reason: str) -> None:
     value = parse_percentage(percentage, source="the percentage")
     _report(RolloutStore().set_percentage(value, reason=reason), "percentage")
     if value > 0 and not RolloutPolicy.from_env().settings.enabled:
-        click.echo("note: the rollout is disabled, so nobody gets the candidate yet; "
-                   "run `ktrdr rollout enable`.", err=True)
+        click.echo(
+            "note: the rollout is disabled, so nobody gets the candidate yet; run `ktrdr rollout enable`.",
+            err=True,
+        )
 
 
 @rollout.command()
@@ -201,8 +214,9 @@ def shadow(percentage: str, reason: str) -> None:
     if entry is None:
         click.echo(f"No change: the shadow is already at {value} %.")
     else:
-        click.echo(f"Shadow: {value} % of control-routed trainings also run the candidate "
-                   f"(by {entry.actor}).")
+        click.echo(
+            f"Shadow: {value} % of control-routed trainings also run the candidate (by {entry.actor})."
+        )
 
 
 # -- stages and gates ------------------------------------------------------------
@@ -215,8 +229,10 @@ def _warn_stage_env() -> None:
 
 def _print_gate(report: GateReport) -> None:
     click.echo(f"gate of stage {report.stage}: {report.title}")
-    click.echo(f"candidate {report.candidate!r} vs control {report.control!r}, window {report.window} "
-               f"(runs started {report.to_dict()['since'][:19]} .. {report.to_dict()['until'][:19]} UTC)")
+    click.echo(
+        f"candidate {report.candidate!r} vs control {report.control!r}, window {report.window} "
+        f"(runs started {report.to_dict()['since'][:19]} .. {report.to_dict()['until'][:19]} UTC)"
+    )
     click.echo("estimates with their one-sided 95 % bounds as [low, high]")
     rows = [("criterion", "threshold", "estimate [interval]", "verdict")]
     for c in report.criteria:
@@ -238,8 +254,9 @@ def set_stage(name: str, reason: str) -> None:
     `ktrdr rollout advance` is the gated way forward; `stage off` is the quick rollback.
     """
     enabled, percentage = STAGES[name]
-    entry = RolloutStore().set_fields("set_stage", {"enabled": enabled, "percentage": percentage},
-                                      reason=f"stage {name}: {reason}")
+    entry = RolloutStore().set_fields(
+        "set_stage", {"enabled": enabled, "percentage": percentage}, reason=f"stage {name}: {reason}"
+    )
     if entry is None:
         click.echo(f"No change: the rollout file is already at stage {name}.")
     else:
@@ -248,8 +265,13 @@ def set_stage(name: str, reason: str) -> None:
 
 
 @rollout.command("gate")
-@click.option("--stage", "stage_name", type=click.Choice(list(NEXT_STAGE)), default=None,
-              help="The stage whose gate to judge (default: the current stage).")
+@click.option(
+    "--stage",
+    "stage_name",
+    type=click.Choice(list(NEXT_STAGE)),
+    default=None,
+    help="The stage whose gate to judge (default: the current stage).",
+)
 @click.option("--window", default=None, help="Override the gate's window, e.g. 7d, 12h.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def gate(stage_name: str | None, window: str | None, as_json: bool) -> int:
@@ -277,8 +299,11 @@ def _gate_refuses(report: GateReport, as_json: bool, force: bool, what: str) -> 
         _print_gate(report)
     if report.verdict == PASS or force:
         return False
-    click.echo(f"ktrdr: refusing to {what} says {report.summary()}; nothing was changed "
-               "(use --force --reason to override)", err=True)
+    click.echo(
+        f"ktrdr: refusing to {what} says {report.summary()}; nothing was changed "
+        "(use --force --reason to override)",
+        err=True,
+    )
     return True
 
 
@@ -317,8 +342,11 @@ def advance(force: bool, reason: str | None, as_json: bool) -> int:
     if entry is None:
         click.echo(f"No change: the rollout file is already at stage {nxt}.")
     else:
-        click.echo(f"Advanced {stage} -> {nxt} (percentage {percentage}, by {entry.actor})"
-                   + (" [FORCED]" if action == "advance_forced" else "") + ".")
+        click.echo(
+            f"Advanced {stage} -> {nxt} (percentage {percentage}, by {entry.actor})"
+            + (" [FORCED]" if action == "advance_forced" else "")
+            + "."
+        )
     _warn_stage_env()
     return 0
 
@@ -336,8 +364,9 @@ def _refuse_if_completed(policy: RolloutPolicy) -> None:
 
 @rollout.command("complete")
 @click.option("--name", default=None, help="The rollback point's name (default: before-complete-MODE-TIME).")
-@click.option("--force", is_flag=True,
-              help="Complete even though the full gate does not pass (needs --reason).")
+@click.option(
+    "--force", is_flag=True, help="Complete even though the full gate does not pass (needs --reason)."
+)
 @click.option("--reason", default=None, help="Why; written to the audit log. Required with --force.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate as JSON.")
 def complete_command(name: str | None, force: bool, reason: str | None, as_json: bool) -> int:
@@ -359,18 +388,24 @@ def complete_command(name: str | None, force: bool, reason: str | None, as_json:
         return report.exit_code
     old, new = policy.settings.control, policy.settings.candidate
     if report.verdict == PASS:
-        action, why = "complete", f"complete: {new} replaces {old}; gate full PASS" + (
-            f"; {reason}" if reason else "")
+        action, why = (
+            "complete",
+            f"complete: {new} replaces {old}; gate full PASS" + (f"; {reason}" if reason else ""),
+        )
     else:
         action = "complete_forced"
         why = f"FORCED complete: {new} replaces {old} although gate full said {report.summary()}: {reason}"
     entry = complete(RolloutStore(), name=point, reason=why, action=action)
     assert entry is not None  # completing always changes the file
-    click.echo(f"Completed: {new!r} is now the control and the only mode; the rollout is off "
-               f"(by {entry.actor}){' [FORCED]' if action == 'complete_forced' else ''}.")
+    click.echo(
+        f"Completed: {new!r} is now the control and the only mode; the rollout is off "
+        f"(by {entry.actor}){' [FORCED]' if action == 'complete_forced' else ''}."
+    )
     click.echo(f"Rollback point: {point}  (`ktrdr rollout restore {point}` goes back)")
-    click.echo(f"{old!r} is no longer referenced by the rollout: `ktrdr plugins` confirms it before "
-               f"its plugin is uninstalled.")
+    click.echo(
+        f"{old!r} is no longer referenced by the rollout: `ktrdr plugins` confirms it before "
+        f"its plugin is uninstalled."
+    )
     for field in ("enabled", "percentage", "control", "candidate"):
         _warn_env_override(field)
     return 0
@@ -390,21 +425,28 @@ def restore_command(name: str | None, reason: str) -> None:
             click.echo("No rollback points (`ktrdr rollout complete` makes one).")
         for key, point in sorted(points.items()):
             settings = point.get("settings") or {}
-            click.echo(f"{key}  {point.get('created_at', '?')}  control {settings.get('control')!r}, "
-                       f"candidate {settings.get('candidate')!r}, enabled {settings.get('enabled')}, "
-                       f"percentage {settings.get('percentage')}")
+            click.echo(
+                f"{key}  {point.get('created_at', '?')}  control {settings.get('control')!r}, "
+                f"candidate {settings.get('candidate')!r}, enabled {settings.get('enabled')}, "
+                f"percentage {settings.get('percentage')}"
+            )
         return
     entry = restore(store, name, reason=reason)
     if entry is None:
         click.echo(f"No change: the rollout already has the settings of {name}.")
         return
     settings = store.read()
-    click.echo(f"Restored {name}: control {settings.control!r}, candidate {settings.candidate!r}, "
-               f"stage {settings.stage} (by {entry.actor}).")
+    click.echo(
+        f"Restored {name}: control {settings.control!r}, candidate {settings.candidate!r}, "
+        f"stage {settings.stage} (by {entry.actor})."
+    )
     from ktrdr_core.plugins import get_plugin_manager
 
     installed = get_plugin_manager().execution_modes()
     missing = [m for m in {settings.control, settings.candidate} if m not in installed]
     if missing:
-        click.echo(f"warning: mode(s) {', '.join(sorted(missing))} not installed here; reinstall before "
-                   "traffic reaches them (e.g. pip install ktrdr-legacy).", err=True)
+        click.echo(
+            f"warning: mode(s) {', '.join(sorted(missing))} not installed here; reinstall before "
+            "traffic reaches them (e.g. pip install ktrdr-legacy).",
+            err=True,
+        )

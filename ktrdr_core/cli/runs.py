@@ -14,8 +14,22 @@ from ktrdr_core.cli.output import echo_json
 from ktrdr_core.ledger.store import STATUSES, RunLedger, RunRecord
 from ktrdr_core.ledger.times import parse_since
 
-COLUMNS = ("started", "request", "user", "strategy", "mode", "status", "duration", "cpu", "peak_mem",
-           "val_loss", "val_acc", "updates", "warnings", "flags")
+COLUMNS = (
+    "started",
+    "request",
+    "user",
+    "strategy",
+    "mode",
+    "status",
+    "duration",
+    "cpu",
+    "peak_mem",
+    "val_loss",
+    "val_acc",
+    "updates",
+    "warnings",
+    "flags",
+)
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -31,7 +45,7 @@ def _flags(run: RunRecord) -> str:
 
 
 def _memory(run: RunRecord) -> str:
-    return "-" if run.peak_rss_bytes is None else f"{run.peak_rss_bytes / 2 ** 20:.0f}MiB"
+    return "-" if run.peak_rss_bytes is None else f"{run.peak_rss_bytes / 2**20:.0f}MiB"
 
 
 def _row(run: RunRecord) -> tuple[str, ...]:
@@ -56,32 +70,51 @@ def _row(run: RunRecord) -> tuple[str, ...]:
 def render_table(runs: list[RunRecord]) -> str:
     rows = [COLUMNS, *(_row(run) for run in runs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 @click.command()
 @click.option("--mode", default=None, help="Only runs of this execution mode.")
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this status.")
-@click.option("--since", default=None,
-              help="Only runs started since: an ISO date/date-time (UTC unless an offset is given) "
-                   "or an age such as 7d, 12h, 30m.")
+@click.option(
+    "--since",
+    default=None,
+    help="Only runs started since: an ISO date/date-time (UTC unless an offset is given) "
+    "or an age such as 7d, 12h, 30m.",
+)
 @click.option("--user", default=None, help="Only runs of this user id.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="At most N runs (newest first).")
-@click.option("--shadow/--no-shadow", "shadow", default=None,
-              help="Only shadow runs (background candidate runs on users' requests), or none of them.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most N runs (newest first).",
+)
+@click.option(
+    "--shadow/--no-shadow",
+    "shadow",
+    default=None,
+    help="Only shadow runs (background candidate runs on users' requests), or none of them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
-def runs(mode: str | None, status: str | None, since: str | None, user: str | None, limit: int,
-         shadow: bool | None, as_json: bool) -> None:
+def runs(
+    mode: str | None,
+    status: str | None,
+    since: str | None,
+    user: str | None,
+    limit: int,
+    shadow: bool | None,
+    as_json: bool,
+) -> None:
     """List training runs from the run ledger, newest first (shadow runs are flagged as such)."""
     from ktrdr_core.recovery import recover_at_startup
 
     since_epoch = parse_since(since) if since is not None else None
     ledger = RunLedger()
     recover_at_startup()  # rows of crashed processes show as interrupted, not running forever
-    found = ledger.runs(mode=mode, status=status, since=since_epoch, user=user, limit=limit,
-                        shadow=shadow)
+    found = ledger.runs(mode=mode, status=status, since=since_epoch, user=user, limit=limit, shadow=shadow)
     if as_json:
         data: list[dict[str, Any]] = [run.to_dict() for run in found]
         echo_json(data)

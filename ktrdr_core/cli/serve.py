@@ -17,29 +17,74 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. Anything but loopback exposes the API to the network.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Anything but loopback exposes the API to the network.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--max-concurrent", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Trainings that run at once.")
-@click.option("--queue-size", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Trainings that may wait for a slot; one more is answered 429.")
-@click.option("--keep-finished", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Finished trainings kept in memory for GET /api/v1/trainings/{id}.")
-@click.option("--shutdown-timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds to wait for cancelled trainings to stop on SIGTERM.")
-@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
-              help="Also answer requests with this Host header (repeatable; e.g. the name a reverse "
-                   "proxy forwards). Loopback names and the bound address always work; "
-                   "KTRDR_ALLOWED_HOSTS (comma list) adds more; '*' allows any.")
-@click.option("--client-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-              help="Seconds a client has to send its request headers, and again its body; "
-                   "slower clients are dropped.")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-              default="info", show_default=True)
-def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finished: int,
-          shutdown_timeout: float, allowed_host: tuple[str, ...], client_timeout: float,
-          log_level: str) -> int:
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Trainings that run at once.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Trainings that may wait for a slot; one more is answered 429.",
+)
+@click.option(
+    "--keep-finished",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Finished trainings kept in memory for GET /api/v1/trainings/{id}.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for cancelled trainings to stop on SIGTERM.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_host",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests with this Host header (repeatable; e.g. the name a reverse "
+    "proxy forwards). Loopback names and the bound address always work; "
+    "KTRDR_ALLOWED_HOSTS (comma list) adds more; '*' allows any.",
+)
+@click.option(
+    "--client-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send its request headers, and again its body; slower clients are dropped.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    host: str,
+    port: int,
+    max_concurrent: int,
+    queue_size: int,
+    keep_finished: int,
+    shutdown_timeout: float,
+    allowed_host: tuple[str, ...],
+    client_timeout: float,
+    log_level: str,
+) -> int:
     """Run the HTTP API: trainings, progress streams, rollout, /metrics.
 
     Rollout changes need KTRDR_API_TOKEN set in the environment (sent as
@@ -57,19 +102,37 @@ def serve(host: str, port: int, max_concurrent: int, queue_size: int, keep_finis
     torch_threads_from_env()  # a malformed KTRDR_TORCH_THREADS stops start-up (exit 2), not a training
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not os.environ.get(ENV_API_TOKEN, "").strip():
-        click.echo(f"ktrdr serve: {ENV_API_TOKEN} is not set: rollout changes over HTTP are disabled",
-                   err=True)
+        click.echo(
+            f"ktrdr serve: {ENV_API_TOKEN} is not set: rollout changes over HTTP are disabled", err=True
+        )
     if host not in LOOPBACK:
-        click.echo(f"ktrdr serve: binding {host}: the API (trainings included) is reachable from the "
-                   "network; put it behind a reverse proxy with TLS", err=True)
+        click.echo(
+            f"ktrdr serve: binding {host}: the API (trainings included) is reachable from the "
+            "network; put it behind a reverse proxy with TLS",
+            err=True,
+        )
     hosts = allowed_hosts(host, allowed_host)
-    app = create_app(max_concurrent=max_concurrent, queue_size=queue_size, keep_finished=keep_finished,
-                     shutdown_timeout=shutdown_timeout, hosts=hosts, body_timeout=client_timeout)
+    app = create_app(
+        max_concurrent=max_concurrent,
+        queue_size=queue_size,
+        keep_finished=keep_finished,
+        shutdown_timeout=shutdown_timeout,
+        hosts=hosts,
+        body_timeout=client_timeout,
+    )
     protocol = type("KtrdrH11Protocol", (GuardedH11Protocol,), {"header_timeout": client_timeout})
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=int(shutdown_timeout) + 5, access_log=False,
-                            http=protocol, timeout_keep_alive=5,
-                            h11_max_incomplete_event_size=16 * 1024)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(shutdown_timeout) + 5,
+        access_log=False,
+        http=protocol,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 * 1024,
+    )
     server = KtrdrServer(config, app.state.service)
     _check_can_bind(host, port)
     server.run()

@@ -37,10 +37,12 @@ def _list(as_json: bool) -> None:
     rows = list_strategies()
     user_dir = strategies_dir()
     if as_json:
-        echo_json({
-            "strategies_dir": str(user_dir) if user_dir else None,
-            "strategies": [row.to_dict() for row in rows],
-        })
+        echo_json(
+            {
+                "strategies_dir": str(user_dir) if user_dir else None,
+                "strategies": [row.to_dict() for row in rows],
+            }
+        )
         return
     if user_dir is not None and not user_dir.is_dir():
         click.echo(click.style(f"KTRDR_STRATEGIES_DIR {user_dir} is not a folder", fg="yellow"))
@@ -88,15 +90,25 @@ def check(target: str, as_json: bool) -> int:
         click.get_current_context().exit(EXIT_BAD_INPUT)
     features = sum(len(sets) for sets in config.fuzzy_sets.values())
     if as_json:
-        echo_json({"file": str(path), "ok": True, "name": config.name,
-                   "format": config.source_format, "symbols": list(config.training_data.symbols),
-                   "timeframes": list(config.training_data.timeframes),
-                   "not_used_for_training": sorted(config.not_used), "notes": list(config.notes)})
+        echo_json(
+            {
+                "file": str(path),
+                "ok": True,
+                "name": config.name,
+                "format": config.source_format,
+                "symbols": list(config.training_data.symbols),
+                "timeframes": list(config.training_data.timeframes),
+                "not_used_for_training": sorted(config.not_used),
+                "notes": list(config.notes),
+            }
+        )
         return 0
-    click.echo(f"{path}: OK — {config.name} ({config.source_format} format): "
-               f"{len(config.indicators)} indicator(s), {features} fuzzy set(s), "
-               f"symbols {', '.join(config.training_data.symbols)}, "
-               f"timeframes {', '.join(config.training_data.timeframes)}")
+    click.echo(
+        f"{path}: OK — {config.name} ({config.source_format} format): "
+        f"{len(config.indicators)} indicator(s), {features} fuzzy set(s), "
+        f"symbols {', '.join(config.training_data.symbols)}, "
+        f"timeframes {', '.join(config.training_data.timeframes)}"
+    )
     if config.not_used:
         click.echo(f"  not used for training: {', '.join(config.not_used)}")
     for note in config.notes:
@@ -106,8 +118,14 @@ def check(target: str, as_json: bool) -> int:
 
 @strategies.command()
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path, dir_okay=False),
-              default=None, help="Write the v3 file here (default: print it).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the v3 file here (default: print it).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (never the input).")
 def migrate(path: Path, out: Path | None, force: bool) -> int:
     """Write the v3 form of an older strategy file PATH (v1, v1.5 or native)."""
@@ -122,8 +140,9 @@ def migrate(path: Path, out: Path | None, force: bool) -> int:
         click.echo(to_v3(raw, display), nl=False)
         return 0
     if out.exists() and out.resolve() == path.resolve():
-        raise BadInputError(f"{out} is the input file; migrate never overwrites its input "
-                            "(choose another -o)")
+        raise BadInputError(
+            f"{out} is the input file; migrate never overwrites its input (choose another -o)"
+        )
     if out.exists() and not force:
         raise BadInputError(f"{out} exists; choose another -o or add --force")
     if not out.parent.is_dir():

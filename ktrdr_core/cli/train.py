@@ -29,14 +29,18 @@ def _positive(_ctx: click.Context, param: click.Parameter, value: float | None) 
 def _summary(result: TrainingResult) -> None:
     tm, te = result.training_metrics, result.test_metrics
     duration = result.metadata.get("duration_seconds", 0.0)
-    click.echo(f"trained {result.metadata.get('strategy')} with mode {result.metadata.get('mode')} "
-               f"in {duration:.1f} s ({tm.get('epochs_trained', '?')} epochs)")
+    click.echo(
+        f"trained {result.metadata.get('strategy')} with mode {result.metadata.get('mode')} "
+        f"in {duration:.1f} s ({tm.get('epochs_trained', '?')} epochs)"
+    )
     if "val_accuracy" in tm:
         click.echo(f"  validation: accuracy {tm['val_accuracy']:.3f}, loss {tm.get('val_loss', 0):.4f}")
     if "test_accuracy" in te:
         baseline = te.get("baseline_accuracy", 0.0)
-        click.echo(f"  test:       accuracy {te['test_accuracy']:.3f} vs baseline {baseline:.3f} "
-                   f"({(te['test_accuracy'] - baseline) * 100:+.1f} points), f1 {te.get('f1', 0):.3f}")
+        click.echo(
+            f"  test:       accuracy {te['test_accuracy']:.3f} vs baseline {baseline:.3f} "
+            f"({(te['test_accuracy'] - baseline) * 100:+.1f} points), f1 {te.get('f1', 0):.3f}"
+        )
     click.echo(f"  model:      {result.model_path or '(not saved)'}")
     for warning in result.metadata.get("warnings") or ():
         click.echo(f"  warning:    {warning}")
@@ -44,8 +48,7 @@ def _summary(result: TrainingResult) -> None:
 
 @click.command()
 @click.argument("strategy")
-@click.option("--user", "user_id", default="default", show_default=True,
-              help="User id the rollout hashes.")
+@click.option("--user", "user_id", default="default", show_default=True, help="User id the rollout hashes.")
 @click.option("--mode", default=None, help="Force an execution mode, bypassing the rollout.")
 @click.option("--symbols", default=None, help="Comma list; default: the strategy's.")
 @click.option("--timeframes", default=None, help="Comma list; default: the strategy's.")
@@ -54,16 +57,28 @@ def _summary(result: TrainingResult) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the strategy's epochs.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the batch size.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder of {SYMBOL}_{timeframe}.csv files "
-                   "(default: $KTRDR_DATA_DIR, else the sample set).")
-@click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE",
-              help="Change one strategy setting for this run, e.g. "
-                   "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of {SYMBOL}_{timeframe}.csv files (default: $KTRDR_DATA_DIR, else the sample set).",
+)
+@click.option(
+    "--set",
+    "set_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one strategy setting for this run, e.g. "
+    "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).",
+)
 @click.option("--timeout", type=float, default=None, callback=_positive, help="Cancel after SECONDS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("--progress-jsonl", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also write every progress update to FILE, one JSON object per line.")
+@click.option(
+    "--progress-jsonl",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write every progress update to FILE, one JSON object per line.",
+)
 @click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
 def train(
     strategy: str,
@@ -89,8 +104,10 @@ def train(
     from ktrdr_core.runtime import configure_torch_threads
     from ktrdr_core.sinks import CliPlugin, JsonLinesSink, LogSummarySink
 
-    logging.basicConfig(level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     check_strategy_name(strategy)
     check_user_id(user_id)
     # Validate the strategy file before routing: a broken file is the user's to fix (exit 2),
@@ -101,8 +118,11 @@ def train(
     settings = parse_set_options(set_items)
     config = load_strategy(strategy, settings=settings)
     if config.not_used:
-        click.echo(f"strategy {strategy} ({config.source_format} format): not used for training: "
-                   f"{', '.join(config.not_used)}", err=True)
+        click.echo(
+            f"strategy {strategy} ({config.source_format} format): not used for training: "
+            f"{', '.join(config.not_used)}",
+            err=True,
+        )
     overrides: dict[str, object] = {"set": settings} if settings else {}
     if data_dir is not None:
         if not data_dir.is_dir():
@@ -113,8 +133,15 @@ def train(
             overrides[key] = value
     if progress_jsonl is not None and not progress_jsonl.parent.is_dir():
         raise BadInputError(f"cannot write {progress_jsonl}: folder {progress_jsonl.parent} does not exist")
-    request = TrainingRequest(strategy=strategy, user_id=user_id, symbols=symbols, timeframes=timeframes,
-                              start_date=start_date, end_date=end_date, overrides=overrides)
+    request = TrainingRequest(
+        strategy=strategy,
+        user_id=user_id,
+        symbols=symbols,
+        timeframes=timeframes,
+        start_date=start_date,
+        end_date=end_date,
+        overrides=overrides,
+    )
 
     _recover(writable_home())
     configure_torch_threads()

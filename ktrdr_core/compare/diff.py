@@ -61,30 +61,49 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def compare_numbers(field: str, control: Any, candidate: Any, tolerance: float, *,
-                    exact: bool = False) -> FieldComparison:
+def compare_numbers(
+    field: str, control: Any, candidate: Any, tolerance: float, *, exact: bool = False
+) -> FieldComparison:
     """Compare one value: numbers within ``tolerance`` (or exactly), anything else by ``==``."""
     if control is None or candidate is None:
         missing = "control" if control is None else "candidate"
         both = control is None and candidate is None
-        return FieldComparison(field=field, control=control, candidate=candidate, equal=both,
-                               note="" if both else f"missing in the {missing}")
+        return FieldComparison(
+            field=field,
+            control=control,
+            candidate=candidate,
+            equal=both,
+            note="" if both else f"missing in the {missing}",
+        )
     if not (_is_number(control) and _is_number(candidate)):
-        return FieldComparison(field=field, control=control, candidate=candidate,
-                               equal=control == candidate)
+        return FieldComparison(field=field, control=control, candidate=candidate, equal=control == candidate)
     difference: float = float(candidate) - float(control)
     if math.isnan(float(control)) or math.isnan(float(candidate)):
         both_nan = math.isnan(float(control)) and math.isnan(float(candidate))
-        return FieldComparison(field=field, control=control, candidate=candidate, equal=both_nan,
-                               note="NaN" if both_nan else "NaN on one side")
+        return FieldComparison(
+            field=field,
+            control=control,
+            candidate=candidate,
+            equal=both_nan,
+            note="NaN" if both_nan else "NaN on one side",
+        )
     if exact or (_is_whole(control) and _is_whole(candidate)):
         whole = _is_whole(control) and _is_whole(candidate)
-        return FieldComparison(field=field, control=control, candidate=candidate,
-                               equal=control == candidate,
-                               difference=candidate - control if whole else difference)
-    return FieldComparison(field=field, control=control, candidate=candidate,
-                           equal=abs(difference) <= tolerance, difference=difference,
-                           tolerance=tolerance)
+        return FieldComparison(
+            field=field,
+            control=control,
+            candidate=candidate,
+            equal=control == candidate,
+            difference=candidate - control if whole else difference,
+        )
+    return FieldComparison(
+        field=field,
+        control=control,
+        candidate=candidate,
+        equal=abs(difference) <= tolerance,
+        difference=difference,
+        tolerance=tolerance,
+    )
 
 
 def _scalar_keys(*mappings: Mapping[str, Any]) -> list[str]:
@@ -94,29 +113,38 @@ def _scalar_keys(*mappings: Mapping[str, Any]) -> list[str]:
     return sorted(keys)
 
 
-def compare_results(control: TrainingResult, candidate: TrainingResult,
-                    tolerance: float = DEFAULT_TOLERANCE) -> list[FieldComparison]:
+def compare_results(
+    control: TrainingResult, candidate: TrainingResult, tolerance: float = DEFAULT_TOLERANCE
+) -> list[FieldComparison]:
     """Every compared field of two *successful* results, in a stable order."""
     out: list[FieldComparison] = []
     ctm, ttm = control.training_metrics, candidate.training_metrics
     for key in TRAINING_FLOAT_FIELDS:
         if key in ctm or key in ttm:
-            out.append(compare_numbers(f"training_metrics.{key}", ctm.get(key), ttm.get(key),
-                                       tolerance))
+            out.append(compare_numbers(f"training_metrics.{key}", ctm.get(key), ttm.get(key), tolerance))
     for key in TRAINING_EXACT_FIELDS:
         if key in ctm or key in ttm:
-            out.append(compare_numbers(f"training_metrics.{key}", ctm.get(key), ttm.get(key),
-                                       tolerance, exact=True))
+            out.append(
+                compare_numbers(f"training_metrics.{key}", ctm.get(key), ttm.get(key), tolerance, exact=True)
+            )
     cte, tte = control.test_metrics, candidate.test_metrics
     for key in _scalar_keys(cte, tte):
-        out.append(compare_numbers(f"test_metrics.{key}", cte.get(key), tte.get(key), tolerance,
-                                   exact=key in TEST_EXACT_FIELDS))
+        out.append(
+            compare_numbers(
+                f"test_metrics.{key}", cte.get(key), tte.get(key), tolerance, exact=key in TEST_EXACT_FIELDS
+            )
+        )
     if control.feature_names or candidate.feature_names:
         same = list(control.feature_names) == list(candidate.feature_names)
-        out.append(FieldComparison(
-            field="feature_names", control=len(control.feature_names),
-            candidate=len(candidate.feature_names), equal=same,
-            note="" if same else "the feature lists differ (count shown)"))
+        out.append(
+            FieldComparison(
+                field="feature_names",
+                control=len(control.feature_names),
+                candidate=len(candidate.feature_names),
+                equal=same,
+                note="" if same else "the feature lists differ (count shown)",
+            )
+        )
     return out
 
 

@@ -129,8 +129,9 @@ class Observation:
             "exception": self.exception,
             "duration_seconds": self.duration_seconds,
             "wall_seconds": self.wall_seconds,
-            "training_metrics": ({k: v for k, v in result.training_metrics.items()}
-                                 if result is not None else {}),
+            "training_metrics": (
+                {k: v for k, v in result.training_metrics.items()} if result is not None else {}
+            ),
             "test_metrics": dict(result.test_metrics) if result is not None else {},
             "model_path": result.model_path if result is not None else None,
             "progress": self.progress(),
@@ -192,30 +193,54 @@ class ExperimentResult:
         diffs: list[dict[str, Any]] = []
         for obs in (self.control, self.candidate):
             if not obs.succeeded:
-                diffs.append({"field": f"{obs.role}.status", "control": self.control.status,
-                              "candidate": self.candidate.status,
-                              "note": f"{obs.role} ({obs.mode}) {obs.status}: {obs.error}"})
+                diffs.append(
+                    {
+                        "field": f"{obs.role}.status",
+                        "control": self.control.status,
+                        "candidate": self.candidate.status,
+                        "note": f"{obs.role} ({obs.mode}) {obs.status}: {obs.error}",
+                    }
+                )
         diffs.extend(c.to_dict() for c in self.comparisons if not c.equal)
         if self.max_duration_ratio is not None:
             found = self.duration_ratio
             if found is not None and found > self.max_duration_ratio:
-                diffs.append({"field": "duration_ratio", "control": self.control.duration_seconds,
-                              "candidate": self.candidate.duration_seconds, "difference": found,
-                              "tolerance": self.max_duration_ratio,
-                              "note": f"candidate/control duration {found:.3f} > "
-                                      f"{self.max_duration_ratio:g}"})
+                diffs.append(
+                    {
+                        "field": "duration_ratio",
+                        "control": self.control.duration_seconds,
+                        "candidate": self.candidate.duration_seconds,
+                        "difference": found,
+                        "tolerance": self.max_duration_ratio,
+                        "note": f"candidate/control duration {found:.3f} > {self.max_duration_ratio:g}",
+                    }
+                )
         for check in self.cancel_checks:
             if not check.stopped:
-                diffs.append({"field": f"cancellation.{check.role}.status", "control": None,
-                              "candidate": None, "note": f"{check.mode} did not stop when "
-                              f"cancelled: {check.status} {check.error or ''}".strip()})
-            elif (check.role == "candidate" and check.latency_seconds is not None
-                  and check.latency_seconds >= self.cancel_limit_seconds):
-                diffs.append({"field": "cancellation.candidate.latency",
-                              "control": None, "candidate": check.latency_seconds,
-                              "tolerance": self.cancel_limit_seconds,
-                              "note": f"{check.latency_seconds * 1000:.1f} ms, target under "
-                                      f"{self.cancel_limit_seconds * 1000:.0f} ms"})
+                diffs.append(
+                    {
+                        "field": f"cancellation.{check.role}.status",
+                        "control": None,
+                        "candidate": None,
+                        "note": f"{check.mode} did not stop when "
+                        f"cancelled: {check.status} {check.error or ''}".strip(),
+                    }
+                )
+            elif (
+                check.role == "candidate"
+                and check.latency_seconds is not None
+                and check.latency_seconds >= self.cancel_limit_seconds
+            ):
+                diffs.append(
+                    {
+                        "field": "cancellation.candidate.latency",
+                        "control": None,
+                        "candidate": check.latency_seconds,
+                        "tolerance": self.cancel_limit_seconds,
+                        "note": f"{check.latency_seconds * 1000:.1f} ms, target under "
+                        f"{self.cancel_limit_seconds * 1000:.0f} ms",
+                    }
+                )
         return diffs
 
     @property
@@ -227,15 +252,21 @@ class ExperimentResult:
         return not self.differences
 
     def to_dict(self) -> dict[str, Any]:
-        gaps = (history_gap(self.control.result, self.candidate.result)
-                if self.control.succeeded and self.candidate.succeeded
-                and self.control.result is not None and self.candidate.result is not None else {})
+        gaps = (
+            history_gap(self.control.result, self.candidate.result)
+            if self.control.succeeded
+            and self.candidate.succeeded
+            and self.control.result is not None
+            and self.candidate.result is not None
+            else {}
+        )
         cancel: dict[str, Any] | None = None
         if self.cancel_checks:
             cancel = {check.role: check.to_dict() for check in self.cancel_checks}
             ctl, cand = self.cancel_check("control"), self.cancel_check("candidate")
-            cancel["latency_ratio"] = ratio(cand.latency_seconds if cand else None,
-                                            ctl.latency_seconds if ctl else None)
+            cancel["latency_ratio"] = ratio(
+                cand.latency_seconds if cand else None, ctl.latency_seconds if ctl else None
+            )
             cancel["limit_seconds"] = self.cancel_limit_seconds
         return {
             "strategy": self.strategy,
@@ -303,7 +334,10 @@ class Experiment:
         return self.control if role == "control" else self.candidate
 
     def _train(
-        self, request: TrainingRequest, mode: str, sink: CountingSink,
+        self,
+        request: TrainingRequest,
+        mode: str,
+        sink: CountingSink,
         token: ThreadingCancellationToken | None = None,
     ) -> tuple[TrainingResult, RunReport | None, float]:
         pm = self.manager.plugin_manager
@@ -346,12 +380,20 @@ class Experiment:
             # A cancellation source (Ctrl-C, a deadline) fired: the user wants to stop, so stop here.
             # (A mode that stops as "cancelled" on its own is recorded like any other failure.)
             raise CancellationError(token.reason or result.error or "cancelled")
-        return Observation(role=role, mode=mode, request_id=request.request_id, result=result,
-                           report=report, exception=exception, wall_seconds=wall,
-                           updates_seen=sink.updates)
+        return Observation(
+            role=role,
+            mode=mode,
+            request_id=request.request_id,
+            result=result,
+            report=report,
+            exception=exception,
+            wall_seconds=wall,
+            updates_seen=sink.updates,
+        )
 
-    def cancel_once(self, role: str, base: TrainingRequest,
-                    delay: float = DEFAULT_CANCEL_DELAY) -> CancelCheck:
+    def cancel_once(
+        self, role: str, base: TrainingRequest, delay: float = DEFAULT_CANCEL_DELAY
+    ) -> CancelCheck:
         """Run ``role``'s mode on a long version of ``base`` and cancel it ``delay`` s into training."""
         mode = self._mode_for(role)
         overrides = {**base.overrides, "epochs": CANCEL_CHECK_EPOCHS, "save_model": False}
@@ -373,9 +415,15 @@ class Experiment:
         if status == "cancelled" and token.reason != "ktrdr compare --check-cancel":
             raise CancellationError(token.reason or "cancelled")
         latency = report.cancellation_latency_seconds if report is not None else None
-        return CancelCheck(role=role, mode=mode, request_id=request.request_id, status=status,
-                           latency_seconds=latency, delay_seconds=delay,
-                           error=None if status == "cancelled" else error)
+        return CancelCheck(
+            role=role,
+            mode=mode,
+            request_id=request.request_id,
+            status=status,
+            latency_seconds=latency,
+            delay_seconds=delay,
+            error=None if status == "cancelled" else error,
+        )
 
     def warm_up(self, request: TrainingRequest) -> None:
         """One untimed one-epoch run per mode, straight on the mode (not in the ledger).
@@ -393,12 +441,19 @@ class Experiment:
             self._on_event(f"{role}: warm-up run of mode {mode} (untimed, not recorded)")
             try:
                 self.manager.plugin_manager.get_mode(mode).execute(
-                    warm, lambda _e, _t, _m: None, ThreadingCancellationToken())
+                    warm, lambda _e, _t, _m: None, ThreadingCancellationToken()
+                )
             except Exception:  # noqa: BLE001 - see the docstring
                 logger.debug("warm-up of %s failed", mode, exc_info=True)
 
-    def run(self, request: TrainingRequest, *, check_cancel: bool = False,
-            cancel_delay: float = DEFAULT_CANCEL_DELAY, warm_up: bool = True) -> ExperimentResult:
+    def run(
+        self,
+        request: TrainingRequest,
+        *,
+        check_cancel: bool = False,
+        cancel_delay: float = DEFAULT_CANCEL_DELAY,
+        warm_up: bool = True,
+    ) -> ExperimentResult:
         """Run the control, then the candidate, on ``request``; compare; optionally cancel each once."""
         self.check_modes()
         if warm_up:
@@ -408,14 +463,24 @@ class Experiment:
         control = self._observe("control", request)
         candidate = self._observe("candidate", request)
         comparisons: tuple[FieldComparison, ...] = ()
-        if control.result is not None and candidate.result is not None \
-                and control.succeeded and candidate.succeeded:
+        if (
+            control.result is not None
+            and candidate.result is not None
+            and control.succeeded
+            and candidate.succeeded
+        ):
             comparisons = tuple(compare_results(control.result, candidate.result, self.tolerance))
         checks: tuple[CancelCheck, ...] = ()
         if check_cancel:
             checks = tuple(self.cancel_once(role, request, cancel_delay) for role in ROLES)
-        return ExperimentResult(strategy=request.strategy, request=request, control=control,
-                                candidate=candidate, tolerance=self.tolerance,
-                                comparisons=comparisons, cancel_checks=checks,
-                                max_duration_ratio=self.max_duration_ratio,
-                                cancel_limit_seconds=self.cancel_limit_seconds)
+        return ExperimentResult(
+            strategy=request.strategy,
+            request=request,
+            control=control,
+            candidate=candidate,
+            tolerance=self.tolerance,
+            comparisons=comparisons,
+            cancel_checks=checks,
+            max_duration_ratio=self.max_duration_ratio,
+            cancel_limit_seconds=self.cancel_limit_seconds,
+        )

@@ -53,8 +53,11 @@ def _ms(value: float | None) -> str:
 
 
 def _environment() -> dict[str, Any]:
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                           "cpus": os.cpu_count()}
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     try:
         env["load_average"] = list(os.getloadavg())
     except OSError:
@@ -69,8 +72,9 @@ def _environment() -> dict[str, Any]:
     return env
 
 
-def report_data(outcome: ExperimentResult, report_dir: Path, *,
-                ledger_comparison_id: int | None = None) -> dict[str, Any]:
+def report_data(
+    outcome: ExperimentResult, report_dir: Path, *, ledger_comparison_id: int | None = None
+) -> dict[str, Any]:
     """Everything ``report.json`` holds."""
     return {
         "kind": "ktrdr-compare",
@@ -99,65 +103,109 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- request: symbols {', '.join(req['symbols']) or '(strategy)'}, timeframes "
         f"{', '.join(req['timeframes']) or '(strategy)'}, {req['start_date'] or 'start'} → "
         f"{req['end_date'] or 'end'}, overrides `{json.dumps(req['overrides'], sort_keys=True)}`",
-        f"- tolerance: |control − candidate| ≤ {data['tolerance']:g} for metrics; "
-        "whole numbers exactly",
+        f"- tolerance: |control − candidate| ≤ {data['tolerance']:g} for metrics; whole numbers exactly",
         "",
     ]
     if data["differences"]:
         lines += ["## Differences", "", "| field | control | candidate | note |", "| --- | --- | --- | --- |"]
         for diff in data["differences"]:
-            note = diff.get("note") or (f"diff {_fmt(diff.get('difference'))} > tolerance "
-                                        f"{_fmt(diff.get('tolerance'))}"
-                                        if diff.get("tolerance") is not None else "")
-            lines.append(f"| {diff['field']} | {_fmt(diff.get('control'))} | "
-                         f"{_fmt(diff.get('candidate'))} | {note} |")
+            note = diff.get("note") or (
+                f"diff {_fmt(diff.get('difference'))} > tolerance {_fmt(diff.get('tolerance'))}"
+                if diff.get("tolerance") is not None
+                else ""
+            )
+            lines.append(
+                f"| {diff['field']} | {_fmt(diff.get('control'))} | {_fmt(diff.get('candidate'))} | {note} |"
+            )
         lines.append("")
-    lines += ["## Outcome", "", "| | control | candidate |", "| --- | --- | --- |",
-              f"| mode | {cm} | {dm} |",
-              f"| status | {control['status']} | {candidate['status']} |"]
+    lines += [
+        "## Outcome",
+        "",
+        "| | control | candidate |",
+        "| --- | --- | --- |",
+        f"| mode | {cm} | {dm} |",
+        f"| status | {control['status']} | {candidate['status']} |",
+    ]
     if control["error"] or candidate["error"]:
         lines.append(f"| error | {control['error'] or ''} | {candidate['error'] or ''} |")
-    lines.append(f"| duration (s) | {_fmt(control['duration_seconds'], 2)} | "
-                 f"{_fmt(candidate['duration_seconds'], 2)} |")
-    lines += ["", f"Duration ratio candidate/control: {_fmt(data['duration_ratio'], 3)}"
-              + (f" (limit {data['max_duration_ratio']:g})" if data["max_duration_ratio"] else
-                 " (informational: one run each; `benchmarks/` measures medians)"), ""]
+    lines.append(
+        f"| duration (s) | {_fmt(control['duration_seconds'], 2)} | "
+        f"{_fmt(candidate['duration_seconds'], 2)} |"
+    )
+    lines += [
+        "",
+        f"Duration ratio candidate/control: {_fmt(data['duration_ratio'], 3)}"
+        + (
+            f" (limit {data['max_duration_ratio']:g})"
+            if data["max_duration_ratio"]
+            else " (informational: one run each; `benchmarks/` measures medians)"
+        ),
+        "",
+    ]
     if data["comparisons"]:
-        lines += ["## Results", "", "| field | control | candidate | difference | verdict |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Results",
+            "",
+            "| field | control | candidate | difference | verdict |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for comp in data["comparisons"]:
             verdict_cell = "same" if comp["equal"] else "**differs**"
             if comp.get("note"):
                 verdict_cell += f" ({comp['note']})"
-            lines.append(f"| {comp['field']} | {_fmt(comp['control'])} | {_fmt(comp['candidate'])} | "
-                         f"{_fmt(comp['difference'])} | {verdict_cell} |")
+            lines.append(
+                f"| {comp['field']} | {_fmt(comp['control'])} | {_fmt(comp['candidate'])} | "
+                f"{_fmt(comp['difference'])} | {verdict_cell} |"
+            )
         gaps = data.get("history_max_gap") or {}
         if gaps:
-            lines += ["", "Largest per-epoch gap of the curves: "
-                      + ", ".join(f"{k} {_fmt(v)}" for k, v in gaps.items())]
+            lines += [
+                "",
+                "Largest per-epoch gap of the curves: "
+                + ", ".join(f"{k} {_fmt(v)}" for k, v in gaps.items()),
+            ]
         lines.append("")
-    lines += ["## Progress", "",
-              "| | updates | interval p50 (ms) | p95 | p99 | max | median in 300 ms ± 15 % | over 1 s |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "## Progress",
+        "",
+        "| | updates | interval p50 (ms) | p95 | p99 | max | median in 300 ms ± 15 % | over 1 s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for obs in (control, candidate):
         prog = obs["progress"]
         iv = prog["intervals"]
-        lines.append(f"| {obs['role']} ({obs['mode']}) | {prog['updates']} | {_ms(iv['p50'])} | "
-                     f"{_ms(iv['p95'])} | {_ms(iv['p99'])} | {_ms(iv['max'])} | "
-                     f"{_fmt(iv['median_in_band'])} | {iv['over_ceiling']} |")
-    lines += ["", "Progress behaviour differs by design (legacy reports every batch, unified "
-              "throttles to ~300 ms): it is reported, not judged.", ""]
+        lines.append(
+            f"| {obs['role']} ({obs['mode']}) | {prog['updates']} | {_ms(iv['p50'])} | "
+            f"{_ms(iv['p95'])} | {_ms(iv['p99'])} | {_ms(iv['max'])} | "
+            f"{_fmt(iv['median_in_band'])} | {iv['over_ceiling']} |"
+        )
+    lines += [
+        "",
+        "Progress behaviour differs by design (legacy reports every batch, unified "
+        "throttles to ~300 ms): it is reported, not judged.",
+        "",
+    ]
     cancel = data.get("cancellation")
     if cancel:
-        lines += ["## Cancellation", "", "| | mode | status | latency (ms) | fired after first update (s) |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Cancellation",
+            "",
+            "| | mode | status | latency (ms) | fired after first update (s) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for role in ("control", "candidate"):
             check = cancel.get(role)
             if check:
-                lines.append(f"| {role} | {check['mode']} | {check['status']} | "
-                             f"{_ms(check['latency_seconds'])} | {check['delay_seconds']:g} |")
-        lines += ["", f"Candidate limit: under {cancel['limit_seconds'] * 1000:.0f} ms; latency ratio "
-                  f"candidate/control {_fmt(cancel.get('latency_ratio'), 2)}.", ""]
+                lines.append(
+                    f"| {role} | {check['mode']} | {check['status']} | "
+                    f"{_ms(check['latency_seconds'])} | {check['delay_seconds']:g} |"
+                )
+        lines += [
+            "",
+            f"Candidate limit: under {cancel['limit_seconds'] * 1000:.0f} ms; latency ratio "
+            f"candidate/control {_fmt(cancel.get('latency_ratio'), 2)}.",
+            "",
+        ]
     lines += ["## Curves", "", f"![loss and accuracy per epoch]({CURVES_PNG})", ""]
     if data.get("ledger_comparison_id") is not None:
         lines += [f"Recorded in the run ledger as comparison #{data['ledger_comparison_id']}.", ""]
@@ -184,8 +232,15 @@ def write_plot(outcome: ExperimentResult, path: Path) -> Path:
                 if not values:
                     continue
                 epochs = list(range(1, len(values) + 1))
-                axis.plot(epochs, values, line, color=color, marker=marker, markersize=4,
-                          label=f"{obs.role} {obs.mode} {split}")
+                axis.plot(
+                    epochs,
+                    values,
+                    line,
+                    color=color,
+                    marker=marker,
+                    markersize=4,
+                    label=f"{obs.role} {obs.mode} {split}",
+                )
                 plotted = True
     for axis, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         axis.set_title(title)
@@ -195,8 +250,9 @@ def write_plot(outcome: ExperimentResult, path: Path) -> Path:
         if plotted:
             axis.legend(fontsize=8)
         else:
-            axis.text(0.5, 0.5, "no successful run to plot", ha="center", va="center",
-                      transform=axis.transAxes)
+            axis.text(
+                0.5, 0.5, "no successful run to plot", ha="center", va="center", transform=axis.transAxes
+            )
     verdict = "equivalent" if outcome.equivalent else "different"
     fig.suptitle(f"{outcome.strategy}: {outcome.control.mode} vs {outcome.candidate.mode} ({verdict})")
     fig.tight_layout()
@@ -207,13 +263,15 @@ def write_plot(outcome: ExperimentResult, path: Path) -> Path:
     return path
 
 
-def write_report(outcome: ExperimentResult, report_dir: Path, *,
-                 ledger_comparison_id: int | None = None) -> dict[str, Any]:
+def write_report(
+    outcome: ExperimentResult, report_dir: Path, *, ledger_comparison_id: int | None = None
+) -> dict[str, Any]:
     """Write the three files into ``report_dir``; returns the JSON data."""
     report_dir.mkdir(parents=True, exist_ok=True)
     data = report_data(outcome, report_dir, ledger_comparison_id=ledger_comparison_id)
     write_plot(outcome, report_dir / CURVES_PNG)
-    write_text_atomic(report_dir / REPORT_JSON,
-                      json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(
+        report_dir / REPORT_JSON, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    )
     write_text_atomic(report_dir / REPORT_MD, render_markdown(data))
     return data

@@ -65,8 +65,9 @@ def share_within(values: Sequence[float], low: float, high: float) -> float | No
     return sum(low <= v <= high for v in values) / len(values)
 
 
-def interval_stats(intervals: Sequence[float], *, target: float = 0.3, band: float = 0.15,
-                   ceiling: float = 1.0) -> dict[str, Any]:
+def interval_stats(
+    intervals: Sequence[float], *, target: float = 0.3, band: float = 0.15, ceiling: float = 1.0
+) -> dict[str, Any]:
     """Progress intervals summarised against the unified mode's target (docs/modes.md).
 
     ``target`` ± ``band`` (a fraction: 0.15 is ±15 %) is the window the median

@@ -71,8 +71,9 @@ class LedgerPlugin:
                 with self._lock:
                     self._unwritten[:0] = waiting[index:]
                 break
-            logger.warning("recorded training %s in the run ledger after an earlier failure",
-                           start["request_id"])
+            logger.warning(
+                "recorded training %s in the run ledger after an earlier failure", start["request_id"]
+            )
         with self._lock:
             return len(self._unwritten)
 
@@ -83,10 +84,17 @@ class LedgerPlugin:
 
     @staticmethod
     def _start_fields(request: Any, decision: Any) -> dict[str, Any]:
-        return {"request_id": request.request_id, "user_id": request.user_id,
-                "strategy": request.strategy, "mode": decision.mode, "reason": decision.reason,
-                "bucket": decision.bucket, "candidate": decision.candidate,
-                "forced": decision.forced, "fallback": decision.fallback}
+        return {
+            "request_id": request.request_id,
+            "user_id": request.user_id,
+            "strategy": request.strategy,
+            "mode": decision.mode,
+            "reason": decision.reason,
+            "bucket": decision.bucket,
+            "candidate": decision.candidate,
+            "forced": decision.forced,
+            "fallback": decision.fallback,
+        }
 
     @hookimpl
     def training_started(self, request: Any, decision: Any) -> None:
@@ -95,8 +103,9 @@ class LedgerPlugin:
         try:
             run_id = ledger.start_run(**self._start_fields(request, decision))
         except LedgerWriteError as exc:
-            logger.error("training %s: %s; its result is written when the ledger can be",
-                         request.request_id, exc)
+            logger.error(
+                "training %s: %s; its result is written when the ledger can be", request.request_id, exc
+            )
             return
         with self._lock:
             self._open[self._key(ledger, request.request_id)] = run_id
@@ -125,8 +134,12 @@ class LedgerPlugin:
                 run_id = ledger.start_run(**start)
             ledger.finish_run(run_id, **finish)
         except LedgerWriteError as exc:
-            logger.error("training %s ended %s but %s; kept in memory and retried before the next "
-                         "ledger write", request.request_id, report.status, exc)
+            logger.error(
+                "training %s ended %s but %s; kept in memory and retried before the next ledger write",
+                request.request_id,
+                report.status,
+                exc,
+            )
             with self._lock:
                 self._unwritten.append((ledger, start, {**finish, "run_id": run_id}))
             return

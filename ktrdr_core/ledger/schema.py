@@ -137,16 +137,22 @@ def _v6_durable_statuses(conn: sqlite3.Connection) -> None:
     stored definition with only the status list changed: columns that other
     steps added are kept, whatever they are.
     """
-    (table_sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
-                                ).fetchone()
+    (table_sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+    ).fetchone()
     statuses = ", ".join(f"'{status}'" for status in RUN_STATUSES_V6)
     new_sql, found = _STATUS_CHECK.subn(f"CHECK (status IN ({statuses}))", table_sql, count=1)
     if not found:
         raise ConfigurationError("the ledger's runs table has no status check to extend")
-    new_sql = re.sub(r"^\s*CREATE\s+TABLE\s+\"?runs\"?", "CREATE TABLE runs_v6", new_sql, count=1,
-                     flags=re.IGNORECASE)
-    indexes = [row[0] for row in conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL")]
+    new_sql = re.sub(
+        r"^\s*CREATE\s+TABLE\s+\"?runs\"?", "CREATE TABLE runs_v6", new_sql, count=1, flags=re.IGNORECASE
+    )
+    indexes = [
+        row[0]
+        for row in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL"
+        )
+    ]
     conn.execute(new_sql)
     conn.execute("INSERT INTO runs_v6 SELECT * FROM runs")
     conn.execute("DROP TABLE runs")
@@ -218,8 +224,9 @@ def open_ledger(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigurationError(f"cannot create {path.parent} for the run ledger: "
-                                 f"{exc.strerror or exc} (check KTRDR_HOME)") from None
+        raise ConfigurationError(
+            f"cannot create {path.parent} for the run ledger: {exc.strerror or exc} (check KTRDR_HOME)"
+        ) from None
     conn: sqlite3.Connection | None = None
     try:
         conn = connect(path)

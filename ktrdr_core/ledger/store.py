@@ -206,9 +206,21 @@ class ComparisonRecord:
         return attrs.asdict(self)
 
 
-def _insert_open(conn: sqlite3.Connection, status: str, started: float, *, request_id: str, user_id: str,
-                 strategy: str, mode: str, reason: str | None, bucket: int | None, candidate: bool,
-                 forced: bool, fallback: bool) -> int:
+def _insert_open(
+    conn: sqlite3.Connection,
+    status: str,
+    started: float,
+    *,
+    request_id: str,
+    user_id: str,
+    strategy: str,
+    mode: str,
+    reason: str | None,
+    bucket: int | None,
+    candidate: bool,
+    forced: bool,
+    fallback: bool,
+) -> int:
     """Insert a ``queued`` or ``running`` row of this host and process; returns its id."""
     cursor = conn.execute(
         """
@@ -216,8 +228,22 @@ def _insert_open(conn: sqlite3.Connection, status: str, started: float, *, reque
                           forced, fallback, status, started_at, started_epoch, host, pid)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
-        (request_id, user_id, strategy, mode, reason, bucket, int(candidate), int(forced),
-         int(fallback), status, iso_utc(started), started, socket.gethostname(), os.getpid()),
+        (
+            request_id,
+            user_id,
+            strategy,
+            mode,
+            reason,
+            bucket,
+            int(candidate),
+            int(forced),
+            int(fallback),
+            status,
+            iso_utc(started),
+            started,
+            socket.gethostname(),
+            os.getpid(),
+        ),
     )
     return int(cursor.lastrowid or 0)
 
@@ -245,8 +271,9 @@ class RunLedger:
         except (sqlite3.Error, OSError) as exc:
             problem = describe_storage_error(exc)
             record_write(self.path, problem)
-            raise LedgerWriteError(f"the run ledger ({self.path.name}) cannot be written: {problem}"
-                                   ) from None
+            raise LedgerWriteError(
+                f"the run ledger ({self.path.name}) cannot be written: {problem}"
+            ) from None
         record_write(self.path, None)
 
     def exists(self) -> bool:
@@ -285,9 +312,20 @@ class RunLedger:
             if claimed is not None:
                 _own(self.path, int(claimed[0]), True)
                 return int(claimed[0])
-            run_id = _insert_open(conn, "running", started, request_id=request_id, user_id=user_id,
-                                  strategy=strategy, mode=mode, reason=reason, bucket=bucket,
-                                  candidate=candidate, forced=forced, fallback=fallback)
+            run_id = _insert_open(
+                conn,
+                "running",
+                started,
+                request_id=request_id,
+                user_id=user_id,
+                strategy=strategy,
+                mode=mode,
+                reason=reason,
+                bucket=bucket,
+                candidate=candidate,
+                forced=forced,
+                fallback=fallback,
+            )
         _own(self.path, run_id, True)
         return run_id
 
@@ -306,9 +344,20 @@ class RunLedger:
     ) -> int:
         """Insert a ``queued`` row for an accepted request (the service, before it answers 202)."""
         with self._writing() as conn:
-            run_id = _insert_open(conn, "queued", time.time(), request_id=request_id, user_id=user_id,
-                                  strategy=strategy, mode=mode, reason=reason, bucket=bucket,
-                                  candidate=candidate, forced=forced, fallback=fallback)
+            run_id = _insert_open(
+                conn,
+                "queued",
+                time.time(),
+                request_id=request_id,
+                user_id=user_id,
+                strategy=strategy,
+                mode=mode,
+                reason=reason,
+                bucket=bucket,
+                candidate=candidate,
+                forced=forced,
+                fallback=fallback,
+            )
         _own(self.path, run_id, True)
         return run_id
 
@@ -340,9 +389,13 @@ class RunLedger:
             return []
         host, me = socket.gethostname(), os.getpid()
         with self._connection() as conn:
-            rows = [RunRecord.from_row(row) for row in conn.execute(
-                "SELECT * FROM runs WHERE status IN ('queued', 'running') AND host = ? ORDER BY id",
-                (host,))]
+            rows = [
+                RunRecord.from_row(row)
+                for row in conn.execute(
+                    "SELECT * FROM runs WHERE status IN ('queued', 'running') AND host = ? ORDER BY id",
+                    (host,),
+                )
+            ]
         stale = []
         for row in rows:
             if row.pid is None:
@@ -363,8 +416,10 @@ class RunLedger:
                     kind, why = NOT_STARTED_KIND, "accepted it; the training never started"
                 else:
                     kind, why = INTERRUPTED_KIND, "was running it; its result was never recorded"
-                reason = (f"interrupted: the process (pid {row.pid} on {row.host}) that {why}; "
-                          f"found gone at start-up by pid {me}")
+                reason = (
+                    f"interrupted: the process (pid {row.pid} on {row.host}) that {why}; "
+                    f"found gone at start-up by pid {me}"
+                )
                 conn.execute(
                     """
                     UPDATE runs SET status = 'interrupted', error = ?, error_kind = ?, ended_at = ?,
@@ -411,13 +466,29 @@ class RunLedger:
                     cuda_peak_bytes = ?, progress_max_deviation = ?, warnings = ?
                 WHERE id = ?
                 """,
-                (status, error, error_kind, iso_utc(ended), ended, _float(duration_seconds), ended,
-                 _float(m.get("val_loss")), _float(m.get("val_accuracy")),
-                 _float(m.get("test_accuracy")), _float(m.get("test_loss")),
-                 progress_updates, _float(s.get("p50")), _float(s.get("p95")), _float(s.get("min")),
-                 _float(s.get("max")), _float(cancellation_latency_seconds),
-                 *r.values(), _float(progress_max_deviation),
-                 _warnings_json(warnings), run_id),
+                (
+                    status,
+                    error,
+                    error_kind,
+                    iso_utc(ended),
+                    ended,
+                    _float(duration_seconds),
+                    ended,
+                    _float(m.get("val_loss")),
+                    _float(m.get("val_accuracy")),
+                    _float(m.get("test_accuracy")),
+                    _float(m.get("test_loss")),
+                    progress_updates,
+                    _float(s.get("p50")),
+                    _float(s.get("p95")),
+                    _float(s.get("min")),
+                    _float(s.get("max")),
+                    _float(cancellation_latency_seconds),
+                    *r.values(),
+                    _float(progress_max_deviation),
+                    _warnings_json(warnings),
+                    run_id,
+                ),
             )
             if cursor.rowcount != 1:
                 raise BadInputError(f"the ledger has no run with id {run_id}")
@@ -467,23 +538,40 @@ class RunLedger:
         m = metrics or {}
         s = interval_summary or {}
         values: dict[str, Any] = {
-            "request_id": request_id, "user_id": user_id, "strategy": strategy, "mode": mode,
-            "reason": reason, "bucket": bucket, "candidate": int(candidate), "forced": int(forced),
-            "fallback": int(fallback), "status": status, "error": error, "error_kind": error_kind,
-            "started_at": iso_utc(started), "started_epoch": started,
+            "request_id": request_id,
+            "user_id": user_id,
+            "strategy": strategy,
+            "mode": mode,
+            "reason": reason,
+            "bucket": bucket,
+            "candidate": int(candidate),
+            "forced": int(forced),
+            "fallback": int(fallback),
+            "status": status,
+            "error": error,
+            "error_kind": error_kind,
+            "started_at": iso_utc(started),
+            "started_epoch": started,
             "ended_at": iso_utc(ended_at) if finished and ended_at is not None else None,
             "ended_epoch": ended_at if finished else None,
             "duration_seconds": _float(duration_seconds) if finished else None,
-            "val_loss": _float(m.get("val_loss")), "val_accuracy": _float(m.get("val_accuracy")),
-            "test_accuracy": _float(m.get("test_accuracy")), "test_loss": _float(m.get("test_loss")),
-            "progress_updates": progress_updates, "interval_p50": _float(s.get("p50")),
-            "interval_p95": _float(s.get("p95")), "interval_min": _float(s.get("min")),
+            "val_loss": _float(m.get("val_loss")),
+            "val_accuracy": _float(m.get("val_accuracy")),
+            "test_accuracy": _float(m.get("test_accuracy")),
+            "test_loss": _float(m.get("test_loss")),
+            "progress_updates": progress_updates,
+            "interval_p50": _float(s.get("p50")),
+            "interval_p95": _float(s.get("p95")),
+            "interval_min": _float(s.get("min")),
             "interval_max": _float(s.get("max")),
             "cancellation_latency_seconds": _float(cancellation_latency_seconds),
-            "host": socket.gethostname(), "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
             **_resource_columns(resources),
             "progress_max_deviation": _float(progress_max_deviation),
-            "shadow": int(bool(shadow)), "shadow_of": shadow_of, "warnings": _warnings_json(warnings),
+            "shadow": int(bool(shadow)),
+            "shadow_of": shadow_of,
+            "warnings": _warnings_json(warnings),
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -595,25 +683,43 @@ class RunLedger:
                                          control_run_id, candidate_run_id)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                (strategy, control, candidate, int(bool(equivalent)),
-                 json.dumps(diffs, sort_keys=True, default=str),
-                 str(report_path) if report_path is not None else None, iso_utc(created), created,
-                 source, control_run_id, candidate_run_id),
+                (
+                    strategy,
+                    control,
+                    candidate,
+                    int(bool(equivalent)),
+                    json.dumps(diffs, sort_keys=True, default=str),
+                    str(report_path) if report_path is not None else None,
+                    iso_utc(created),
+                    created,
+                    source,
+                    control_run_id,
+                    candidate_run_id,
+                ),
             )
             row = conn.execute("SELECT * FROM comparisons WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return ComparisonRecord.from_row(row)
 
     def comparisons(
-        self, *, control: str | None = None, candidate: str | None = None, limit: int | None = None,
-        source: str | None = None, since: float | None = None, until: float | None = None,
+        self,
+        *,
+        control: str | None = None,
+        candidate: str | None = None,
+        limit: int | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[ComparisonRecord]:
         """Comparisons, newest first, optionally for one control/candidate pair, source and window."""
         if not self.exists():
             return []
         clauses: list[str] = []
         params: list[Any] = []
-        for clause, value in (("source = ?", source), ("created_epoch >= ?", since),
-                              ("created_epoch <= ?", until)):
+        for clause, value in (
+            ("source = ?", source),
+            ("created_epoch >= ?", since),
+            ("created_epoch <= ?", until),
+        ):
             if value is not None:
                 clauses.append(clause)
                 params.append(value)

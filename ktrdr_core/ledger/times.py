@@ -30,9 +30,7 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
     """``7d`` / ``12h`` / ``30m`` / ``90s`` / ``2w`` as seconds (> 0)."""
     match = _RELATIVE.match(str(text))
     if not match:
-        raise BadInputError(
-            f"{what}: expected a duration such as 7d, 12h, 30m or 90s, got {text!r}"
-        )
+        raise BadInputError(f"{what}: expected a duration such as 7d, 12h, 30m or 90s, got {text!r}")
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if seconds <= 0:
         raise BadInputError(f"{what}: the duration must be more than zero, got {text!r}")

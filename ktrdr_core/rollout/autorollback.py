@@ -51,8 +51,18 @@ from ktrdr_core.rollout.store import AuditEntry, RolloutStore
 AUTO_ROLLBACK_ACTION = "auto_rollback"
 AUTO_ROLLBACK_ACTOR = "ktrdr-auto-rollback"
 ROLLOUT_CHANGING_ACTIONS = frozenset(
-    {"set_percentage", "set_enabled", "set_stage", "advance", "advance_forced", "api_update",
-     AUTO_ROLLBACK_ACTION, "complete", "complete_forced", "restore"}
+    {
+        "set_percentage",
+        "set_enabled",
+        "set_stage",
+        "advance",
+        "advance_forced",
+        "api_update",
+        AUTO_ROLLBACK_ACTION,
+        "complete",
+        "complete_forced",
+        "restore",
+    }
 )
 """Audit actions that change who gets the candidate (exclusions aside)."""
 
@@ -153,8 +163,14 @@ def check(
     stage = threshold_stage(settings)
     runs: list[RunRecord] = []
     if stage is not None:
-        runs = ledger.runs(mode=settings.candidate, status=FINISHED_STATUSES, since=since,
-                           exclude_error_kind=NOT_COUNTED_KINDS, limit=config.window_runs, shadow=False)
+        runs = ledger.runs(
+            mode=settings.candidate,
+            status=FINISHED_STATUSES,
+            since=since,
+            exclude_error_kind=NOT_COUNTED_KINDS,
+            limit=config.window_runs,
+            shadow=False,
+        )
     failed = sorted({r.user_id for r in runs if r.status in FAILED_STATUSES})
     return RollbackCheck(
         stage=stage,
@@ -197,11 +213,16 @@ def maybe_auto_rollback(
     reason = result.reason(settings.candidate)
     if config.exclude_failed_users and result.failed_users:
         reason += f"; excluded the users whose runs failed: {', '.join(result.failed_users)}"
-    overridden = [name for name, field in ((ENV_PERCENTAGE, "percentage"), (ENV_ENABLED, "enabled"))
-                  if policy.sources.get(field) == "env"]
+    overridden = [
+        name
+        for name, field in ((ENV_PERCENTAGE, "percentage"), (ENV_ENABLED, "enabled"))
+        if policy.sources.get(field) == "env"
+    ]
     if overridden:
-        reason += (f"; WARNING: {', '.join(overridden)} set in the environment wins over the "
-                   "rollout file, so unset it for the rollback to apply")
+        reason += (
+            f"; WARNING: {', '.join(overridden)} set in the environment wins over the "
+            "rollout file, so unset it for the rollback to apply"
+        )
 
     def roll_back(data: dict[str, Any]) -> dict[str, Any]:
         updates: dict[str, Any] = {"percentage": 0}

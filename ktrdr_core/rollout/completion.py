@@ -32,8 +32,9 @@ def default_point_name(settings: RolloutSettings) -> str:
 
 def check_point_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name):
-        raise BadInputError(f"invalid rollback point name {name!r}: use letters, digits, '_', '.', '-' "
-                            "(at most 64)")
+        raise BadInputError(
+            f"invalid rollback point name {name!r}: use letters, digits, '_', '.', '-' (at most 64)"
+        )
     return name
 
 
@@ -44,8 +45,9 @@ def rollback_points(store: RolloutStore) -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in points.items() if isinstance(v, Mapping)}
 
 
-def complete(store: RolloutStore, *, name: str, reason: str, action: str = "complete",
-             actor: str | None = None) -> AuditEntry | None:
+def complete(
+    store: RolloutStore, *, name: str, reason: str, action: str = "complete", actor: str | None = None
+) -> AuditEntry | None:
     """Make the candidate the control, turn the rollout off, keep the old settings as ``name``."""
     check_point_name(name)
 
@@ -58,12 +60,21 @@ def complete(store: RolloutStore, *, name: str, reason: str, action: str = "comp
             raise BadInputError(f"a rollback point named {name!r} exists already; choose another --name")
         saved = {key: data[key] for key in SETTING_KEYS if key in data}
         saved.update(control=settings.control, candidate=settings.candidate)
-        points[name] = {"settings": saved, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(
-            timespec="seconds"), "reason": reason}
-        return {"enabled": False, "percentage": 0, "control": settings.candidate,
-                "candidate": settings.candidate, "completed": True, "excluded_users": [],
-                "shadow": {**(data.get("shadow") or {}), "percentage": 0},
-                ROLLBACK_POINTS_KEY: points}
+        points[name] = {
+            "settings": saved,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "reason": reason,
+        }
+        return {
+            "enabled": False,
+            "percentage": 0,
+            "control": settings.candidate,
+            "candidate": settings.candidate,
+            "completed": True,
+            "excluded_users": [],
+            "shadow": {**(data.get("shadow") or {}), "percentage": 0},
+            ROLLBACK_POINTS_KEY: points,
+        }
 
     return store.change(action, change, reason=reason, actor=actor)
 

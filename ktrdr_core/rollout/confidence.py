@@ -94,8 +94,14 @@ def judge_rate(count: int, trials: int, limit: float) -> Judgement:
     (with no event seen yet: that none follow).
     """
     if trials <= 0:
-        return Judgement(estimate=math.nan, low=0.0, high=1.0, verdict=UNDECIDED, samples=0,
-                         more_needed=runs_to_pass_rate(0, limit))
+        return Judgement(
+            estimate=math.nan,
+            low=0.0,
+            high=1.0,
+            verdict=UNDECIDED,
+            samples=0,
+            more_needed=runs_to_pass_rate(0, limit),
+        )
     low, high = wilson_bounds(count, trials)
     estimate = count / trials
     if high < limit:
@@ -109,8 +115,14 @@ def judge_rate(count: int, trials: int, limit: float) -> Judgement:
         total = _search(lambda n: wilson_bounds(round(estimate * n), n)[0] > limit, trials + 1)
     else:
         total = None  # exactly at the limit: more of the same never decides
-    return Judgement(estimate=estimate, low=low, high=high, verdict=UNDECIDED, samples=trials,
-                     more_needed=None if total is None else total - trials)
+    return Judgement(
+        estimate=estimate,
+        low=low,
+        high=high,
+        verdict=UNDECIDED,
+        samples=trials,
+        more_needed=None if total is None else total - trials,
+    )
 
 
 def runs_to_pass_rate(rate: float, limit: float) -> int | None:
@@ -127,8 +139,9 @@ def runs_to_fail_rate(rate: float, limit: float) -> int | None:
     return _search(lambda n: wilson_bounds(round(rate * n), n)[0] > limit, 1)
 
 
-def _bootstrap_bounds(samples: Sequence[Sequence[float]],
-                      statistic: Callable[..., Any]) -> tuple[float, float]:
+def _bootstrap_bounds(
+    samples: Sequence[Sequence[float]], statistic: Callable[..., Any]
+) -> tuple[float, float]:
     import numpy as np
     from scipy.stats import bootstrap
 
@@ -136,9 +149,16 @@ def _bootstrap_bounds(samples: Sequence[Sequence[float]],
     if all(np.ptp(a) == 0 for a in arrays):  # no spread: the bootstrap distribution is one point
         value = float(statistic(*arrays, axis=-1))
         return value, value
-    result = bootstrap(arrays, statistic, confidence_level=TWO_SIDED_LEVEL, n_resamples=BOOTSTRAP_RESAMPLES,
-                       method="percentile", vectorized=True, paired=False,
-                       rng=np.random.default_rng(BOOTSTRAP_SEED))
+    result = bootstrap(
+        arrays,
+        statistic,
+        confidence_level=TWO_SIDED_LEVEL,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        vectorized=True,
+        paired=False,
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
     ci = result.confidence_interval
     return float(ci.low), float(ci.high)
 
@@ -173,9 +193,14 @@ def _judge_at_most(estimate: float, low: float, high: float, limit: float, sampl
     if low > limit:
         return Judgement(estimate=estimate, low=low, high=high, verdict=FAIL, samples=samples)
     bound = high if estimate <= limit else low
-    return Judgement(estimate=estimate, low=low, high=high, verdict=UNDECIDED, samples=samples,
-                     more_needed=None if estimate == limit else _more_for_width(samples, estimate,
-                                                                                bound, limit))
+    return Judgement(
+        estimate=estimate,
+        low=low,
+        high=high,
+        verdict=UNDECIDED,
+        samples=samples,
+        more_needed=None if estimate == limit else _more_for_width(samples, estimate, bound, limit),
+    )
 
 
 def judge_median_ratio(candidate: Sequence[float], control: Sequence[float], limit: float) -> Judgement:

@@ -50,5 +50,10 @@ def evaluate_current(
     if window is not None:
         parse_duration(window, what="--window")
         config = GateConfig({**config.stages, stage: attrs.evolve(config[stage], window=window)})
-    return evaluate_gate(stage, ledger=ledger if ledger is not None else RunLedger(),
-                         settings=policy.settings, config=config, stage_since=last_rollout_change(store))
+    return evaluate_gate(
+        stage,
+        ledger=ledger if ledger is not None else RunLedger(),
+        settings=policy.settings,
+        config=config,
+        stage_since=last_rollout_change(store),
+    )

@@ -121,8 +121,11 @@ class StageGate:
 
     @property
     def time_in_stage_seconds(self) -> float | None:
-        return None if self.time_in_stage is None else parse_duration(self.time_in_stage,
-                                                                      what="gates time_in_stage")
+        return (
+            None
+            if self.time_in_stage is None
+            else parse_duration(self.time_in_stage, what="gates time_in_stage")
+        )
 
 
 DEFAULT_GATES: dict[str, StageGate] = {
@@ -137,12 +140,25 @@ DEFAULT_GATES: dict[str, StageGate] = {
     "full": StageGate(error_rate_pct=0.1, duration_ratio=1.02, time_in_stage="7d"),
 }
 STAGE_KEYS = tuple(field.name for field in attrs.fields(StageGate))
-_NULLABLE_POSITIVE = ("duration_ratio", "cancel_p95_ms", "cpu_ratio", "memory_ratio",
-                      "model_accuracy_pct", "progress_accuracy_pct")
+_NULLABLE_POSITIVE = (
+    "duration_ratio",
+    "cancel_p95_ms",
+    "cpu_ratio",
+    "memory_ratio",
+    "model_accuracy_pct",
+    "progress_accuracy_pct",
+)
 
 
-def _number(value: Any, where: str, *, low: float, high: float | None = None,
-            low_inclusive: bool = True, integer: bool = False) -> Any:
+def _number(
+    value: Any,
+    where: str,
+    *,
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    integer: bool = False,
+) -> Any:
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
     if ok:
         ok = value >= low if low_inclusive else value > low
@@ -337,12 +353,24 @@ def _more(judgement: Judgement, what: str = "runs") -> str:
     return f"; about {judgement.more_needed} more {what} at this estimate would decide"
 
 
-def _from_judgement(name: str, threshold: str, judgement: Judgement, detail: str, *,
-                    scale: float = 1.0, unit: str = "", what: str = "runs") -> Criterion:
+def _from_judgement(
+    name: str,
+    threshold: str,
+    judgement: Judgement,
+    detail: str,
+    *,
+    scale: float = 1.0,
+    unit: str = "",
+    what: str = "runs",
+) -> Criterion:
     return Criterion(
-        name=name, threshold=threshold, unit=unit,
-        measured=round(judgement.estimate * scale, 6), low=round(judgement.low * scale, 6),
-        high=round(judgement.high * scale, 6), verdict=_VERDICTS[judgement.verdict],
+        name=name,
+        threshold=threshold,
+        unit=unit,
+        measured=round(judgement.estimate * scale, 6),
+        low=round(judgement.low * scale, 6),
+        high=round(judgement.high * scale, 6),
+        verdict=_VERDICTS[judgement.verdict],
         runs_needed=judgement.more_needed if judgement.verdict == confidence.UNDECIDED else None,
         detail=detail + _more(judgement, what),
     )
@@ -357,7 +385,7 @@ def _runs_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion
         verdict=PASS if n >= gate.min_runs else INSUFFICIENT,
         runs_needed=None if n >= gate.min_runs else gate.min_runs - n,
         detail="user traffic only (shadow runs not counted)"
-               + ("" if n >= gate.min_runs else f"; {gate.min_runs - n} more needed"),
+        + ("" if n >= gate.min_runs else f"; {gate.min_runs - n} more needed"),
     )
 
 
@@ -369,19 +397,31 @@ def _error_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterio
     detail = f"{errors} errors in {n} runs (bad-input failures and runs that never started not counted)"
     if n < gate.min_runs:
         judgement = confidence.judge_rate(errors, n, gate.error_rate_pct / 100)
-        return Criterion(name=name, threshold=threshold, unit="%",
-                         measured=round(errors / n * 100, 6) if n else None,
-                         low=round(judgement.low * 100, 6) if n else None,
-                         high=round(judgement.high * 100, 6) if n else None, verdict=INSUFFICIENT,
-                         runs_needed=max(gate.min_runs - n, judgement.more_needed or 0),
-                         detail=f"{detail}; at least {gate.min_runs} runs needed")
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            unit="%",
+            measured=round(errors / n * 100, 6) if n else None,
+            low=round(judgement.low * 100, 6) if n else None,
+            high=round(judgement.high * 100, 6) if n else None,
+            verdict=INSUFFICIENT,
+            runs_needed=max(gate.min_runs - n, judgement.more_needed or 0),
+            detail=f"{detail}; at least {gate.min_runs} runs needed",
+        )
     judgement = confidence.judge_rate(errors, n, gate.error_rate_pct / 100)
     return _from_judgement(name, threshold, judgement, detail, scale=100, unit="%")
 
 
 def _ratio_criterion(
-    name: str, limit: float | None, candidate: Sequence[float], control: Sequence[float],
-    gate: StageGate, *, unit_word: str, note: str = "", missing: str = "",
+    name: str,
+    limit: float | None,
+    candidate: Sequence[float],
+    control: Sequence[float],
+    gate: StageGate,
+    *,
+    unit_word: str,
+    note: str = "",
+    missing: str = "",
 ) -> Criterion | None:
     if limit is None:
         return None
@@ -389,36 +429,59 @@ def _ratio_criterion(
     enough = min(len(candidate), len(control)) >= gate.min_duration_runs
     if not enough or not statistics.median(control):
         return Criterion(
-            name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
+            name=name,
+            threshold=threshold,
+            measured=None,
+            verdict=INSUFFICIENT,
             runs_needed=gate.min_duration_runs - min(len(candidate), len(control)) if not enough else None,
             detail=f"{len(candidate)} candidate and {len(control)} control successful runs measured; "
-                   f"{gate.min_duration_runs} of each needed{missing}",
+            f"{gate.min_duration_runs} of each needed{missing}",
         )
     judgement = confidence.judge_median_ratio(candidate, control, limit)
-    detail = (f"medians: candidate {statistics.median(candidate):.4g} {unit_word} over {len(candidate)} "
-              f"runs, control {statistics.median(control):.4g} {unit_word} over {len(control)} runs{note}")
+    detail = (
+        f"medians: candidate {statistics.median(candidate):.4g} {unit_word} over {len(candidate)} "
+        f"runs, control {statistics.median(control):.4g} {unit_word} over {len(control)} runs{note}"
+    )
     return _from_judgement(name, threshold, judgement, detail, what="runs each side")
 
 
 def _cancellation_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion | None:
     if gate.cancel_p95_ms is None:
         return None
-    latencies = [r.cancellation_latency_seconds * 1000 for r in finished
-                 if r.status == "cancelled" and r.cancellation_latency_seconds is not None]
+    latencies = [
+        r.cancellation_latency_seconds * 1000
+        for r in finished
+        if r.status == "cancelled" and r.cancellation_latency_seconds is not None
+    ]
     threshold = f"< {gate.cancel_p95_ms:g} ms"
     name = "cancellation latency p95"
     if not latencies or len(latencies) < gate.min_cancelled_runs:
         if gate.min_cancelled_runs == 0:
-            return Criterion(name=name, threshold=threshold, measured=None, verdict=PASS,
-                             detail="no cancelled candidate runs in the window; none required")
-        return Criterion(name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
-                         runs_needed=gate.min_cancelled_runs - len(latencies),
-                         detail=f"{len(latencies)} cancelled runs; {gate.min_cancelled_runs} needed")
+            return Criterion(
+                name=name,
+                threshold=threshold,
+                measured=None,
+                verdict=PASS,
+                detail="no cancelled candidate runs in the window; none required",
+            )
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            measured=None,
+            verdict=INSUFFICIENT,
+            runs_needed=gate.min_cancelled_runs - len(latencies),
+            detail=f"{len(latencies)} cancelled runs; {gate.min_cancelled_runs} needed",
+        )
     p95 = percentile(latencies, 95)
     assert p95 is not None
-    return Criterion(name=name, threshold=threshold, measured=round(p95, 3), unit="ms",
-                     verdict=PASS if p95 < gate.cancel_p95_ms else FAIL,
-                     detail=f"over {len(latencies)} cancelled runs")
+    return Criterion(
+        name=name,
+        threshold=threshold,
+        measured=round(p95, 3),
+        unit="ms",
+        verdict=PASS if p95 < gate.cancel_p95_ms else FAIL,
+        detail=f"over {len(latencies)} cancelled runs",
+    )
 
 
 def _progress_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion | None:
@@ -429,12 +492,22 @@ def _progress_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Crite
     threshold = f"{low:g} s to {high:g} s"
     name = "median progress interval"
     if not medians:
-        return Criterion(name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
-                         detail="no candidate run in the window reported two progress updates")
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            measured=None,
+            verdict=INSUFFICIENT,
+            detail="no candidate run in the window reported two progress updates",
+        )
     value = statistics.median(medians)
-    return Criterion(name=name, threshold=threshold, measured=round(value, 4), unit="s",
-                     verdict=PASS if low <= value <= high else FAIL,
-                     detail=f"median of the per-run medians of {len(medians)} runs")
+    return Criterion(
+        name=name,
+        threshold=threshold,
+        measured=round(value, 4),
+        unit="s",
+        verdict=PASS if low <= value <= high else FAIL,
+        detail=f"median of the per-run medians of {len(medians)} runs",
+    )
 
 
 def _progress_accuracy_criterion(finished: Sequence[RunRecord], gate: StageGate) -> Criterion | None:
@@ -443,17 +516,26 @@ def _progress_accuracy_criterion(finished: Sequence[RunRecord], gate: StageGate)
     limit = gate.progress_accuracy_pct
     name = "progress accuracy (largest |reported - actual| per run, median)"
     threshold = f"<= {limit:g} points (upper 95 % bound, bootstrap)"
-    deviations = [r.progress_max_deviation * 100 for r in finished
-                  if r.status == "success" and r.progress_max_deviation is not None]
+    deviations = [
+        r.progress_max_deviation * 100
+        for r in finished
+        if r.status == "success" and r.progress_max_deviation is not None
+    ]
     if len(deviations) < gate.min_duration_runs:
-        return Criterion(name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
-                         runs_needed=gate.min_duration_runs - len(deviations),
-                         detail=f"{len(deviations)} successful candidate runs measured it; "
-                                f"{gate.min_duration_runs} needed (runs on another machine, e.g. "
-                                "cloud, do not measure it)")
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            measured=None,
+            verdict=INSUFFICIENT,
+            runs_needed=gate.min_duration_runs - len(deviations),
+            detail=f"{len(deviations)} successful candidate runs measured it; "
+            f"{gate.min_duration_runs} needed (runs on another machine, e.g. "
+            "cloud, do not measure it)",
+        )
     judgement = confidence.judge_median(deviations, limit)
-    return _from_judgement(name, threshold, judgement, f"over {len(deviations)} successful runs",
-                           unit="points")
+    return _from_judgement(
+        name, threshold, judgement, f"over {len(deviations)} successful runs", unit="points"
+    )
 
 
 def _time_in_stage_criterion(gate: StageGate, stage_since: float | None, until: float) -> Criterion | None:
@@ -463,33 +545,57 @@ def _time_in_stage_criterion(gate: StageGate, stage_since: float | None, until: 
     name = "time in stage"
     threshold = f">= {gate.time_in_stage} since the last rollout change"
     if stage_since is None:
-        return Criterion(name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
-                         detail="the audit log records no rollout change, so the stage's start is "
-                                "unknown (set the stage with `ktrdr rollout stage NAME`)")
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            measured=None,
+            verdict=INSUFFICIENT,
+            detail="the audit log records no rollout change, so the stage's start is "
+            "unknown (set the stage with `ktrdr rollout stage NAME`)",
+        )
     lasted = max(0.0, until - stage_since)
     days = round(lasted / 86400, 2)
     entered = iso_utc(stage_since)[:19].replace("T", " ")
     if lasted >= required:
-        return Criterion(name=name, threshold=threshold, measured=days, unit="d", verdict=PASS,
-                         detail=f"in this stage since {entered} UTC")
+        return Criterion(
+            name=name,
+            threshold=threshold,
+            measured=days,
+            unit="d",
+            verdict=PASS,
+            detail=f"in this stage since {entered} UTC",
+        )
     ready = dt.datetime.fromtimestamp(stage_since + required, tz=dt.timezone.utc)
-    return Criterion(name=name, threshold=threshold, measured=days, unit="d", verdict=INSUFFICIENT,
-                     detail=f"in this stage since {entered} UTC; can pass from "
-                            f"{ready.isoformat(timespec='seconds').replace('+00:00', ' UTC')}")
+    return Criterion(
+        name=name,
+        threshold=threshold,
+        measured=days,
+        unit="d",
+        verdict=INSUFFICIENT,
+        detail=f"in this stage since {entered} UTC; can pass from "
+        f"{ready.isoformat(timespec='seconds').replace('+00:00', ' UTC')}",
+    )
 
 
 Pair = tuple[ComparisonRecord, RunRecord | None, RunRecord | None]
 
 
-def _shadow_pairs(ledger: RunLedger, settings: RolloutSettings, since: float, until: float,
-                  gate: StageGate) -> tuple[list[Pair], str]:
+def _shadow_pairs(
+    ledger: RunLedger, settings: RolloutSettings, since: float, until: float, gate: StageGate
+) -> tuple[list[Pair], str]:
     """The window's shadow pairs; with too few (at 100 % no run is control-routed), the latest ones."""
-    found = ledger.comparisons(control=settings.control, candidate=settings.candidate,
-                               source="shadow", since=since, until=until)
+    found = ledger.comparisons(
+        control=settings.control, candidate=settings.candidate, source="shadow", since=since, until=until
+    )
     note = ""
     if len(found) < gate.min_pairs:
-        older = ledger.comparisons(control=settings.control, candidate=settings.candidate,
-                                   source="shadow", until=until, limit=CONTROL_BASELINE_RUNS)
+        older = ledger.comparisons(
+            control=settings.control,
+            candidate=settings.candidate,
+            source="shadow",
+            until=until,
+            limit=CONTROL_BASELINE_RUNS,
+        )
         if len(older) > len(found):
             found, note = older, f" (the latest {len(older)} shadow pairs of any age)"
     pairs = []
@@ -500,8 +606,9 @@ def _shadow_pairs(ledger: RunLedger, settings: RolloutSettings, since: float, un
     return pairs, note
 
 
-def _comparison_criterion(ledger: RunLedger, settings: RolloutSettings, gate: StageGate,
-                          pairs: Sequence[Pair], note: str) -> Criterion | None:
+def _comparison_criterion(
+    ledger: RunLedger, settings: RolloutSettings, gate: StageGate, pairs: Sequence[Pair], note: str
+) -> Criterion | None:
     if not gate.comparison:
         return None
     if pairs:
@@ -510,27 +617,39 @@ def _comparison_criterion(ledger: RunLedger, settings: RolloutSettings, gate: St
         threshold = f"< {_fmt_pct(gate.comparison_different_pct)} (upper 95 % bound, Wilson)"
         detail = f"{different} of {len(pairs)} shadow pairs from real traffic differ{note}"
         if len(pairs) < gate.min_pairs:
-            return Criterion(name=name, threshold=threshold, unit="%",
-                             measured=round(different / len(pairs) * 100, 6), verdict=INSUFFICIENT,
-                             runs_needed=gate.min_pairs - len(pairs),
-                             detail=f"{detail}; at least {gate.min_pairs} pairs needed")
+            return Criterion(
+                name=name,
+                threshold=threshold,
+                unit="%",
+                measured=round(different / len(pairs) * 100, 6),
+                verdict=INSUFFICIENT,
+                runs_needed=gate.min_pairs - len(pairs),
+                detail=f"{detail}; at least {gate.min_pairs} pairs needed",
+            )
         judgement = confidence.judge_rate(different, len(pairs), gate.comparison_different_pct / 100)
         return _from_judgement(name, threshold, judgement, detail, scale=100, unit="%", what="pairs")
     latest = ledger.latest_comparison(control=settings.control, candidate=settings.candidate)
     name = "latest side-by-side comparison"
     if latest is None:
-        return Criterion(name=name, threshold="equivalent", measured=None, verdict=INSUFFICIENT,
-                         detail=f"no comparison of {settings.control} and {settings.candidate} "
-                                "recorded (run `ktrdr compare`, or `ktrdr rollout shadow PCT` for "
-                                "pairs from real traffic)")
-    differing = ", ".join(str(d.get("field", d)) if isinstance(d, Mapping) else str(d)
-                          for d in latest.differences)
+        return Criterion(
+            name=name,
+            threshold="equivalent",
+            measured=None,
+            verdict=INSUFFICIENT,
+            detail=f"no comparison of {settings.control} and {settings.candidate} "
+            "recorded (run `ktrdr compare`, or `ktrdr rollout shadow PCT` for "
+            "pairs from real traffic)",
+        )
+    differing = ", ".join(
+        str(d.get("field", d)) if isinstance(d, Mapping) else str(d) for d in latest.differences
+    )
     return Criterion(
-        name=name, threshold="equivalent",
+        name=name,
+        threshold="equivalent",
         measured="equivalent" if latest.equivalent else "different",
         verdict=PASS if latest.equivalent else FAIL,
         detail=f"{latest.strategy} at {latest.created_at} ({latest.source}; no shadow pairs in the window)"
-               + (f"; differing: {differing}" if differing and not latest.equivalent else ""),
+        + (f"; differing: {differing}" if differing and not latest.equivalent else ""),
     )
 
 
@@ -540,27 +659,49 @@ def _model_accuracy_criteria(gate: StageGate, pairs: Sequence[Pair], note: str) 
         return []
     limit = gate.model_accuracy_pct
     threshold = f"<= {limit:g} % (upper 95 % bound, bootstrap of the paired median)"
-    complete = [(a, b) for _c, a, b in pairs if a is not None and b is not None
-                and a.status == b.status == "success"]
+    complete = [
+        (a, b) for _c, a, b in pairs if a is not None and b is not None and a.status == b.status == "success"
+    ]
     out = []
     for field, name, change in (
         ("val_loss", "model accuracy: val_loss rise (paired)", lambda c, k: (k - c) / c),
         ("val_accuracy", "model accuracy: val_accuracy drop (paired)", lambda c, k: (c - k) / c),
     ):
-        values = [change(getattr(a, field), getattr(b, field)) * 100 for a, b in complete
-                  if getattr(a, field) and getattr(b, field) is not None]
+        values = [
+            change(getattr(a, field), getattr(b, field)) * 100
+            for a, b in complete
+            if getattr(a, field) and getattr(b, field) is not None
+        ]
         if len(values) < gate.min_pairs:
-            why = ("no shadow pairs in the window: runs of different strategies and data are not "
-                   "comparable, so model accuracy is judged only on shadow pairs "
-                   "(`ktrdr rollout shadow PCT`)" if not pairs else
-                   f"{len(values)} successful shadow pairs; {gate.min_pairs} needed")
-            out.append(Criterion(name=name, threshold=threshold, measured=None, verdict=INSUFFICIENT,
-                                 runs_needed=gate.min_pairs - len(values), detail=why))
+            why = (
+                "no shadow pairs in the window: runs of different strategies and data are not "
+                "comparable, so model accuracy is judged only on shadow pairs "
+                "(`ktrdr rollout shadow PCT`)"
+                if not pairs
+                else f"{len(values)} successful shadow pairs; {gate.min_pairs} needed"
+            )
+            out.append(
+                Criterion(
+                    name=name,
+                    threshold=threshold,
+                    measured=None,
+                    verdict=INSUFFICIENT,
+                    runs_needed=gate.min_pairs - len(values),
+                    detail=why,
+                )
+            )
             continue
         judgement = confidence.judge_median(values, limit)
-        out.append(_from_judgement(name, threshold, judgement,
-                                   f"candidate vs control on {len(values)} shadow pairs{note}",
-                                   unit="%", what="pairs"))
+        out.append(
+            _from_judgement(
+                name,
+                threshold,
+                judgement,
+                f"candidate vs control on {len(values)} shadow pairs{note}",
+                unit="%",
+                what="pairs",
+            )
+        )
     return out
 
 
@@ -586,15 +727,22 @@ def evaluate_gate(
     since = until - gate.window_seconds
 
     def finished_runs(mode: str) -> list[RunRecord]:
-        return ledger.runs(mode=mode, status=FINISHED_STATUSES, since=since, until=until,
-                           exclude_error_kind=NOT_COUNTED_KINDS, shadow=False)
+        return ledger.runs(
+            mode=mode,
+            status=FINISHED_STATUSES,
+            since=since,
+            until=until,
+            exclude_error_kind=NOT_COUNTED_KINDS,
+            shadow=False,
+        )
 
     candidate = finished_runs(settings.candidate)
     control_ok = [r for r in finished_runs(settings.control) if r.status == "success"]
     baseline_note = ""
     if len(control_ok) < gate.min_duration_runs:
-        older = ledger.runs(mode=settings.control, status="success", until=until,
-                            limit=CONTROL_BASELINE_RUNS, shadow=False)
+        older = ledger.runs(
+            mode=settings.control, status="success", until=until, limit=CONTROL_BASELINE_RUNS, shadow=False
+        )
         if len(older) > len(control_ok):
             control_ok = older
             baseline_note = f" (control baseline: its latest {len(older)} runs of any age)"
@@ -609,15 +757,35 @@ def evaluate_gate(
         _time_in_stage_criterion(gate, stage_since, until),
         _runs_criterion(candidate, gate),
         _error_criterion(candidate, gate),
-        _ratio_criterion("median duration ratio (candidate / control)", gate.duration_ratio,
-                         values(candidate_ok, "duration_seconds"), values(control_ok, "duration_seconds"),
-                         gate, unit_word="s", note=baseline_note),
-        _ratio_criterion("median CPU ratio (candidate / control)", gate.cpu_ratio,
-                         values(candidate_ok, "cpu_seconds"), values(control_ok, "cpu_seconds"),
-                         gate, unit_word="CPU s", note=baseline_note, missing=no_resources),
-        _ratio_criterion("median peak memory ratio (candidate / control)", gate.memory_ratio,
-                         values(candidate_ok, "peak_rss_bytes"), values(control_ok, "peak_rss_bytes"),
-                         gate, unit_word="bytes", note=baseline_note, missing=no_resources),
+        _ratio_criterion(
+            "median duration ratio (candidate / control)",
+            gate.duration_ratio,
+            values(candidate_ok, "duration_seconds"),
+            values(control_ok, "duration_seconds"),
+            gate,
+            unit_word="s",
+            note=baseline_note,
+        ),
+        _ratio_criterion(
+            "median CPU ratio (candidate / control)",
+            gate.cpu_ratio,
+            values(candidate_ok, "cpu_seconds"),
+            values(control_ok, "cpu_seconds"),
+            gate,
+            unit_word="CPU s",
+            note=baseline_note,
+            missing=no_resources,
+        ),
+        _ratio_criterion(
+            "median peak memory ratio (candidate / control)",
+            gate.memory_ratio,
+            values(candidate_ok, "peak_rss_bytes"),
+            values(control_ok, "peak_rss_bytes"),
+            gate,
+            unit_word="bytes",
+            note=baseline_note,
+            missing=no_resources,
+        ),
         _cancellation_criterion(candidate, gate),
         _progress_criterion(candidate, gate),
         _progress_accuracy_criterion(candidate, gate),

@@ -64,9 +64,7 @@ class RolloutPolicy:
     """The literal ``USE_UNIFIED_TRAINING`` value, to explain a "yes" that is not "true"."""
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, home: Path | None = None
-    ) -> RolloutPolicy:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, home: Path | None = None) -> RolloutPolicy:
         """Read the rollout file under ``KTRDR_HOME``, then let the environment win."""
         env = os.environ if environ is None else environ
         store = RolloutStore(home if home is not None else ktrdr_home(env))
@@ -93,8 +91,10 @@ class RolloutPolicy:
         s = self.settings
         bucket = bucket_for(user_id)
         if s.completed:
-            return False, (f"the migration is complete, so {s.control!r} is the only mode "
-                           "(`ktrdr rollout complete`; `ktrdr rollout restore NAME` undoes it)")
+            return False, (
+                f"the migration is complete, so {s.control!r} is the only mode "
+                "(`ktrdr rollout complete`; `ktrdr rollout restore NAME` undoes it)"
+            )
         if user_id in s.excluded_users:
             return False, f"user {user_id!r} is on the rollback list (ROLLBACK_USER_IDS)"
         if not s.enabled:

@@ -36,11 +36,17 @@ def stage_row(stage: str, gate: StageGate) -> list[str]:
     limit = gate.error_rate_pct / 100
     ratio_cells = []
     for sigma in NOISE_LEVELS:
-        needed = (runs_per_side_for_ratio(gate.duration_ratio, sigma=sigma)
-                  if gate.duration_ratio is not None else None)
+        needed = (
+            runs_per_side_for_ratio(gate.duration_ratio, sigma=sigma)
+            if gate.duration_ratio is not None
+            else None
+        )
         ratio_cells.append("-" if gate.duration_ratio is None else _floor(needed, gate.min_duration_runs))
-    cpu = (_floor(runs_per_side_for_ratio(gate.cpu_ratio, sigma=NOISE_LEVELS[1]), gate.min_duration_runs)
-           if gate.cpu_ratio is not None else "-")
+    cpu = (
+        _floor(runs_per_side_for_ratio(gate.cpu_ratio, sigma=NOISE_LEVELS[1]), gate.min_duration_runs)
+        if gate.cpu_ratio is not None
+        else "-"
+    )
     return [
         stage,
         f"< {gate.error_rate_pct:g} %",
@@ -56,10 +62,17 @@ def stage_row(stage: str, gate: StageGate) -> list[str]:
 
 
 HEADER = [
-    "gate of stage", "error rate", "runs to PASS, 0 errors", "runs to PASS at half the limit",
-    "runs to FAIL at twice the limit", "duration ratio", "runs/side to PASS (ratio 1.0, 5 % noise)",
-    "runs/side (10 % noise)", "runs/side, CPU/memory <= 1.3 (10 % noise)",
-    "shadow pairs to PASS, all equivalent", "time in stage",
+    "gate of stage",
+    "error rate",
+    "runs to PASS, 0 errors",
+    "runs to PASS at half the limit",
+    "runs to FAIL at twice the limit",
+    "duration ratio",
+    "runs/side to PASS (ratio 1.0, 5 % noise)",
+    "runs/side (10 % noise)",
+    "runs/side, CPU/memory <= 1.3 (10 % noise)",
+    "shadow pairs to PASS, all equivalent",
+    "time in stage",
 ]
 
 

@@ -31,8 +31,17 @@ ENV_FOR_FIELD = {
 }
 
 KNOWN_FILE_KEYS: tuple[str, ...] = (
-    "version", "enabled", "percentage", "excluded_users", "control", "candidate", "completed",
-    "shadow", "auto_rollback", "gates", "rollback_points",
+    "version",
+    "enabled",
+    "percentage",
+    "excluded_users",
+    "control",
+    "candidate",
+    "completed",
+    "shadow",
+    "auto_rollback",
+    "gates",
+    "rollback_points",
 )
 """Every top-level key the rollout file may hold; anything else (a typo such as
 ``"percentag"``) is an error rather than a setting silently ignored. A module
@@ -73,9 +82,7 @@ def parse_percentage(raw: Any, *, source: str) -> int:
     else:
         text = str(raw).strip()
         if not re.fullmatch(r"[+-]?\d+", text):
-            raise ConfigurationError(
-                f"{source} must be a whole number from 0 to 100, got {str(raw)!r}"
-            )
+            raise ConfigurationError(f"{source} must be a whole number from 0 to 100, got {str(raw)!r}")
         value = int(text)
     if not 0 <= value <= 100:
         raise ConfigurationError(f"{source} must be between 0 and 100, got {value}")

@@ -99,9 +99,11 @@ class ShadowConfig:
         return cls.from_mapping(store.read_raw().get(SHADOW_KEY), source=str(store.settings_path))
 
 
-def set_shadow_percentage(store: RolloutStore, percentage: int, *, reason: str,
-                          actor: str | None = None) -> AuditEntry | None:
+def set_shadow_percentage(
+    store: RolloutStore, percentage: int, *, reason: str, actor: str | None = None
+) -> AuditEntry | None:
     """Set ``shadow.percentage`` in the rollout file, audited as ``set_shadow``."""
+
     def change(data: dict[str, Any]) -> dict[str, Any]:
         current = data.get(SHADOW_KEY)
         section = dict(current) if isinstance(current, Mapping) else {}
@@ -119,15 +121,17 @@ def sampled(request_id: str, percentage: int) -> bool:
 
 def shadow_request(request: TrainingRequest) -> TrainingRequest:
     """The same request under its own id, saving no model."""
-    return attrs.evolve(request, request_id=uuid.uuid4().hex,
-                        overrides={**request.overrides, "save_model": False})
+    return attrs.evolve(
+        request, request_id=uuid.uuid4().hex, overrides={**request.overrides, "save_model": False}
+    )
 
 
 # -- the background process ------------------------------------------------------------
 
 
-def _child_main(request_data: dict[str, Any], mode: str, cancel: Any, conn: Any,
-                niceness: int = NICENESS) -> None:
+def _child_main(
+    request_data: dict[str, Any], mode: str, cancel: Any, conn: Any, niceness: int = NICENESS
+) -> None:
     """Runs in the shadow process: train ``mode`` at low priority; send back the result's dict."""
     with contextlib.suppress(OSError):  # already at the lowest priority, or not allowed
         os.nice(niceness)
@@ -171,9 +175,13 @@ class ShadowJob:
 class ShadowRunner:
     """Runs shadow jobs in low-priority processes, at most ``max_concurrent`` at once."""
 
-    def __init__(self, *, ledger_factory: Callable[[], RunLedger] = RunLedger,
-                 on_outcome: Callable[[str, dict[str, float | None]], None] | None = None,
-                 niceness: int = NICENESS) -> None:
+    def __init__(
+        self,
+        *,
+        ledger_factory: Callable[[], RunLedger] = RunLedger,
+        on_outcome: Callable[[str, dict[str, float | None]], None] | None = None,
+        niceness: int = NICENESS,
+    ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._niceness = niceness
         self._ledger_factory = ledger_factory
@@ -186,17 +194,25 @@ class ShadowRunner:
         with self._lock:
             return len(self._running)
 
-    def submit(self, request: TrainingRequest, *, control: str, candidate: str,
-               max_concurrent: int) -> ShadowJob | None:
+    def submit(
+        self, request: TrainingRequest, *, control: str, candidate: str, max_concurrent: int
+    ) -> ShadowJob | None:
         """Start a shadow of ``request`` unless every slot is taken (then ``None``)."""
         with self._lock:
             if len(self._running) >= max_concurrent:
                 return None
-            job = ShadowJob(user_request=request, request=shadow_request(request), control=control,
-                            candidate=candidate, started_at=time.time(), cancel=self._context.Event())
+            job = ShadowJob(
+                user_request=request,
+                request=shadow_request(request),
+                control=control,
+                candidate=candidate,
+                started_at=time.time(),
+                cancel=self._context.Event(),
+            )
             self._running[request.request_id] = job
-        thread = threading.Thread(target=self._run, args=(job,), daemon=True,
-                                  name=f"ktrdr-shadow-{request.request_id[:8]}")
+        thread = threading.Thread(
+            target=self._run, args=(job,), daemon=True, name=f"ktrdr-shadow-{request.request_id[:8]}"
+        )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
@@ -251,9 +267,11 @@ class ShadowRunner:
     def _train(self, job: ShadowJob) -> TrainingResult:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_child_main, args=(job.request.to_dict(), job.candidate, job.cancel, send,
-                                      self._niceness),
-            name="ktrdr-shadow", daemon=True)
+            target=_child_main,
+            args=(job.request.to_dict(), job.candidate, job.cancel, send, self._niceness),
+            name="ktrdr-shadow",
+            daemon=True,
+        )
         job.process = process
         process.start()
         send.close()
@@ -264,10 +282,12 @@ class ShadowRunner:
                 if not process.is_alive():
                     return TrainingResult.failed(
                         f"the shadow process exited with code {process.exitcode} before answering",
-                        metadata={"error_kind": "exception"})
+                        metadata={"error_kind": "exception"},
+                    )
         except EOFError:
-            return TrainingResult.failed("the shadow process closed its pipe without answering",
-                                         metadata={"error_kind": "exception"})
+            return TrainingResult.failed(
+                "the shadow process closed its pipe without answering", metadata={"error_kind": "exception"}
+            )
         finally:
             process.join(5)
             receive.close()
@@ -281,16 +301,22 @@ class ShadowRunner:
         ledger = self._ledger_factory()
         meta = dict(result.metadata or {})
         shadow_id = ledger.record_run(
-            request_id=job.request.request_id, user_id=job.request.user_id, strategy=job.request.strategy,
-            mode=job.candidate, status=result.status,
+            request_id=job.request.request_id,
+            user_id=job.request.user_id,
+            strategy=job.request.strategy,
+            mode=job.candidate,
+            status=result.status,
             reason=f"shadow of {job.user_request.request_id} (a {job.control} run)",
-            candidate=True, started_at=job.started_at,
+            candidate=True,
+            started_at=job.started_at,
             duration_seconds=meta.get("duration_seconds"),
             error=result.error if result.status != "success" else None,
             error_kind=meta.get("error_kind") if result.status == "error" else None,
-            metrics=result_metrics(result), resources=meta.get("resources"),
+            metrics=result_metrics(result),
+            resources=meta.get("resources"),
             progress_max_deviation=meta.get("progress_max_deviation"),
-            shadow=True, shadow_of=job.user_request.request_id,
+            shadow=True,
+            shadow_of=job.user_request.request_id,
         )
         if control is None or not control.success or result.status == "cancelled":
             self.report_outcome("cancelled", {})
@@ -300,12 +326,24 @@ class ShadowRunner:
             fields = compare_results(control, result)
             differences: list[dict[str, Any]] = [f.to_dict() for f in fields if not f.equal]
         else:
-            differences = [{"field": "candidate.status", "control": "success", "candidate": result.status,
-                            "note": f"candidate ({job.candidate}) {result.status}: {result.error}"}]
+            differences = [
+                {
+                    "field": "candidate.status",
+                    "control": "success",
+                    "candidate": result.status,
+                    "note": f"candidate ({job.candidate}) {result.status}: {result.error}",
+                }
+            ]
         ledger.record_comparison(
-            strategy=job.request.strategy, control=job.control, candidate=job.candidate,
-            equivalent=not differences, differences=differences, source="shadow",
-            control_run_id=control_id, candidate_run_id=shadow_id)
+            strategy=job.request.strategy,
+            control=job.control,
+            candidate=job.candidate,
+            equivalent=not differences,
+            differences=differences,
+            source="shadow",
+            control_run_id=control_id,
+            candidate_run_id=shadow_id,
+        )
         outcome = "equivalent" if not differences else ("different" if result.success else "candidate_failed")
         self.report_outcome(outcome, _ratios(control, result) if result.success else {})
 
@@ -332,8 +370,13 @@ def _ratios(control: TrainingResult, candidate: TrainingResult) -> dict[str, flo
     for key in ("val_loss", "val_accuracy"):
         a, b = control.training_metrics.get(key), candidate.training_metrics.get(key)
         out[f"{key}_ratio"] = None
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a and \
-                not isinstance(a, bool) and not isinstance(b, bool):
+        if (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and a
+            and not isinstance(a, bool)
+            and not isinstance(b, bool)
+        ):
             out[f"{key}_ratio"] = float(b) / float(a)
     return out
 
@@ -347,9 +390,12 @@ def _record_metrics(result: str, ratios: dict[str, float | None]) -> None:
 class ShadowPlugin:
     """Lifecycle observer that starts and feeds shadow runs (registered by ``ktrdr serve``)."""
 
-    def __init__(self, runner: ShadowRunner | None = None,
-                 store_factory: Callable[[], RolloutStore] = RolloutStore,
-                 plugin_manager: Any = None) -> None:
+    def __init__(
+        self,
+        runner: ShadowRunner | None = None,
+        store_factory: Callable[[], RolloutStore] = RolloutStore,
+        plugin_manager: Any = None,
+    ) -> None:
         self.runner = runner or ShadowRunner(on_outcome=_record_metrics)
         self._store_factory = store_factory
         self._pm = plugin_manager
@@ -389,8 +435,12 @@ class ShadowPlugin:
         if wanted is None:
             return
         config, settings = wanted
-        job = self.runner.submit(request, control=settings.control, candidate=settings.candidate,
-                                 max_concurrent=config.max_concurrent)
+        job = self.runner.submit(
+            request,
+            control=settings.control,
+            candidate=settings.candidate,
+            max_concurrent=config.max_concurrent,
+        )
         if job is None:
             logger.info("every shadow slot is busy: request %s not shadowed", request.request_id)
             self.runner.report_outcome("skipped", {})

@@ -96,8 +96,10 @@ class RolloutStore:
         except FileNotFoundError:
             return {}
         except UnicodeDecodeError:
-            raise RolloutFileError(f"{self.settings_path} is not valid UTF-8 text; fix or remove it "
-                                   "(ktrdr rollout history has every change)") from None
+            raise RolloutFileError(
+                f"{self.settings_path} is not valid UTF-8 text; fix or remove it "
+                "(ktrdr rollout history has every change)"
+            ) from None
         except OSError as exc:
             raise RolloutFileError(f"cannot read {self.settings_path}: {exc.strerror}") from None
         try:
@@ -114,8 +116,10 @@ class RolloutStore:
             for key in unknown:
                 close = difflib.get_close_matches(str(key), KNOWN_FILE_KEYS, n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise RolloutFileError(f"{self.settings_path}: unknown key(s) {', '.join(hints)}; "
-                                   f"known: {', '.join(sorted(KNOWN_FILE_KEYS))}")
+            raise RolloutFileError(
+                f"{self.settings_path}: unknown key(s) {', '.join(hints)}; "
+                f"known: {', '.join(sorted(KNOWN_FILE_KEYS))}"
+            )
         return data
 
     def read(self) -> RolloutSettings:
@@ -194,9 +198,15 @@ class RolloutStore:
             write_json_atomic(self.settings_path, new_data)
         except OSError as exc:
             with contextlib.suppress(OSError):
-                self._append_audit(attrs.evolve(
-                    entry, action=entry.action + FAILED_SUFFIX, old=entry.new, new=entry.old,
-                    reason=f"not applied: the rollout file could not be written ({exc.strerror or exc})"))
+                self._append_audit(
+                    attrs.evolve(
+                        entry,
+                        action=entry.action + FAILED_SUFFIX,
+                        old=entry.new,
+                        new=entry.old,
+                        reason=f"not applied: the rollout file could not be written ({exc.strerror or exc})",
+                    )
+                )
             raise
         return entry
 
@@ -211,9 +221,7 @@ class RolloutStore:
             os.close(fd)
 
     # -- the changes the CLI and service make -------------------------------
-    def set_percentage(
-        self, percentage: int, *, reason: str, actor: str | None = None
-    ) -> AuditEntry | None:
+    def set_percentage(self, percentage: int, *, reason: str, actor: str | None = None) -> AuditEntry | None:
         return self.change(
             "set_percentage", lambda _d: {"percentage": percentage}, reason=reason, actor=actor
         )

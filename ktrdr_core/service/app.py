@@ -201,9 +201,14 @@ def create_app(
     # The service's own I/O threads: ledger admissions and rollout changes, which may wait on
     # locks; health checks and /metrics use the default executor and never queue behind them.
     io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ktrdr-io")
-    service = TrainingService(training_manager, max_concurrent=max_concurrent, queue_size=queue_size,
-                              keep_finished=keep_finished, recorder=recorder_for(io_pool),
-                              capacity_of=functools.partial(mode_capacity, pm))
+    service = TrainingService(
+        training_manager,
+        max_concurrent=max_concurrent,
+        queue_size=queue_size,
+        keep_finished=keep_finished,
+        recorder=recorder_for(io_pool),
+        capacity_of=functools.partial(mode_capacity, pm),
+    )
     health_cache = ModeHealthCache(pm)
     state: dict[str, EventLoopLagMonitor | None] = {"lag": None}
 
@@ -235,8 +240,13 @@ def create_app(
             modes = ", ".join(sorted(pm.execution_modes())) or "none"
         except KtrdrError as exc:
             modes = f"unavailable ({exc})"
-        logger.info("ktrdr service %s: modes %s; max %d running, %d queued", __version__, modes,
-                    max_concurrent, queue_size)
+        logger.info(
+            "ktrdr service %s: modes %s; max %d running, %d queued",
+            __version__,
+            modes,
+            max_concurrent,
+            queue_size,
+        )
         try:
             yield
         finally:
@@ -301,12 +311,16 @@ def create_app(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> None:
         if not token:
-            raise _AuthError(403, f"rollout changes over HTTP are disabled: set {ENV_API_TOKEN} in the "
-                                  "server's environment and send it as 'Authorization: Bearer <token>'")
+            raise _AuthError(
+                403,
+                f"rollout changes over HTTP are disabled: set {ENV_API_TOKEN} in the "
+                "server's environment and send it as 'Authorization: Bearer <token>'",
+            )
         given = credentials.credentials if credentials is not None else ""
         if not given:
-            raise _AuthError(401, "this change needs 'Authorization: Bearer <token>' "
-                                  f"(the server's {ENV_API_TOKEN})")
+            raise _AuthError(
+                401, f"this change needs 'Authorization: Bearer <token>' (the server's {ENV_API_TOKEN})"
+            )
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise _AuthError(401, "wrong API token")
 
@@ -316,14 +330,24 @@ def create_app(
         return _error(exc.status, exc.message, headers=headers)
 
     # -- health ------------------------------------------------------------
-    @app.get("/api/v1/health", response_model=HealthOut, tags=["service"],
-             responses={503: {"model": HealthOut, "description": "Unhealthy"}})
+    @app.get(
+        "/api/v1/health",
+        response_model=HealthOut,
+        tags=["service"],
+        responses={503: {"model": HealthOut, "description": "Unhealthy"}},
+    )
     async def health() -> JSONResponse:
         """Status, version, installed modes and their health, sessions, event-loop lag (200 or 503)."""
         code, body = await evaluate_health(
-            pm=pm, cache=health_cache, policy_provider=read_policy, monitor=state["lag"],
-            active_sessions=training_manager.active_sessions(), queue=service.counts(),
-            version=__version__, lag_threshold=lag_threshold, lag_window=lag_window,
+            pm=pm,
+            cache=health_cache,
+            policy_provider=read_policy,
+            monitor=state["lag"],
+            active_sessions=training_manager.active_sessions(),
+            queue=service.counts(),
+            version=__version__,
+            lag_threshold=lag_threshold,
+            lag_window=lag_window,
             ledger_problem=ledger_problem(ledger_path()) if ledger_enabled(os.environ) else None,
         )
         return JSONResponse(body, status_code=code)
@@ -335,17 +359,30 @@ def create_app(
         pm.get_mode(decision.mode)
         return decision
 
-    @app.post("/api/v1/trainings", status_code=202, response_model=TrainingOut, tags=["trainings"],
-              responses={**ERROR_RESPONSES,
-                         429: {"model": ErrorOut, "description": "Too many trainings running and queued"},
-                         503: {"model": ErrorOut, "description": "No mode, bad configuration, stopping"}})
+    @app.post(
+        "/api/v1/trainings",
+        status_code=202,
+        response_model=TrainingOut,
+        tags=["trainings"],
+        responses={
+            **ERROR_RESPONSES,
+            429: {"model": ErrorOut, "description": "Too many trainings running and queued"},
+            503: {"model": ErrorOut, "description": "No mode, bad configuration, stopping"},
+        },
+    )
     async def create_training(body: TrainingCreate) -> JSONResponse:
         """Start a training (or queue it); the rollout decides its mode."""
         service.check_admission()  # before deciding: a full queue answers 429 at once
         overrides = body.overrides.model_dump(exclude_none=True) if body.overrides else {}
-        request = TrainingRequest(strategy=body.strategy, user_id=body.user_id, symbols=body.symbols,
-                                  timeframes=body.timeframes, start_date=body.start_date,
-                                  end_date=body.end_date, overrides=overrides)
+        request = TrainingRequest(
+            strategy=body.strategy,
+            user_id=body.user_id,
+            symbols=body.symbols,
+            timeframes=body.timeframes,
+            start_date=body.start_date,
+            end_date=body.end_date,
+            overrides=overrides,
+        )
         try:
             decision = await asyncio.to_thread(decide, request)
         except BadInputError as exc:
@@ -356,8 +393,11 @@ def create_app(
             session = await service.admit(request, decision)
         except (LedgerWriteError, ConfigurationError) as exc:  # the server's storage, not the request
             return _error(503, f"not accepted: {exc}; retry once the run ledger can be written")
-        return JSONResponse(_public(session.to_dict()), status_code=202,
-                            headers={"Location": f"/api/v1/trainings/{session.id}"})
+        return JSONResponse(
+            _public(session.to_dict()),
+            status_code=202,
+            headers={"Location": f"/api/v1/trainings/{session.id}"},
+        )
 
     @app.get("/api/v1/trainings", response_model=TrainingList, tags=["trainings"])
     async def list_trainings(
@@ -368,27 +408,44 @@ def create_app(
         found = [s for s in service.sessions() if status is None or s.status == status][:limit]
         return {"trainings": [_public(s.to_dict(with_result=False)) for s in found]}
 
-    @app.get("/api/v1/trainings/{training_id}", response_model=TrainingOut, tags=["trainings"],
-             responses={404: {"model": ErrorOut, "description": "Unknown id"}})
+    @app.get(
+        "/api/v1/trainings/{training_id}",
+        response_model=TrainingOut,
+        tags=["trainings"],
+        responses={404: {"model": ErrorOut, "description": "Unknown id"}},
+    )
     async def get_training(training_id: str) -> JSONResponse:
         """Status, latest progress, and the result once it has ended."""
         return JSONResponse(_public(service.get(training_id).to_dict()))
 
-    @app.post("/api/v1/trainings/{training_id}/cancel", status_code=202, response_model=TrainingOut,
-              tags=["trainings"],
-              responses={404: {"model": ErrorOut, "description": "Unknown id"},
-                         409: {"model": ErrorOut, "description": "Already ended"}})
+    @app.post(
+        "/api/v1/trainings/{training_id}/cancel",
+        status_code=202,
+        response_model=TrainingOut,
+        tags=["trainings"],
+        responses={
+            404: {"model": ErrorOut, "description": "Unknown id"},
+            409: {"model": ErrorOut, "description": "Already ended"},
+        },
+    )
     async def cancel_training(training_id: str) -> JSONResponse:
         """Cancel: a queued training never starts; a running one stops at its next batch."""
         session = service.cancel(training_id)
         return JSONResponse(_public(session.to_dict()), status_code=202)
 
-    @app.get("/api/v1/trainings/{training_id}/events", tags=["trainings"],
-             response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}},
-                              "description": "`event: progress` per update, then one `event: end`"},
-                        404: {"model": ErrorOut, "description": "Unknown id"},
-                        429: {"model": ErrorOut, "description": "Too many streams for this training"}})
+    @app.get(
+        "/api/v1/trainings/{training_id}/events",
+        tags=["trainings"],
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`event: progress` per update, then one `event: end`",
+            },
+            404: {"model": ErrorOut, "description": "Unknown id"},
+            429: {"model": ErrorOut, "description": "Too many streams for this training"},
+        },
+    )
     async def training_events(
         training_id: str,
         last_event_id: str | None = Header(None, alias="Last-Event-ID"),
@@ -422,8 +479,11 @@ def create_app(
             finally:
                 session.unsubscribe(subscriber)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     # -- rollout -----------------------------------------------------------
     def rollout_body(policy: RolloutPolicy) -> dict[str, Any]:
@@ -432,8 +492,11 @@ def create_app(
             shadow_config: dict[str, Any] | None = attrs.asdict(ShadowConfig.read(store))
         except ConfigurationError:
             shadow_config = None
-        return {**policy.describe(), "file": redact_paths(str(store.settings_path), http_roots()),
-                "shadow": shadow_config}
+        return {
+            **policy.describe(),
+            "file": redact_paths(str(store.settings_path), http_roots()),
+            "shadow": shadow_config,
+        }
 
     async def on_io(call: Callable[[], Any]) -> Any:
         """Run a rollout change on the service's own I/O threads (its lock may be held elsewhere)."""
@@ -442,8 +505,12 @@ def create_app(
     async def current_policy() -> RolloutPolicy:
         return await asyncio.to_thread(read_policy)
 
-    @app.get("/api/v1/rollout", response_model=RolloutOut, tags=["rollout"],
-             responses={503: {"model": ErrorOut, "description": "Malformed rollout configuration"}})
+    @app.get(
+        "/api/v1/rollout",
+        response_model=RolloutOut,
+        tags=["rollout"],
+        responses={503: {"model": ErrorOut, "description": "Malformed rollout configuration"}},
+    )
     async def get_rollout() -> JSONResponse:
         """The rollout in force: settings, stage, and where each setting comes from (env/file/default)."""
         try:
@@ -455,15 +522,26 @@ def create_app(
     change_responses: dict[int | str, dict[str, Any]] = {
         **ERROR_RESPONSES,
         401: {"model": ErrorOut, "description": "Missing or wrong token"},
-        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"}}
+        403: {"model": ErrorOut, "description": f"{ENV_API_TOKEN} is not set"},
+    }
 
     def change_reply(entry: Any, policy: RolloutPolicy, warnings: list[str]) -> JSONResponse:
-        return JSONResponse({"changed": entry is not None,
-                             "audit": entry.to_dict() if entry is not None else None,
-                             "rollout": rollout_body(policy), "warnings": warnings})
+        return JSONResponse(
+            {
+                "changed": entry is not None,
+                "audit": entry.to_dict() if entry is not None else None,
+                "rollout": rollout_body(policy),
+                "warnings": warnings,
+            }
+        )
 
-    @app.put("/api/v1/rollout", response_model=RolloutChangeOut, tags=["rollout"],
-             dependencies=[Depends(require_token)], responses=change_responses)
+    @app.put(
+        "/api/v1/rollout",
+        response_model=RolloutChangeOut,
+        tags=["rollout"],
+        dependencies=[Depends(require_token)],
+        responses=change_responses,
+    )
     async def put_rollout(
         update: RolloutUpdate,
         actor: str | None = Header(None, alias=ACTOR_HEADER, max_length=100),
@@ -486,8 +564,7 @@ def create_app(
         reason = (update.reason or "").strip() or "changed over the HTTP API"
         store = RolloutStore()
         try:
-            entry = await on_io(functools.partial(store.set_fields, action, fields, reason=reason,
-                                                  actor=who))
+            entry = await on_io(functools.partial(store.set_fields, action, fields, reason=reason, actor=who))
             policy = await current_policy()
         except RolloutStoreError as exc:  # the server's file, lock or disk: not the request's fault
             return _error(503, str(exc))
@@ -496,12 +573,18 @@ def create_app(
         warnings = [
             f"{ENV_FOR_FIELD[name]} is set in the server's environment and wins over the rollout file: "
             f"the change of {name} is saved but not in force until it is unset"
-            for name in fields if policy.sources.get(name) == "env"
+            for name in fields
+            if policy.sources.get(name) == "env"
         ]
         return change_reply(entry, policy, warnings)
 
-    @app.put("/api/v1/rollout/shadow", response_model=RolloutChangeOut, tags=["rollout"],
-             dependencies=[Depends(require_token)], responses=change_responses)
+    @app.put(
+        "/api/v1/rollout/shadow",
+        response_model=RolloutChangeOut,
+        tags=["rollout"],
+        dependencies=[Depends(require_token)],
+        responses=change_responses,
+    )
     async def put_shadow(
         update: ShadowUpdate,
         actor: str | None = Header(None, alias=ACTOR_HEADER, max_length=100),
@@ -511,8 +594,9 @@ def create_app(
         reason = (update.reason or "").strip() or "changed over the HTTP API"
         store = RolloutStore()
         try:
-            entry = await on_io(functools.partial(set_shadow_percentage, store, update.percentage,
-                                                  reason=reason, actor=who))
+            entry = await on_io(
+                functools.partial(set_shadow_percentage, store, update.percentage, reason=reason, actor=who)
+            )
             policy = await current_policy()
         except RolloutStoreError as exc:
             return _error(503, str(exc))
@@ -521,12 +605,17 @@ def create_app(
         return change_reply(entry, policy, [])
 
     # -- the dashboard at / -------------------------------------------------
-    app.include_router(dashboard_router(service=service, policy_provider=read_policy,
-                                        require_token=require_token))
+    app.include_router(
+        dashboard_router(service=service, policy_provider=read_policy, require_token=require_token)
+    )
 
     # -- metrics -----------------------------------------------------------
-    @app.get("/metrics", tags=["service"], response_class=Response,
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     async def prometheus_metrics() -> Response:
         """The training metrics (and the service's own) in the Prometheus text format."""
         body, content_type = await asyncio.to_thread(exposition)
@@ -545,8 +634,7 @@ def _recover(metrics: bool) -> None:
         logger.error("start-up recovery failed: %s", exc)
         return
     if found.interrupted:
-        logger.warning("recorded %d run(s) of a process that is gone as interrupted",
-                       len(found.interrupted))
+        logger.warning("recorded %d run(s) of a process that is gone as interrupted", len(found.interrupted))
     if metrics:
         for record in found.interrupted:
             METRICS.record_interrupted(record.mode, started=record.error_kind != "not_started")

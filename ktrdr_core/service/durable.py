@@ -55,9 +55,16 @@ class LedgerRecorder:
     def _admit(request: TrainingRequest, decision: Decision) -> int:
         ledger_plugin.flush()  # results a full disk held back go first
         return RunLedger().admit_run(
-            request_id=request.request_id, user_id=request.user_id, strategy=request.strategy,
-            mode=decision.mode, reason=decision.reason, bucket=decision.bucket,
-            candidate=decision.candidate, forced=decision.forced, fallback=decision.fallback)
+            request_id=request.request_id,
+            user_id=request.user_id,
+            strategy=request.strategy,
+            mode=decision.mode,
+            reason=decision.reason,
+            bucket=decision.bucket,
+            candidate=decision.candidate,
+            forced=decision.forced,
+            fallback=decision.fallback,
+        )
 
     async def admitted(self, request: TrainingRequest, decision: Decision) -> int | None:
         loop = asyncio.get_running_loop()
@@ -68,8 +75,11 @@ class LedgerRecorder:
         try:
             RunLedger().end_unstarted(run_id, status="cancelled", reason=reason)
         except Exception as exc:  # noqa: BLE001 - reconciled as interrupted at the next start-up
-            logger.error("could not record run %s as cancelled (%s); the next start-up records it "
-                         "as interrupted", run_id, exc)
+            logger.error(
+                "could not record run %s as cancelled (%s); the next start-up records it as interrupted",
+                run_id,
+                exc,
+            )
 
     def not_started(self, run_id: int | None, reason: str) -> asyncio.Future[None] | None:
         if run_id is None:

@@ -112,7 +112,8 @@ def _is_json(content_type: str | None) -> bool:
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
     return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json"))
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 def _has_body(request: Request) -> bool:
@@ -138,8 +139,9 @@ class StrictJSONRoute(APIRoute):
 # -- Host --------------------------------------------------------------------------------
 
 
-def allowed_hosts(bound: str | None = None, extra: Iterable[str] = (),
-                  environ: Mapping[str, str] | None = None) -> list[str]:
+def allowed_hosts(
+    bound: str | None = None, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None
+) -> list[str]:
     """Loopback names, the bound address, ``extra`` and ``$KTRDR_ALLOWED_HOSTS`` (comma list)."""
     env = os.environ if environ is None else environ
     names = [*LOOPBACK_HOSTS]
@@ -177,9 +179,11 @@ class HostGuard:
                 return
             if message["type"] == "http.response.start" and not scope.get(self._PASSED):
                 refused = True
-                text = ("this server does not answer to that Host header: use one of "
-                        f"{', '.join(self.hosts)} (ktrdr serve --allowed-host NAME, or "
-                        f"{ENV_ALLOWED_HOSTS}, adds one for a reverse proxy)")
+                text = (
+                    "this server does not answer to that Host header: use one of "
+                    f"{', '.join(self.hosts)} (ktrdr serve --allowed-host NAME, or "
+                    f"{ENV_ALLOWED_HOSTS}, adds one for a reverse proxy)"
+                )
                 await JSONResponse(error_body(text), status_code=400)(scope, receive, send)
                 return
             await send(message)
@@ -207,8 +211,11 @@ class BodyCap:
             nonlocal replaced
             if replaced:
                 return  # the rest of the plain-text answer
-            if message["type"] == "http.response.start" and message["status"] == 413 and \
-                    dict(message.get("headers") or []).get(b"content-type", b"").startswith(b"text/plain"):
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] == 413
+                and dict(message.get("headers") or []).get(b"content-type", b"").startswith(b"text/plain")
+            ):
                 replaced = True
                 await JSONResponse(error_body(self.message), status_code=413)(scope, receive, send)
                 return
@@ -242,8 +249,9 @@ class BodyTimeout:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {self.timeout:g} s"
-                                    ) from None
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.timeout:g} s"
+                ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 done = True
             return message
@@ -265,8 +273,11 @@ def http_roots(environ: Mapping[str, str] | None = None) -> dict[str, Path]:
 
     env = os.environ if environ is None else environ
     package = Path(__file__).resolve().parents[1]
-    roots = {"KTRDR_HOME": ktrdr_home(env), "<sample data>": package / "training" / "sample_data",
-             "<built-in strategies>": package / "training" / "strategies"}
+    roots = {
+        "KTRDR_HOME": ktrdr_home(env),
+        "<sample data>": package / "training" / "sample_data",
+        "<built-in strategies>": package / "training" / "strategies",
+    }
     for name in ("KTRDR_DATA_DIR", "KTRDR_STRATEGIES_DIR"):
         if env.get(name, "").strip():
             roots[name] = Path(env[name].strip()).expanduser()
@@ -280,8 +291,10 @@ def redact_paths(message: str, roots: Mapping[str, Path]) -> str:
     A folder listing (the engine's "; it has A.csv, B.csv" hint) is left out too.
     """
     message = _LISTING.sub("", message)
-    ordered = sorted(((str(path).rstrip("/"), name) for name, path in roots.items() if str(path)),
-                     key=lambda item: -len(item[0]))
+    ordered = sorted(
+        ((str(path).rstrip("/"), name) for name, path in roots.items() if str(path)),
+        key=lambda item: -len(item[0]),
+    )
     for folder, name in ordered:
         if folder and folder != "/":
             for form in {folder, str(Path(folder).resolve())}:

@@ -56,14 +56,15 @@ class ModeHealthCache:
             found = await asyncio.wait_for(asyncio.shield(self._inflight), self.timeout)
         except asyncio.TimeoutError:
             names = sorted(self._pm.registered_modes())
-            return {name: ModeHealth.unhealthy(f"health check did not answer within {self.timeout:g} s")
-                    for name in names}
+            return {
+                name: ModeHealth.unhealthy(f"health check did not answer within {self.timeout:g} s")
+                for name in names
+            }
         self._cached = (time.monotonic(), found)
         return found
 
 
-def lag_summary(monitor: EventLoopLagMonitor | None, *, window: float,
-                threshold: float) -> dict[str, Any]:
+def lag_summary(monitor: EventLoopLagMonitor | None, *, window: float, threshold: float) -> dict[str, Any]:
     """The lag monitor's recent samples, summarised."""
     samples: list[float] = []
     if monitor is not None:
@@ -118,20 +119,25 @@ async def evaluate_health(
     if candidate is not None and modes:
         if candidate not in modes:
             if rollout_on:
-                warnings.append(f"the candidate mode {candidate!r} is not installed; its users fall back "
-                                f"to {control!r}")
+                warnings.append(
+                    f"the candidate mode {candidate!r} is not installed; its users fall back to {control!r}"
+                )
         elif not modes[candidate].healthy:
             warnings.append(f"the candidate mode {candidate!r} is unhealthy: {modes[candidate].detail}")
     for name, health in modes.items():
         if name not in (control, candidate) and not health.healthy:
             warnings.append(f"mode {name!r} is unhealthy: {health.detail}")
     if ledger_problem:
-        warnings.append(f"the run ledger cannot be written ({ledger_problem}): new trainings are "
-                        "refused with 503 until it can")
+        warnings.append(
+            f"the run ledger cannot be written ({ledger_problem}): new trainings are "
+            "refused with 503 until it can"
+        )
     lag = lag_summary(monitor, window=lag_window, threshold=lag_threshold)
     if lag["max_recent_seconds"] > lag_threshold:
-        problems.append(f"the event loop lagged {lag['max_recent_seconds'] * 1000:.0f} ms in the last "
-                        f"{lag_window:g} s (threshold {lag_threshold * 1000:.0f} ms)")
+        problems.append(
+            f"the event loop lagged {lag['max_recent_seconds'] * 1000:.0f} ms in the last "
+            f"{lag_window:g} s (threshold {lag_threshold * 1000:.0f} ms)"
+        )
     status = "unhealthy" if problems else "degraded" if warnings else "ok"
 
     def role(name: str) -> str:
@@ -140,8 +146,9 @@ async def evaluate_health(
     body = {
         "status": status,
         "version": version,
-        "modes": {name: {"healthy": h.healthy, "detail": h.detail, "role": role(name)}
-                  for name, h in modes.items()},
+        "modes": {
+            name: {"healthy": h.healthy, "detail": h.detail, "role": role(name)} for name, h in modes.items()
+        },
         "control": control,
         "candidate": candidate,
         "active_sessions": active_sessions,

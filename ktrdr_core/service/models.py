@@ -33,12 +33,14 @@ def _user_id(value: str) -> str:
     except BadInputError as exc:
         raise ValueError(str(exc)) from None
 
+
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 StageName = Literal["off", "canary", "expanded", "full"]
 
 
-def _check_names(values: list[str] | None, what: str, pattern: re.Pattern[str], rule: str
-                 ) -> list[str] | None:
+def _check_names(
+    values: list[str] | None, what: str, pattern: re.Pattern[str], rule: str
+) -> list[str] | None:
     """The engine's own rule for ``what`` (one pattern per concept, in ktrdr_core.request)."""
     if values is None:
         return None
@@ -97,28 +99,47 @@ class TrainingCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{
-                "strategy": "neuro_mean_reversion",
-                "user_id": "alice",
-                "symbols": ["SYNTH_A"],
-                "timeframes": ["1h"],
-                "start_date": "2023-01-02",
-                "end_date": "2023-03-01",
-                "overrides": {"epochs": 2, "seed": 7},
-            }]
+            "examples": [
+                {
+                    "strategy": "neuro_mean_reversion",
+                    "user_id": "alice",
+                    "symbols": ["SYNTH_A"],
+                    "timeframes": ["1h"],
+                    "start_date": "2023-01-02",
+                    "end_date": "2023-03-01",
+                    "overrides": {"epochs": 2, "seed": 7},
+                }
+            ]
         },
     )
 
-    strategy: Annotated[str, Field(min_length=1, max_length=128,
-                                   description="A strategy name (not a path), e.g. neuro_mean_reversion",
-                                   json_schema_extra={"pattern": STRATEGY_NAME_PATTERN.pattern})]
-    user_id: Annotated[str, Field(min_length=1, max_length=200,
-                                  description="The user the rollout hashes; 'default' when omitted")] \
-        = DEFAULT_USER_ID
-    symbols: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]],
-                       Field(min_length=1, max_length=50)] | None = None
-    timeframes: Annotated[list[Annotated[str, Field(min_length=1, max_length=16)]],
-                          Field(min_length=1, max_length=10)] | None = None
+    strategy: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            description="A strategy name (not a path), e.g. neuro_mean_reversion",
+            json_schema_extra={"pattern": STRATEGY_NAME_PATTERN.pattern},
+        ),
+    ]
+    user_id: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=200, description="The user the rollout hashes; 'default' when omitted"
+        ),
+    ] = DEFAULT_USER_ID
+    symbols: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=40)]], Field(min_length=1, max_length=50)
+        ]
+        | None
+    ) = None
+    timeframes: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=16)]], Field(min_length=1, max_length=10)
+        ]
+        | None
+    ) = None
     start_date: Annotated[str, Field(max_length=40)] | None = None
     end_date: Annotated[str, Field(max_length=40)] | None = None
     overrides: TrainingOverrides | None = None
@@ -129,8 +150,10 @@ class TrainingCreate(BaseModel):
         try:
             return check_strategy_name(value)
         except BadInputError:  # its message quotes the name; over HTTP, input is never echoed
-            raise ValueError("invalid strategy name: use a name such as 'neuro_mean_reversion' "
-                             "(letters, digits, '_' and '-', not a path)") from None
+            raise ValueError(
+                "invalid strategy name: use a name such as 'neuro_mean_reversion' "
+                "(letters, digits, '_' and '-', not a path)"
+            ) from None
 
     @field_validator("user_id")
     @classmethod
@@ -140,14 +163,14 @@ class TrainingCreate(BaseModel):
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: list[str] | None) -> list[str] | None:
-        return _check_names(value, "symbol", SYMBOL_PATTERN,
-                            "letters, digits and . _ ^ = - only, such as EURUSD or ^GSPC")
+        return _check_names(
+            value, "symbol", SYMBOL_PATTERN, "letters, digits and . _ ^ = - only, such as EURUSD or ^GSPC"
+        )
 
     @field_validator("timeframes")
     @classmethod
     def _timeframes(cls, value: list[str] | None) -> list[str] | None:
-        return _check_names(value, "timeframe", TIMEFRAME_PATTERN,
-                            "a count and a unit, such as 1h or 1d")
+        return _check_names(value, "timeframe", TIMEFRAME_PATTERN, "a count and a unit, such as 1h or 1d")
 
     @field_validator("start_date", "end_date")
     @classmethod
@@ -203,7 +226,8 @@ class TrainingOut(BaseModel):
     error: str | None = None
     progress: ProgressOut
     result: dict[str, Any] | None = Field(
-        default=None, description="TrainingResult.to_dict() once the training has ended")
+        default=None, description="TrainingResult.to_dict() once the training has ended"
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
 
@@ -248,8 +272,10 @@ class RolloutOut(BaseModel):
     sources: dict[str, str]
     file: str
     shadow: dict[str, int] | None = Field(
-        default=None, description="the shadow stage: percentage of control-routed trainings that also run "
-        "the candidate in the background, and how many at once (null: malformed in the file)")
+        default=None,
+        description="the shadow stage: percentage of control-routed trainings that also run "
+        "the candidate in the background, and how many at once (null: malformed in the file)",
+    )
 
 
 class RolloutUpdate(BaseModel):
@@ -263,9 +289,11 @@ class RolloutUpdate(BaseModel):
     percentage: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
     enabled: StrictBool | None = None
     stage: StageName | None = Field(
-        default=None, description="off (0 %, disabled), canary (10 %), expanded (50 %), full (100 %)")
-    excluded_users: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]],
-                              Field(max_length=10_000)] | None = None
+        default=None, description="off (0 %, disabled), canary (10 %), expanded (50 %), full (100 %)"
+    )
+    excluded_users: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=10_000)] | None
+    ) = None
     reason: Annotated[str, Field(max_length=500)] | None = None
 
     @field_validator("excluded_users")
@@ -287,8 +315,9 @@ class RolloutUpdate(BaseModel):
 class ShadowUpdate(BaseModel):
     """``PUT /api/v1/rollout/shadow``: the shadow percentage (0 turns the shadow off)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"percentage": 100,
-                                                                               "reason": "shadow week"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"percentage": 100, "reason": "shadow week"}]}
+    )
 
     percentage: Annotated[StrictInt, Field(ge=0, le=100)]
     reason: Annotated[str, Field(max_length=500)] | None = None

@@ -94,8 +94,12 @@ class KtrdrServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:
             counts = self.service.counts()
-            logger.warning("received %s: stopping; cancelling %d running and %d queued training(s)",
-                           signal.Signals(sig).name, counts["running"], counts["queued"])
+            logger.warning(
+                "received %s: stopping; cancelling %d running and %d queued training(s)",
+                signal.Signals(sig).name,
+                counts["running"],
+                counts["queued"],
+            )
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager

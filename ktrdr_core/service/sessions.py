@@ -56,8 +56,14 @@ STATUS_FOR_RESULT = {"success": COMPLETED, "error": FAILED, "cancelled": CANCELL
 class TrainingRunner(Protocol):
     """What the service needs from :class:`~ktrdr_core.manager.TrainingManager`."""
 
-    def train(self, request: TrainingRequest, progress: ProgressCallback | None = None,
-              cancel: Any = None, *, decision: Decision | None = None) -> TrainingResult: ...
+    def train(
+        self,
+        request: TrainingRequest,
+        progress: ProgressCallback | None = None,
+        cancel: Any = None,
+        *,
+        decision: Decision | None = None,
+    ) -> TrainingResult: ...
 
 
 class ServiceError(Exception):
@@ -121,9 +127,13 @@ class Subscriber:
 class ThreadSafeProgress:
     """The progress callback given to the mode: hands updates to the loop thread-safely."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop,
-                 deliver: Callable[[list[tuple[float, int, int, dict[str, Any]]]], None],
-                 *, max_buffer: int = 10_000) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[list[tuple[float, int, int, dict[str, Any]]]], None],
+        *,
+        max_buffer: int = 10_000,
+    ) -> None:
         self._loop = loop
         self._deliver = deliver
         self._lock = threading.Lock()
@@ -152,8 +162,15 @@ class ThreadSafeProgress:
 class TrainingSession:
     """One training request and everything the service knows about it."""
 
-    def __init__(self, request: TrainingRequest, decision: Decision, *, replay: int = 256,
-                 subscriber_buffer: int = 1024, max_subscribers: int = 64) -> None:
+    def __init__(
+        self,
+        request: TrainingRequest,
+        decision: Decision,
+        *,
+        replay: int = 256,
+        subscriber_buffer: int = 1024,
+        max_subscribers: int = 64,
+    ) -> None:
         self.id = request.request_id
         self.request = request
         self.decision = decision
@@ -190,8 +207,12 @@ class TrainingSession:
             percent = None
             if total_epochs > 0:
                 done = float(epoch)
-                if kind == "batch" and isinstance(batch, int) and isinstance(total_batches, int) \
-                        and total_batches > 0:
+                if (
+                    kind == "batch"
+                    and isinstance(batch, int)
+                    and isinstance(total_batches, int)
+                    and total_batches > 0
+                ):
                     done = epoch - 1 + batch / total_batches
                 percent = round(max(0.0, min(100.0, 100.0 * done / total_epochs)), 2)
             self.progress = {
@@ -287,10 +308,18 @@ class TrainingService:
     long trainings can never starve them, and the service never looks hung).
     """
 
-    def __init__(self, runner: TrainingRunner, *, max_concurrent: int = 2, queue_size: int = 16,
-                 keep_finished: int = 1000, replay: int = 256, subscriber_buffer: int = 1024,
-                 recorder: RunRecorder | None = None,
-                 capacity_of: Callable[[str], int | None] | None = None) -> None:
+    def __init__(
+        self,
+        runner: TrainingRunner,
+        *,
+        max_concurrent: int = 2,
+        queue_size: int = 16,
+        keep_finished: int = 1000,
+        replay: int = 256,
+        subscriber_buffer: int = 1024,
+        recorder: RunRecorder | None = None,
+        capacity_of: Callable[[str], int | None] | None = None,
+    ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         if queue_size < 0:
@@ -375,12 +404,14 @@ class TrainingService:
             self._track(self.recorder.not_started(ledger_id, f"not started: {exc}"))
             raise
 
-    def submit(self, request: TrainingRequest, decision: Decision, *,
-               ledger_id: int | None = None) -> TrainingSession:
+    def submit(
+        self, request: TrainingRequest, decision: Decision, *, ledger_id: int | None = None
+    ) -> TrainingSession:
         """Accept a training: start it now, or queue it; :class:`QueueFullError` when full."""
         self.check_admission()
-        session = TrainingSession(request, decision, replay=self._replay,
-                                  subscriber_buffer=self._subscriber_buffer)
+        session = TrainingSession(
+            request, decision, replay=self._replay, subscriber_buffer=self._subscriber_buffer
+        )
         if session.id in self._running or session.id in self._pending or session.id in self._finished:
             raise ServiceError(f"training id {session.id} is already in use")
         session.ledger_id = ledger_id
@@ -413,11 +444,18 @@ class TrainingService:
 
     @staticmethod
     def _not_started(session: TrainingSession, reason: str) -> TrainingResult:
-        return TrainingResult.cancelled(reason, metadata={
-            "mode": session.decision.mode, "decision": session.decision.to_dict(),
-            "request_id": session.id, "user_id": session.request.user_id,
-            "strategy": session.request.strategy, "duration_seconds": 0.0, "started": False,
-        })
+        return TrainingResult.cancelled(
+            reason,
+            metadata={
+                "mode": session.decision.mode,
+                "decision": session.decision.to_dict(),
+                "request_id": session.id,
+                "user_id": session.request.user_id,
+                "strategy": session.request.strategy,
+                "duration_seconds": 0.0,
+                "started": False,
+            },
+        )
 
     def _capacity(self, mode: str) -> int | None:
         """The mode's own concurrency limit, or None for the local ``max_concurrent``."""
@@ -455,24 +493,28 @@ class TrainingService:
             self._running[session.id] = session
             session.mark_running()
             self._tasks[session.id] = asyncio.get_running_loop().create_task(
-                self._run(session), name=f"ktrdr-training-{session.id}")
+                self._run(session), name=f"ktrdr-training-{session.id}"
+            )
 
     def _pool(self, session: TrainingSession) -> concurrent.futures.ThreadPoolExecutor:
         if session.id in self._remote:  # waits on a cluster: threads are cheap, cores are not ours
             if self._remote_executor is None:
                 self._remote_executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=64, thread_name_prefix="ktrdr-remote-training")
+                    max_workers=64, thread_name_prefix="ktrdr-remote-training"
+                )
             return self._remote_executor
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_concurrent, thread_name_prefix="ktrdr-training")
+                max_workers=self.max_concurrent, thread_name_prefix="ktrdr-training"
+            )
         return self._executor
 
     async def _run(self, session: TrainingSession) -> None:
         loop = asyncio.get_running_loop()
         progress = ThreadSafeProgress(loop, session.on_progress)
-        call = functools.partial(self.runner.train, session.request, progress, session.token,
-                                 decision=session.decision)
+        call = functools.partial(
+            self.runner.train, session.request, progress, session.token, decision=session.decision
+        )
         future = loop.run_in_executor(self._pool(session), call)
         try:
             result = await asyncio.shield(future)
@@ -484,8 +526,10 @@ class TrainingService:
             raise
         except Exception as exc:  # noqa: BLE001 - a routing error (mode gone) fails this one only
             logger.warning("training %s could not run: %s", session.id, exc)
-            result = TrainingResult.failed(f"{type(exc).__name__}: {exc}", metadata={
-                "mode": session.decision.mode, "decision": session.decision.to_dict()})
+            result = TrainingResult.failed(
+                f"{type(exc).__name__}: {exc}",
+                metadata={"mode": session.decision.mode, "decision": session.decision.to_dict()},
+            )
         self._finish(session, result)
 
     @staticmethod

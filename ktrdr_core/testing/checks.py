@@ -102,8 +102,10 @@ class ModeRun:
             return f"raised {type(self.error).__name__}: {self.error}"
         if isinstance(self.result, TrainingResult):
             detail = f", error {self.result.error!r}" if self.result.error else ""
-            return (f"returned a TrainingResult (success={self.result.success}, "
-                    f"status {self.result.status!r}{detail})")
+            return (
+                f"returned a TrainingResult (success={self.result.success}, "
+                f"status {self.result.status!r}{detail})"
+            )
         return f"returned {type(self.result).__name__} {_short(self.result, 80)}"
 
 
@@ -123,8 +125,9 @@ def run_mode(mode: Any, request: TrainingRequest, progress: Callable[..., None],
         finally:
             run.ended_at = time.monotonic()
 
-    run.thread = threading.Thread(target=target, name=f"contract-{getattr(mode, 'name', 'mode')}",
-                                  daemon=True)
+    run.thread = threading.Thread(
+        target=target, name=f"contract-{getattr(mode, 'name', 'mode')}", daemon=True
+    )
     run.thread.start()
     return run
 
@@ -199,8 +202,10 @@ class ProgressProbe:
 
     @property
     def problems(self) -> list[str]:
-        return [message if count == 1 else f"{message} (and {count - 1} more update(s) like it)"
-                for message, count in self._problems.values()]
+        return [
+            message if count == 1 else f"{message} (and {count - 1} more update(s) like it)"
+            for message, count in self._problems.values()
+        ]
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         with self._lock:
@@ -213,41 +218,64 @@ class ProgressProbe:
     def _check(self, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         where = f"update {index}"
         if kwargs:
-            self._problem("kwargs", f"{where}: the progress callback got keyword argument(s) "
-                          f"{', '.join(sorted(kwargs))}; call it positionally as {SIGNATURE}")
+            self._problem(
+                "kwargs",
+                f"{where}: the progress callback got keyword argument(s) "
+                f"{', '.join(sorted(kwargs))}; call it positionally as {SIGNATURE}",
+            )
         values = [*args, *kwargs.values()] if kwargs else list(args)
         if len(values) != 3:
-            self._problem("arity", f"{where}: the progress callback got {len(values)} positional "
-                          f"argument(s) ({_preview(values)}); the contract is {SIGNATURE} — "
-                          "exactly (epoch, total_epochs, metrics), in that order")
+            self._problem(
+                "arity",
+                f"{where}: the progress callback got {len(values)} positional "
+                f"argument(s) ({_preview(values)}); the contract is {SIGNATURE} — "
+                "exactly (epoch, total_epochs, metrics), in that order",
+            )
             return
         epoch, total, metrics = values
         if not _is_int(epoch) or not _is_int(total):
-            self._problem("types", f"{where}: epoch and total_epochs must be ints, got "
-                          f"{type(epoch).__name__} {_short(epoch, 30)} and "
-                          f"{type(total).__name__} {_short(total, 30)} (the contract is {SIGNATURE})")
+            self._problem(
+                "types",
+                f"{where}: epoch and total_epochs must be ints, got "
+                f"{type(epoch).__name__} {_short(epoch, 30)} and "
+                f"{type(total).__name__} {_short(total, 30)} (the contract is {SIGNATURE})",
+            )
             return
         if not isinstance(metrics, Mapping):
-            self._problem("metrics", f"{where}: the third argument must be a Mapping of metrics, got "
-                          f"{type(metrics).__name__} {_short(metrics)} (the contract is {SIGNATURE})")
+            self._problem(
+                "metrics",
+                f"{where}: the third argument must be a Mapping of metrics, got "
+                f"{type(metrics).__name__} {_short(metrics)} (the contract is {SIGNATURE})",
+            )
             return
         if not 1 <= epoch <= total:
-            self._problem("range", f"{where}: epoch {epoch} is outside 1..total_epochs ({total}); "
-                          "epochs are 1-based and never exceed total_epochs")
+            self._problem(
+                "range",
+                f"{where}: epoch {epoch} is outside 1..total_epochs ({total}); "
+                "epochs are 1-based and never exceed total_epochs",
+            )
         kind = metrics.get("progress_type")
         if kind not in PROGRESS_TYPES:
-            self._problem("progress_type", f"{where}: metrics['progress_type'] is {kind!r}; it must be "
-                          "'batch' or 'epoch'")
+            self._problem(
+                "progress_type",
+                f"{where}: metrics['progress_type'] is {kind!r}; it must be 'batch' or 'epoch'",
+            )
         if kind in PROGRESS_KEYS:
             self._check_metrics(where, kind, metrics)
         if self.valid:
             last_epoch, last_total, _ = self.valid[-1]
             if epoch < last_epoch:
-                self._problem("backwards", f"{where}: the epoch went backwards from {last_epoch} to "
-                              f"{epoch}; progress epochs must never decrease")
+                self._problem(
+                    "backwards",
+                    f"{where}: the epoch went backwards from {last_epoch} to "
+                    f"{epoch}; progress epochs must never decrease",
+                )
             if total != last_total:
-                self._problem("total", f"{where}: total_epochs changed from {last_total} to {total} "
-                              "during one training; report the configured maximum throughout")
+                self._problem(
+                    "total",
+                    f"{where}: total_epochs changed from {last_total} to {total} "
+                    "during one training; report the configured maximum throughout",
+                )
         self.valid.append((epoch, total, metrics))
 
     def _check_metrics(self, where: str, kind: str, metrics: Mapping[str, Any]) -> None:
@@ -256,63 +284,90 @@ class ProgressProbe:
         missing = _missing(metrics, required)
         if missing:
             if kind == "batch":
-                advice = ("a 'batch' update carries batch (1-based), total_batches_per_epoch, train_loss "
-                          "and train_accuracy (the running means over the epoch so far); pass "
-                          "ModelTrainer's batch metrics on whole, adding keys if you like")
+                advice = (
+                    "a 'batch' update carries batch (1-based), total_batches_per_epoch, train_loss "
+                    "and train_accuracy (the running means over the epoch so far); pass "
+                    "ModelTrainer's batch metrics on whole, adding keys if you like"
+                )
             else:
-                advice = ("every 'epoch' update carries total_batches_per_epoch, train_loss, train_accuracy, "
-                          "val_loss and val_accuracy; pass ModelTrainer's epoch metrics on whole — a "
-                          "throttle or transport that rebuilds updates must keep the validation metrics")
-            self._problem(f"{kind}_keys", f"{where}: the {kind!r} update lacks {', '.join(missing)} "
-                          f"({CONTRACT_PAGE}, 'Progress updates'); {advice}")
+                advice = (
+                    "every 'epoch' update carries total_batches_per_epoch, train_loss, train_accuracy, "
+                    "val_loss and val_accuracy; pass ModelTrainer's epoch metrics on whole — a "
+                    "throttle or transport that rebuilds updates must keep the validation metrics"
+                )
+            self._problem(
+                f"{kind}_keys",
+                f"{where}: the {kind!r} update lacks {', '.join(missing)} "
+                f"({CONTRACT_PAGE}, 'Progress updates'); {advice}",
+            )
         for key in required:
             if key not in metrics:
                 continue
             value = metrics[key]
             if key in _PROGRESS_COUNTS:
                 if not _is_int(value) or value < 1:
-                    self._problem("metric_types", f"{where}: metrics[{key!r}] must be a positive int, got "
-                                  f"{type(value).__name__} {_short(value, 30)}; send plain ints "
-                                  "(int(x) for numpy or torch values)")
+                    self._problem(
+                        "metric_types",
+                        f"{where}: metrics[{key!r}] must be a positive int, got "
+                        f"{type(value).__name__} {_short(value, 30)}; send plain ints "
+                        "(int(x) for numpy or torch values)",
+                    )
             elif not _is_real(value):
-                self._problem("metric_types", f"{where}: metrics[{key!r}] must be a number, got "
-                              f"{type(value).__name__} {_short(value, 30)}; send plain floats "
-                              "(float(x) or tensor.item() for numpy or torch values)")
+                self._problem(
+                    "metric_types",
+                    f"{where}: metrics[{key!r}] must be a number, got "
+                    f"{type(value).__name__} {_short(value, 30)}; send plain floats "
+                    "(float(x) or tensor.item() for numpy or torch values)",
+                )
         folded = metrics.get("folded_epochs")
         if folded is None:
             return
         entries = folded if isinstance(folded, (list, tuple)) else None
-        bad = [entry for entry in entries or ()
-               if not isinstance(entry, Mapping)
-               or not all(_is_real(entry.get(key)) for key in _EPOCH_VAL_KEYS)]
+        bad = [
+            entry
+            for entry in entries or ()
+            if not isinstance(entry, Mapping) or not all(_is_real(entry.get(key)) for key in _EPOCH_VAL_KEYS)
+        ]
         if entries is None or bad:
-            self._problem("folded", f"{where}: metrics['folded_epochs'] must be a list of the folded epochs' "
-                          f"full epoch metrics, each with numeric val_loss and val_accuracy, got "
-                          f"{_short(bad[0] if bad else folded)}; fold the epoch updates themselves, "
-                          "oldest first")
+            self._problem(
+                "folded",
+                f"{where}: metrics['folded_epochs'] must be a list of the folded epochs' "
+                f"full epoch metrics, each with numeric val_loss and val_accuracy, got "
+                f"{_short(bad[0] if bad else folded)}; fold the epoch updates themselves, "
+                "oldest first",
+            )
 
     def final_problems(self, result: Any, request: TrainingRequest | None = None) -> list[str]:
         """The per-update problems plus those about the run as a whole, once it returned."""
         problems = self.problems
         if not self.calls:
-            return [*problems, f"execute() never called the progress callback; call {SIGNATURE} "
-                    "at least at the end of every epoch"]
+            return [
+                *problems,
+                f"execute() never called the progress callback; call {SIGNATURE} "
+                "at least at the end of every epoch",
+            ]
         if not self.valid or not isinstance(result, TrainingResult):
             return problems
         last_epoch, total, last_metrics = self.valid[-1]
         if last_metrics.get("progress_type") == "batch":
-            problems.append(f"the last progress update is a 'batch' update (epoch {last_epoch}); send the "
-                            "final epoch's 'epoch' update, with val_loss and val_accuracy, last — a "
-                            "throttle must always let the final update through")
+            problems.append(
+                f"the last progress update is a 'batch' update (epoch {last_epoch}); send the "
+                "final epoch's 'epoch' update, with val_loss and val_accuracy, last — a "
+                "throttle must always let the final update through"
+            )
         trained = result.training_metrics.get("epochs_trained")
         if _is_int(trained) and last_epoch != trained:
-            problems.append(f"the last progress update reports epoch {last_epoch}, but the result says "
-                            f"epochs_trained={trained}; always send a final update for the last epoch "
-                            "(never throttle away the final one)")
-        wanted = (request.overrides.get("epochs") if request is not None else None)
+            problems.append(
+                f"the last progress update reports epoch {last_epoch}, but the result says "
+                f"epochs_trained={trained}; always send a final update for the last epoch "
+                "(never throttle away the final one)"
+            )
+        wanted = request.overrides.get("epochs") if request is not None else None
         if _is_int(wanted) and total != wanted:
-            problems.append(f"total_epochs is {total} but the request asked for epochs={wanted}; "
-                            "total_epochs is the configured maximum (overrides['epochs'] wins)")
+            problems.append(
+                f"total_epochs is {total} but the request asked for epochs={wanted}; "
+                "total_epochs is the configured maximum (overrides['epochs'] wins)"
+            )
         return problems
 
 
@@ -327,20 +382,25 @@ def _missing(section: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
     return [key for key in keys if key not in section]
 
 
-def result_problems(result: Any, request: TrainingRequest | None = None, *,
-                    expect_model: bool | None = None) -> list[str]:
+def result_problems(
+    result: Any, request: TrainingRequest | None = None, *, expect_model: bool | None = None
+) -> list[str]:
     """What is wrong with the result of a valid request (docs/contract.md, "Results"); [] when nothing.
 
     ``expect_model``: True when a model folder must exist at ``model_path``
     (``save_model`` not turned off), None to judge from the request.
     """
     if not isinstance(result, TrainingResult):
-        return [f"execute() returned {type(result).__name__}, not a ktrdr_core.TrainingResult; build one "
-                "(TrainingResult(...) or TrainingResult.from_dict(old_dict))"]
+        return [
+            f"execute() returned {type(result).__name__}, not a ktrdr_core.TrainingResult; build one "
+            "(TrainingResult(...) or TrainingResult.from_dict(old_dict))"
+        ]
     problems: list[str] = []
     if not result.success:
-        problems.append(f"a valid request failed: success=False, status {result.status!r}, error "
-                        f"{result.error!r}; the contract suite's request must train")
+        problems.append(
+            f"a valid request failed: success=False, status {result.status!r}, error "
+            f"{result.error!r}; the contract suite's request must train"
+        )
         return problems
     try:
         data = result.to_dict()
@@ -348,18 +408,31 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
         return [f"result.to_dict() raised {type(exc).__name__}: {exc}"]
     missing = [key for key in RESULT_KEYS if key not in data]
     if missing:
-        problems.append(f"result.to_dict() lacks key(s) {', '.join(missing)}; every result carries all of "
-                        f"{', '.join(RESULT_KEYS)}")
+        problems.append(
+            f"result.to_dict() lacks key(s) {', '.join(missing)}; every result carries all of "
+            f"{', '.join(RESULT_KEYS)}"
+        )
     try:
         json.dumps(data)
     except (TypeError, ValueError) as exc:
-        problems.append(f"result.to_dict() is not JSON-ready ({exc}); convert numpy/torch values to "
-                        "plain floats, ints, lists and dicts (the service and the run ledger store it)")
+        problems.append(
+            f"result.to_dict() is not JSON-ready ({exc}); convert numpy/torch values to "
+            "plain floats, ints, lists and dicts (the service and the run ledger store it)"
+        )
     if not isinstance(result.success, bool):
         problems.append(f"success must be a bool, got {type(result.success).__name__}")
 
-    sections = {name: data.get(name) for name in ("training_metrics", "test_metrics", "config",
-                                                  "metadata", "data_summary", "feature_importance")}
+    sections = {
+        name: data.get(name)
+        for name in (
+            "training_metrics",
+            "test_metrics",
+            "config",
+            "metadata",
+            "data_summary",
+            "feature_importance",
+        )
+    }
     for name, section in sections.items():
         if not isinstance(section, Mapping):
             problems.append(f"{name} must be a mapping, got {type(section).__name__}")
@@ -367,17 +440,21 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
     tests = sections["test_metrics"] if isinstance(sections["test_metrics"], Mapping) else {}
     metadata = sections["metadata"] if isinstance(sections["metadata"], Mapping) else {}
 
-    for name, section, keys in (("training_metrics", training, TRAINING_METRIC_KEYS),
-                                ("test_metrics", tests, TEST_METRIC_KEYS),
-                                ("metadata", metadata, METADATA_KEYS)):
+    for name, section, keys in (
+        ("training_metrics", training, TRAINING_METRIC_KEYS),
+        ("test_metrics", tests, TEST_METRIC_KEYS),
+        ("metadata", metadata, METADATA_KEYS),
+    ):
         absent = _missing(section, keys)
         if absent:
-            problems.append(f"{name} lacks {', '.join(absent)} ({CONTRACT_PAGE}, 'Results': {name} "
-                            f"has {', '.join(keys)})")
+            problems.append(
+                f"{name} lacks {', '.join(absent)} ({CONTRACT_PAGE}, 'Results': {name} has {', '.join(keys)})"
+            )
 
     if "val_loss" in training and not (_number(training["val_loss"]) and training["val_loss"] >= 0):
-        problems.append(f"training_metrics.val_loss must be a finite number ≥ 0, got "
-                        f"{training['val_loss']!r}")
+        problems.append(
+            f"training_metrics.val_loss must be a finite number ≥ 0, got {training['val_loss']!r}"
+        )
     for key in _FRACTIONS:
         if key in training and not (_number(training[key]) and 0 <= training[key] <= 1):
             problems.append(f"training_metrics.{key} must be a fraction in [0, 1], got {training[key]!r}")
@@ -387,11 +464,15 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
         if not (_is_int(trained) and trained >= 1):
             problems.append(f"training_metrics.epochs_trained must be an int ≥ 1, got {trained!r}")
         elif _is_int(wanted) and trained > wanted:
-            problems.append(f"training_metrics.epochs_trained is {trained} but the request allowed at most "
-                            f"{wanted} epochs (overrides['epochs'])")
+            problems.append(
+                f"training_metrics.epochs_trained is {trained} but the request allowed at most "
+                f"{wanted} epochs (overrides['epochs'])"
+            )
     if "history" in training and not isinstance(training["history"], (Mapping, list, tuple)):
-        problems.append(f"training_metrics.history must be a mapping of per-epoch lists, got "
-                        f"{type(training['history']).__name__}")
+        problems.append(
+            f"training_metrics.history must be a mapping of per-epoch lists, got "
+            f"{type(training['history']).__name__}"
+        )
     if "test_loss" in tests and not (_number(tests["test_loss"]) and tests["test_loss"] >= 0):
         problems.append(f"test_metrics.test_loss must be a finite number ≥ 0, got {tests['test_loss']!r}")
     for key in _TEST_FRACTIONS:
@@ -405,8 +486,9 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
     if isinstance(importance, Mapping) and isinstance(names, list):
         unknown = sorted(set(importance) - set(names))
         if unknown:
-            problems.append("feature_importance names features not in feature_names: "
-                            f"{_preview(unknown[:3])}")
+            problems.append(
+                f"feature_importance names features not in feature_names: {_preview(unknown[:3])}"
+            )
         if not all(_number(v) for v in importance.values()):
             problems.append("feature_importance values must be finite numbers")
 
@@ -416,12 +498,16 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
         if not _is_int(seed):
             problems.append(f"metadata.seed must be an int, got {seed!r}")
         elif _is_int(wanted_seed) and seed != wanted_seed:
-            problems.append(f"metadata.seed is {seed} but the request asked for seed {wanted_seed}; train "
-                            "with overrides['seed'] and report it")
-    if "duration_seconds" in metadata and not (_number(metadata["duration_seconds"])
-                                               and metadata["duration_seconds"] >= 0):
-        problems.append("metadata.duration_seconds must be a number ≥ 0, got "
-                        f"{metadata['duration_seconds']!r}")
+            problems.append(
+                f"metadata.seed is {seed} but the request asked for seed {wanted_seed}; train "
+                "with overrides['seed'] and report it"
+            )
+    if "duration_seconds" in metadata and not (
+        _number(metadata["duration_seconds"]) and metadata["duration_seconds"] >= 0
+    ):
+        problems.append(
+            f"metadata.duration_seconds must be a number ≥ 0, got {metadata['duration_seconds']!r}"
+        )
 
     for key in ("model_path", "model_id"):
         if data.get(key) is not None and not isinstance(data[key], str):
@@ -431,8 +517,10 @@ def result_problems(result: Any, request: TrainingRequest | None = None, *,
     model_path = data.get("model_path")
     if expect_model:
         if not isinstance(model_path, str):
-            problems.append("model_path is None although the request saves a model (save_model is not "
-                            "false); return the folder the model was saved in")
+            problems.append(
+                "model_path is None although the request saves a model (save_model is not "
+                "false); return the folder the model was saved in"
+            )
         elif not Path(model_path).is_dir():
             problems.append(f"model_path {model_path} is not an existing folder")
     return problems

@@ -56,8 +56,16 @@ __all__ = ["ExecutionModeContract", "InjectedProgressFailure"]
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 1)
 CALLBACK_ERRORS = st.sampled_from([RuntimeError, ValueError, KeyError, ZeroDivisionError, OSError])
-PATH_LIKE_STRATEGIES = ["../neuro_mean_reversion", "/etc/passwd", "strategies/neuro_mean_reversion",
-                        "neuro_mean_reversion.yaml", "..", "", " neuro_mean_reversion", "a b"]
+PATH_LIKE_STRATEGIES = [
+    "../neuro_mean_reversion",
+    "/etc/passwd",
+    "strategies/neuro_mean_reversion",
+    "neuro_mean_reversion.yaml",
+    "..",
+    "",
+    " neuro_mean_reversion",
+    "a b",
+]
 MALFORMED_SYMBOLS = ["", "../etc", "A B", "a/b", "SYNTH_A;rm"]
 
 
@@ -124,25 +132,37 @@ class ExecutionModeContract:
         if factory is None:
             pytest.fail(
                 f"{type(self).__name__} does not say which mode to test: define a `mode` fixture "
-                "returning your mode (or set mode_factory = MyMode) in the class", pytrace=False)
+                "returning your mode (or set mode_factory = MyMode) in the class",
+                pytrace=False,
+            )
         return factory()
 
     @pytest.fixture
     def contract_request(self) -> TrainingRequest:
         """The valid request the checks vary (epochs and seed are drawn on top of it)."""
-        return TrainingRequest(strategy=self.strategy, user_id="contract-suite", symbols=self.symbols,
-                               timeframes=self.timeframes, start_date=self.start_date,
-                               end_date=self.end_date, overrides=dict(self.overrides))
+        return TrainingRequest(
+            strategy=self.strategy,
+            user_id="contract-suite",
+            symbols=self.symbols,
+            timeframes=self.timeframes,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            overrides=dict(self.overrides),
+        )
 
     def model_dirs(self, home: Any) -> list[str]:
         """Model folders the mode left in ``home``; override if the mode saves elsewhere."""
         return leftover_model_dirs(home)
 
     def hypothesis_settings(self, max_examples: int | None = None) -> settings:
-        return settings(max_examples=max_examples or self.max_examples, deadline=None,
-                        derandomize=self.derandomize, phases=self.hypothesis_phases,
-                        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-                        database=None)
+        return settings(
+            max_examples=max_examples or self.max_examples,
+            deadline=None,
+            derandomize=self.derandomize,
+            phases=self.hypothesis_phases,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+            database=None,
+        )
 
     @staticmethod
     def variant(base: TrainingRequest, **changes: Any) -> TrainingRequest:
@@ -155,11 +175,14 @@ class ExecutionModeContract:
     def wait(self, run: ModeRun, timeout: float | None = None) -> None:
         limit = self.run_timeout_seconds if timeout is None else timeout
         if not run.wait(limit):
-            raise ContractViolation(f"execute() did not return within {limit:g} s; a training of this "
-                                    "size should take seconds (is it waiting on something that never comes?)")
+            raise ContractViolation(
+                f"execute() did not return within {limit:g} s; a training of this "
+                "size should take seconds (is it waiting on something that never comes?)"
+            )
 
-    def train(self, mode: Any, request: TrainingRequest, progress: Callable[..., None] | None = None
-              ) -> tuple[ModeRun, list[str]]:
+    def train(
+        self, mode: Any, request: TrainingRequest, progress: Callable[..., None] | None = None
+    ) -> tuple[ModeRun, list[str]]:
         """Run a valid request to the end in a fresh KTRDR_HOME; ``(run, leftover model dirs)``."""
         probe = progress if progress is not None else ProgressProbe()
         with fresh_ktrdr_home() as home:
@@ -174,7 +197,8 @@ class ExecutionModeContract:
         if run.error is not None:
             raise ContractViolation(
                 f"{what}: execute() raised {type(run.error).__name__}: {run.error} for a valid request "
-                f"({request.strategy!r}, overrides {dict(request.overrides)})") from run.error
+                f"({request.strategy!r}, overrides {dict(request.overrides)})"
+            ) from run.error
         problems = run.result_problems
         if problems is None:
             problems = result_problems(run.result, request, expect_model=False)
@@ -188,7 +212,8 @@ class ExecutionModeContract:
         if not isinstance(name, str) or not MODE_NAME_PATTERN.match(name):
             raise ContractViolation(
                 f"the mode's `name` is {name!r}; give it a short name such as 'cloud' (letters, digits, "
-                "'.', '_', '-'): it is what KTRDR_ROLLOUT_CANDIDATE and --mode refer to")
+                "'.', '_', '-'): it is what KTRDR_ROLLOUT_CANDIDATE and --mode refer to"
+            )
         for method in ("health", "execute"):
             if not callable(getattr(mode, method, None)):
                 raise ContractViolation(f"the mode has no {method}() method (ktrdr_core.ExecutionMode)")
@@ -212,22 +237,29 @@ class ExecutionModeContract:
             if thread.is_alive():
                 raise ContractViolation(
                     f"health() did not answer within {bound:g} s (call {attempt}); the selector asks it "
-                    "before every decision: answer from cached state and bound any network probe")
+                    "before every decision: answer from cached state and bound any network probe"
+                )
             if "error" in answer:
                 error = answer["error"]
-                raise ContractViolation(f"health() raised {type(error).__name__}: {error}; return "
-                                        "ModeHealth.unhealthy(reason) instead") from error
+                raise ContractViolation(
+                    f"health() raised {type(error).__name__}: {error}; return "
+                    "ModeHealth.unhealthy(reason) instead"
+                ) from error
             health = answer["health"]
             if not isinstance(health, ModeHealth):
-                raise ContractViolation(f"health() returned {health!r}, not a ktrdr_core.ModeHealth; return "
-                                        "ModeHealth.ok() or ModeHealth.unhealthy('why')")
+                raise ContractViolation(
+                    f"health() returned {health!r}, not a ktrdr_core.ModeHealth; return "
+                    "ModeHealth.ok() or ModeHealth.unhealthy('why')"
+                )
             if not health.healthy:
                 raise ContractViolation(
                     f"health() says the mode is unhealthy ({health.detail}); the contract suite trains "
-                    "with it, so the test environment must provide what the mode needs")
+                    "with it, so the test environment must provide what the mode needs"
+                )
             if took > bound:
-                raise ContractViolation(f"health() took {took:.2f} s (call {attempt}); the bound is "
-                                        f"{bound:g} s")
+                raise ContractViolation(
+                    f"health() took {took:.2f} s (call {attempt}); the bound is {bound:g} s"
+                )
 
     def test_result_has_the_contract_schema(self, mode: Any, contract_request: TrainingRequest) -> None:
         @self.hypothesis_settings()
@@ -240,8 +272,9 @@ class ExecutionModeContract:
 
         check()
 
-    def test_progress_follows_the_callback_contract(self, mode: Any,
-                                                    contract_request: TrainingRequest) -> None:
+    def test_progress_follows_the_callback_contract(
+        self, mode: Any, contract_request: TrainingRequest
+    ) -> None:
         @self.hypothesis_settings()
         @given(seed=SEEDS, epochs=st.integers(1, max(1, self.max_epochs)))
         @example(seed=7, epochs=max(1, self.max_epochs))  # always one run with several epochs
@@ -250,8 +283,10 @@ class ExecutionModeContract:
             probe = ProgressProbe()
             run, _ = self.train(mode, request, probe)
             # the callback's problems first: a wrong signature often breaks the result too
-            fail_with(probe.final_problems(run.result, request),
-                      f"progress updates break the contract (seed {seed}, epochs {epochs})")
+            fail_with(
+                probe.final_problems(run.result, request),
+                f"progress updates break the contract (seed {seed}, epochs {epochs})",
+            )
             self.expect_success(run, request, f"seed {seed}, epochs {epochs}")
 
         check()
@@ -272,16 +307,19 @@ class ExecutionModeContract:
             self.wait(run_mode(mode, warm, ProgressProbe(), ThreadingCancellationToken()))
         ExecutionModeContract._warmed.add(key)
 
-    def _cancel_and_judge(self, mode: Any, request: TrainingRequest, *, delay: float | None = None,
-                          at_update: int | None = None) -> None:
+    def _cancel_and_judge(
+        self, mode: Any, request: TrainingRequest, *, delay: float | None = None, at_update: int | None = None
+    ) -> None:
         """Cancel after ``delay`` s (another thread) or at progress update ``at_update`` (the mode's)."""
         self.warm_up(mode, request)
         token = ThreadingCancellationToken()
         reason = "cancelled by the contract suite"
         if at_update is not None:
+
             def on_update(index: int) -> None:
                 if index == at_update:
                     token.cancel(reason=reason)
+
             probe = ProgressProbe(on_update)
             when = f"at progress update {at_update}"
         else:
@@ -300,7 +338,8 @@ class ExecutionModeContract:
                 raise ContractViolation(
                     f"cancelled {when}: execute() was still running {self.cancel_wait_seconds:g} s after "
                     "token.cancel(); check cancel.is_cancelled() at every batch and raise "
-                    "ktrdr_core.CancellationError")
+                    "ktrdr_core.CancellationError"
+                )
             dirs = self.model_dirs(home)
         cancelled_at = token.cancelled_at
         assert run.ended_at is not None
@@ -316,18 +355,21 @@ class ExecutionModeContract:
                 problems.append(
                     f"execute() raised CancellationError {latency * 1000:.0f} ms after token.cancel(); the "
                     f"bound is {bound * 1000:.0f} ms ({CONTRACT_PAGE}, 'Cancellation'): check "
-                    "cancel.is_cancelled() more often (at every batch, and between steps)")
+                    "cancel.is_cancelled() more often (at every batch, and between steps)"
+                )
             if dirs:
                 problems.append(
                     f"the cancelled run left model folder(s) behind: {', '.join(dirs)}; write the model "
                     "into a temporary folder and rename it into place only when it is complete "
-                    "(ktrdr_core.training.storage.save_model does), and remove the temporary on any error")
+                    "(ktrdr_core.training.storage.save_model does), and remove the temporary on any error"
+                )
             fail_with(problems, f"cancelled {when}")
             return
         if run.error is not None:
             raise ContractViolation(
                 f"cancelled {when}: execute() raised {type(run.error).__name__}: {run.error}; a cancelled "
-                "training must raise ktrdr_core.CancellationError(token.reason)") from run.error
+                "training must raise ktrdr_core.CancellationError(token.reason)"
+            ) from run.error
         result = run.result
         if isinstance(result, TrainingResult) and result.success:
             if latency <= bound:
@@ -335,11 +377,13 @@ class ExecutionModeContract:
             raise ContractViolation(
                 f"cancelled {when}: execute() ignored the cancellation — it kept running "
                 f"{latency:.2f} s after token.cancel() and returned success; check "
-                "cancel.is_cancelled() at every batch and raise ktrdr_core.CancellationError")
+                "cancel.is_cancelled() at every batch and raise ktrdr_core.CancellationError"
+            )
         status = result.status if isinstance(result, TrainingResult) else type(result).__name__
         raise ContractViolation(
             f"cancelled {when}: execute() returned ({status}) instead of raising; a cancelled training "
-            "must raise ktrdr_core.CancellationError(token.reason)")
+            "must raise ktrdr_core.CancellationError(token.reason)"
+        )
 
     def test_cancelled_before_start(self, mode: Any, contract_request: TrainingRequest) -> None:
         request = self.variant(contract_request, overrides={"seed": 1, "epochs": self.cancel_epochs})
@@ -364,7 +408,8 @@ class ExecutionModeContract:
         check()
 
     def test_a_raising_progress_callback_does_not_kill_the_training(
-            self, mode: Any, contract_request: TrainingRequest) -> None:
+        self, mode: Any, contract_request: TrainingRequest
+    ) -> None:
         @self.hypothesis_settings()
         @given(error=CALLBACK_ERRORS, from_update=st.integers(1, 3), seed=SEEDS)
         def check(error: type[Exception], from_update: int, seed: int) -> None:
@@ -380,16 +425,18 @@ class ExecutionModeContract:
             if isinstance(run.error, InjectedProgressFailure):
                 raise ContractViolation(
                     f"{what}, and execute() let it escape: a failing progress consumer must not kill the "
-                    "training; wrap each progress(...) call, log the error once, and carry on")
+                    "training; wrap each progress(...) call, log the error once, and carry on"
+                )
             if isinstance(run.result, TrainingResult) and not run.result.success:
-                raise ContractViolation(f"{what}, and execute() returned a failed result "
-                                        f"({run.result.error!r}); log the callback's error and carry on")
+                raise ContractViolation(
+                    f"{what}, and execute() returned a failed result "
+                    f"({run.result.error!r}); log the callback's error and carry on"
+                )
             self.expect_success(run, request, what)
 
         check()
 
-    def test_the_same_seed_gives_the_same_metrics(self, mode: Any,
-                                                   contract_request: TrainingRequest) -> None:
+    def test_the_same_seed_gives_the_same_metrics(self, mode: Any, contract_request: TrainingRequest) -> None:
         @self.hypothesis_settings(max_examples=1)
         @given(seed=SEEDS)
         def check(seed: int) -> None:
@@ -400,22 +447,31 @@ class ExecutionModeContract:
                 results.append(self.expect_success(run, request, f"seed {seed}"))
             first, second = results
             problems = []
-            for section, key in (("training_metrics", "val_loss"), ("training_metrics", "val_accuracy"),
-                                 ("training_metrics", "epochs_trained"), ("test_metrics", "test_loss"),
-                                 ("test_metrics", "test_accuracy")):
+            for section, key in (
+                ("training_metrics", "val_loss"),
+                ("training_metrics", "val_accuracy"),
+                ("training_metrics", "epochs_trained"),
+                ("test_metrics", "test_loss"),
+                ("test_metrics", "test_accuracy"),
+            ):
                 a = getattr(first, section).get(key)
                 b = getattr(second, section).get(key)
-                if not (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                        and abs(a - b) <= self.seed_tolerance):
+                if not (
+                    isinstance(a, (int, float))
+                    and isinstance(b, (int, float))
+                    and abs(a - b) <= self.seed_tolerance
+                ):
                     problems.append(f"{section}.{key}: {a!r} vs {b!r}")
-            fail_with(problems, f"two runs with seed {seed} gave different metrics (tolerance "
-                      f"{self.seed_tolerance:g}); seed every random source — weights, batch order, "
-                      "dropout, any random split — from overrides['seed']")
+            fail_with(
+                problems,
+                f"two runs with seed {seed} gave different metrics (tolerance "
+                f"{self.seed_tolerance:g}); seed every random source — weights, batch order, "
+                "dropout, any random split — from overrides['seed']",
+            )
 
         check()
 
-    def _judge_bad_request(self, mode: Any, request: TrainingRequest, what: str,
-                           named: list[str]) -> None:
+    def _judge_bad_request(self, mode: Any, request: TrainingRequest, what: str, named: list[str]) -> None:
         with fresh_ktrdr_home() as home:
             run = run_mode(mode, request, ProgressProbe(), ThreadingCancellationToken())
             self.wait(run)
@@ -426,25 +482,32 @@ class ExecutionModeContract:
             raise ContractViolation(
                 f"{what}: execute() crashed with {type(run.error).__name__}: {run.error}; raise "
                 "ktrdr_core.BadInputError (a KtrdrError) with a message that names the bad value, or "
-                "return TrainingResult.failed(message)") from run.error
+                "return TrainingResult.failed(message)"
+            ) from run.error
         elif isinstance(run.result, TrainingResult) and not run.result.success:
             message = run.result.error or ""
         else:
-            raise ContractViolation(f"{what}: execute() {run.describe_outcome()}; a request that cannot "
-                                    "work must fail with a clear error (ktrdr_core.BadInputError)")
+            raise ContractViolation(
+                f"{what}: execute() {run.describe_outcome()}; a request that cannot "
+                "work must fail with a clear error (ktrdr_core.BadInputError)"
+            )
         problems = []
         if not message.strip():
             problems.append("the error has no message; say what is wrong and what to use instead")
-        elif named and not any((value.strip() and value in message) or repr(value) in message
-                               for value in named):
-            problems.append(f"the error does not name the bad value ({', '.join(map(repr, named))}): "
-                            f"{message!r}; name it so the user knows what to fix")
+        elif named and not any(
+            (value.strip() and value in message) or repr(value) in message for value in named
+        ):
+            problems.append(
+                f"the error does not name the bad value ({', '.join(map(repr, named))}): "
+                f"{message!r}; name it so the user knows what to fix"
+            )
         if dirs:
             problems.append(f"the failed run left model folder(s) behind: {', '.join(dirs)}")
         fail_with(problems, what)
 
-    def test_an_unknown_or_unsafe_strategy_is_a_clear_error(self, mode: Any,
-                                                             contract_request: TrainingRequest) -> None:
+    def test_an_unknown_or_unsafe_strategy_is_a_clear_error(
+        self, mode: Any, contract_request: TrainingRequest
+    ) -> None:
         unknown = st.from_regex(r"\A[a-z][a-z0-9_]{0,12}\Z").map(lambda s: f"no_such_strategy_{s}")
 
         @self.hypothesis_settings(max_examples=self.bad_input_examples)
@@ -455,14 +518,14 @@ class ExecutionModeContract:
 
         check()
 
-    def test_unknown_or_malformed_symbols_are_a_clear_error(self, mode: Any,
-                                                             contract_request: TrainingRequest) -> None:
+    def test_unknown_or_malformed_symbols_are_a_clear_error(
+        self, mode: Any, contract_request: TrainingRequest
+    ) -> None:
         unknown = st.from_regex(r"\A[A-Z]{2,6}\Z").map(lambda s: f"NOSUCH{s}")
         bad = st.one_of(unknown, st.sampled_from(MALFORMED_SYMBOLS))
 
         @self.hypothesis_settings(max_examples=self.bad_input_examples)
-        @given(symbols=st.lists(bad, min_size=1, max_size=2, unique=True),
-               keep_a_good_one=st.booleans())
+        @given(symbols=st.lists(bad, min_size=1, max_size=2, unique=True), keep_a_good_one=st.booleans())
         def check(symbols: list[str], keep_a_good_one: bool) -> None:
             good = [self.good_symbol] if keep_a_good_one and self.good_symbol else []
             request = self.variant(contract_request, symbols=tuple(good + symbols), overrides={"epochs": 1})

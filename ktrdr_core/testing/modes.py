@@ -34,12 +34,12 @@ __all__ = ["QuickMode"]
 logger = logging.getLogger(__name__)
 
 
-
 class QuickMode:
     """A simulated training: ``epochs`` × ``batches`` steps of ``batch_seconds`` each."""
 
-    def __init__(self, name: str = "quick", *, batches: int = 4, batch_seconds: float = 0.002,
-                 default_epochs: int = 3) -> None:
+    def __init__(
+        self, name: str = "quick", *, batches: int = 4, batch_seconds: float = 0.002, default_epochs: int = 3
+    ) -> None:
         self.name = name
         self.batches = batches
         self.batch_seconds = batch_seconds
@@ -61,8 +61,9 @@ class QuickMode:
         data_dir, _ = resolve_data_dir(request.overrides)
         for symbol in symbols:
             if not SYMBOL_PATTERN.fullmatch(symbol):
-                raise BadInputError(f"invalid symbol {symbol!r}: use letters, digits, "
-                                    "'.', '_', '^', '=' or '-'")
+                raise BadInputError(
+                    f"invalid symbol {symbol!r}: use letters, digits, '.', '_', '^', '=' or '-'"
+                )
             for timeframe in timeframes:
                 data_file(data_dir, symbol, timeframe)
         return strategy, tuple(symbols), tuple(timeframes)
@@ -80,8 +81,9 @@ class QuickMode:
         if cancel.is_cancelled():
             raise CancellationError(cancel.reason or "cancelled")
 
-    def save(self, request: TrainingRequest, symbols: tuple[str, ...], payload: Mapping[str, Any]
-             ) -> tuple[str, str]:
+    def save(
+        self, request: TrainingRequest, symbols: tuple[str, ...], payload: Mapping[str, Any]
+    ) -> tuple[str, str]:
         """Write into a temporary folder, then rename it into place: never half a model."""
         folder = ktrdr_home() / "models" / request.strategy
         folder.mkdir(parents=True, exist_ok=True)
@@ -101,8 +103,9 @@ class QuickMode:
 
     # -- the mode ----------------------------------------------------------------------------
 
-    def execute(self, request: TrainingRequest, progress: ProgressCallback,
-                cancel: CancellationToken) -> TrainingResult:
+    def execute(
+        self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
+    ) -> TrainingResult:
         started = time.monotonic()
         self.check(cancel)
         strategy, symbols, timeframes = self.validate(request)
@@ -116,32 +119,70 @@ class QuickMode:
                 self.check(cancel)
                 time.sleep(self.batch_seconds)
                 loss *= 0.99
-                self.report(progress, epoch, epochs, {
-                    "progress_type": "batch", "epoch": epoch, "batch": batch,
-                    "total_batches_per_epoch": self.batches, "train_loss": loss,
-                    "train_accuracy": 0.4})
+                self.report(
+                    progress,
+                    epoch,
+                    epochs,
+                    {
+                        "progress_type": "batch",
+                        "epoch": epoch,
+                        "batch": batch,
+                        "total_batches_per_epoch": self.batches,
+                        "train_loss": loss,
+                        "train_accuracy": 0.4,
+                    },
+                )
             val_loss, val_accuracy = loss + rng.random() / 20, 0.35 + rng.random() / 10
             for key, value in (("train_loss", loss), ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
                 history[key].append(value)
-            self.report(progress, epoch, epochs, {
-                "progress_type": "epoch", "epoch": epoch, "total_batches_per_epoch": self.batches,
-                "train_loss": loss, "train_accuracy": 0.4, "val_loss": val_loss,
-                "val_accuracy": val_accuracy})
+            self.report(
+                progress,
+                epoch,
+                epochs,
+                {
+                    "progress_type": "epoch",
+                    "epoch": epoch,
+                    "total_batches_per_epoch": self.batches,
+                    "train_loss": loss,
+                    "train_accuracy": 0.4,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_accuracy,
+                },
+            )
         self.check(cancel)
         features = [f"{indicator.feature_id}_level" for indicator in strategy.indicators]
-        training_metrics = {"val_loss": history["val_loss"][-1], "val_accuracy": history["val_accuracy"][-1],
-                            "epochs_trained": epochs, "total_epochs": epochs, "history": history}
-        test_metrics = {"test_accuracy": 0.4, "test_loss": loss, "precision": 0.4, "recall": 0.4,
-                        "f1": 0.4, "baseline_accuracy": 0.34}
+        training_metrics = {
+            "val_loss": history["val_loss"][-1],
+            "val_accuracy": history["val_accuracy"][-1],
+            "epochs_trained": epochs,
+            "total_epochs": epochs,
+            "history": history,
+        }
+        test_metrics = {
+            "test_accuracy": 0.4,
+            "test_loss": loss,
+            "precision": 0.4,
+            "recall": 0.4,
+            "f1": 0.4,
+            "baseline_accuracy": 0.34,
+        }
         model_path = model_id = None
         if str(request.overrides.get("save_model", True)).lower() not in ("false", "0", "no"):
             model_path, model_id = self.save(request, symbols, {"seed": seed, **training_metrics})
         return TrainingResult(
-            success=True, model_path=model_path, model_id=model_id,
-            training_metrics=training_metrics, test_metrics=test_metrics,
-            feature_names=features, feature_importance={name: 0.0 for name in features},
+            success=True,
+            model_path=model_path,
+            model_id=model_id,
+            training_metrics=training_metrics,
+            test_metrics=test_metrics,
+            feature_names=features,
+            feature_importance={name: 0.0 for name in features},
             config=strategy.to_dict(),
-            metadata={"seed": seed, "duration_seconds": time.monotonic() - started,
-                      "symbols": list(symbols), "timeframes": list(timeframes)},
+            metadata={
+                "seed": seed,
+                "duration_seconds": time.monotonic() - started,
+                "symbols": list(symbols),
+                "timeframes": list(timeframes),
+            },
             data_summary={"simulated": True},
         )

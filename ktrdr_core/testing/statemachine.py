@@ -79,8 +79,9 @@ class LifecycleLog:
         event.set()
 
     @hookimpl
-    def training_finished(self, request: TrainingRequest, decision: Decision, result: TrainingResult,
-                          report: Any) -> None:
+    def training_finished(
+        self, request: TrainingRequest, decision: Decision, result: TrainingResult, report: Any
+    ) -> None:
         with self.lock:
             self.finished.setdefault(request.request_id, []).append(result.status)
 
@@ -150,7 +151,9 @@ class ManagerStateMachine(RuleBasedStateMachine):
     users: ClassVar[tuple[str, ...]] = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
     #: the request every training makes (``user_id`` is drawn)
     request_fields: ClassVar[Mapping[str, Any]] = {
-        "strategy": "neuro_mean_reversion", "start_date": "2023-01-02", "end_date": "2023-03-04",
+        "strategy": "neuro_mean_reversion",
+        "start_date": "2023-01-02",
+        "end_date": "2023-03-04",
         "overrides": {"epochs": 1, "seed": 7, "save_model": False},
     }
     #: how long a training may take to start, and to end once awaited
@@ -167,8 +170,14 @@ class ManagerStateMachine(RuleBasedStateMachine):
 
     @classmethod
     def hypothesis_settings(cls) -> settings:
-        return settings(max_examples=cls.max_examples, stateful_step_count=cls.steps, deadline=None,
-                        suppress_health_check=list(HealthCheck), database=None, phases=cls.phases)
+        return settings(
+            max_examples=cls.max_examples,
+            stateful_step_count=cls.steps,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            phases=cls.phases,
+        )
 
     trainings = Bundle("trainings")
 
@@ -176,8 +185,10 @@ class ManagerStateMachine(RuleBasedStateMachine):
         super().__init__()
         mode_factory: Callable[[], Any] | None = getattr(type(self), "mode_factory", None)
         if mode_factory is None:
-            raise ContractViolation(f"{type(self).__name__}: set mode_factory to the mode under test, or "
-                                    "use manager_state_machine(MyMode)")
+            raise ContractViolation(
+                f"{type(self).__name__}: set mode_factory to the mode under test, or "
+                "use manager_state_machine(MyMode)"
+            )
         # Hypothesis peeks at sys.modules["numpy"] while drawing; a mode importing numpy
         # for the first time on a training thread would let it see a half-imported module.
         with contextlib.suppress(ImportError):
@@ -186,13 +197,16 @@ class ManagerStateMachine(RuleBasedStateMachine):
         self.log = LifecycleLog()
         pm = KtrdrPluginManager()
         pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="contract")
-        pm.register_checked(_ModeProvider([mode, control]), name="modes-under-test",
-                            distribution="modes-under-test", version="contract")
+        pm.register_checked(
+            _ModeProvider([mode, control]),
+            name="modes-under-test",
+            distribution="modes-under-test",
+            version="contract",
+        )
         pm.register(self.log, name="lifecycle-log")
         for index, factory in enumerate(self.extra_plugins):
             pm.register(factory(), name=f"extra-plugin-{index}")
-        self.rollout = RolloutSettings(enabled=True, percentage=50, control=control.name,
-                                       candidate=mode.name)
+        self.rollout = RolloutSettings(enabled=True, percentage=50, control=control.name, candidate=mode.name)
         self.manager = TrainingManager(pm, policy_provider=lambda: RolloutPolicy(settings=self.rollout))
         self.runs: dict[str, _Training] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -203,8 +217,9 @@ class ManagerStateMachine(RuleBasedStateMachine):
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                                 name="contract-event-loop")
+            self._loop_thread = threading.Thread(
+                target=self._loop.run_forever, daemon=True, name="contract-event-loop"
+            )
             self._loop_thread.start()
         return self._loop
 
@@ -229,10 +244,13 @@ class ManagerStateMachine(RuleBasedStateMachine):
         if rid not in self.log.finished:
             raise ContractViolation(
                 f"training {rid} ({run.via}, mode {run.expected_mode}) did not reach a terminal state "
-                f"within {self.end_timeout_seconds:g} s (cancel requested: {run.cancel_requested})")
+                f"within {self.end_timeout_seconds:g} s (cancel requested: {run.cancel_requested})"
+            )
         if run.error is not None:
-            raise ContractViolation(f"the manager raised {type(run.error).__name__}: {run.error} for a "
-                                    "valid request; a mode's failure must become a failed result")
+            raise ContractViolation(
+                f"the manager raised {type(run.error).__name__}: {run.error} for a "
+                "valid request; a mode's failure must become a failed result"
+            )
         self._check_terminal(run)
 
     def _check_terminal(self, run: _Training) -> None:
@@ -240,25 +258,33 @@ class ManagerStateMachine(RuleBasedStateMachine):
         with self.log.lock:
             ends = list(self.log.finished.get(rid, []))
         if len(ends) != 1:
-            raise ContractViolation(f"request {rid} reached {len(ends)} terminal states {ends}; every "
-                                    "request must end exactly once (training_finished once)")
+            raise ContractViolation(
+                f"request {rid} reached {len(ends)} terminal states {ends}; every "
+                "request must end exactly once (training_finished once)"
+            )
         status = ends[0]
         if status not in TERMINAL:
             raise ContractViolation(f"request {rid} ended with status {status!r}, not one of {TERMINAL}")
         if run.result is not None and run.result.status != status:
-            raise ContractViolation(f"request {rid}: the caller got {run.result.status!r} but the observers "
-                                    f"were told {status!r}")
+            raise ContractViolation(
+                f"request {rid}: the caller got {run.result.status!r} but the observers were told {status!r}"
+            )
         if status == "cancelled" and not run.cancel_requested:
             raise ContractViolation(f"request {rid} ended cancelled although nobody cancelled it")
         if status == "error":
             error = run.result.error if run.result is not None else "(see the observers)"
-            raise ContractViolation(f"request {rid} in mode {run.expected_mode} failed: {error}; a valid "
-                                    "request must train")
+            raise ContractViolation(
+                f"request {rid} in mode {run.expected_mode} failed: {error}; a valid request must train"
+            )
 
     # -- rules ---------------------------------------------------------------------------------
 
-    @initialize(target=trainings, user=st.sampled_from(users), via=st.sampled_from(["thread", "async"]),
-                percentage=st.integers(0, 100))
+    @initialize(
+        target=trainings,
+        user=st.sampled_from(users),
+        via=st.sampled_from(["thread", "async"]),
+        percentage=st.integers(0, 100),
+    )
     def start_one_on_the_candidate(self, user: str, via: str, percentage: int) -> str:
         """Every example trains the mode under test at least once, then draws the rollout."""
         assert self.manager.active_sessions() == {}
@@ -272,8 +298,9 @@ class ManagerStateMachine(RuleBasedStateMachine):
         return self._start(user, via)
 
     def _start(self, user: str, via: str) -> str:
-        fields: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v)
-                                  for k, v in self.request_fields.items()}
+        fields: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.request_fields.items()
+        }
         request = TrainingRequest(user_id=user, **fields)
         token = ThreadingCancellationToken()
         rollout = self.rollout
@@ -282,8 +309,10 @@ class ManagerStateMachine(RuleBasedStateMachine):
         self.runs[request.request_id] = run
         if via == "async":
             run.future = asyncio.run_coroutine_threadsafe(
-                self.manager.train_async(request, None, token), self._event_loop())
+                self.manager.train_async(request, None, token), self._event_loop()
+            )
         else:
+
             def target() -> None:
                 try:
                     run.result = self.manager.train(request, None, token)
@@ -295,25 +324,33 @@ class ManagerStateMachine(RuleBasedStateMachine):
         deadline = time.monotonic() + self.start_timeout_seconds
         while not started.wait(0.02):
             if run.error is not None:
-                raise ContractViolation(f"the manager raised {type(run.error).__name__}: {run.error} "
-                                        f"before starting the training for {user}") from run.error
+                raise ContractViolation(
+                    f"the manager raised {type(run.error).__name__}: {run.error} "
+                    f"before starting the training for {user}"
+                ) from run.error
             if run.future is not None and run.future.done() and run.future.exception() is not None:
                 error = run.future.exception()
-                raise ContractViolation(f"the manager raised {type(error).__name__}: {error} before "
-                                        f"starting the training for {user}") from error
+                raise ContractViolation(
+                    f"the manager raised {type(error).__name__}: {error} before "
+                    f"starting the training for {user}"
+                ) from error
             if time.monotonic() < deadline:
                 continue
-            raise ContractViolation(f"training for {user} ({via}) was not started within "
-                                    f"{self.start_timeout_seconds:g} s (no training_started)")
+            raise ContractViolation(
+                f"training for {user} ({via}) was not started within "
+                f"{self.start_timeout_seconds:g} s (no training_started)"
+            )
         decision = self.log.started[request.request_id]
         if decision.mode != run.expected_mode:
             raise ContractViolation(
                 f"{user} (bucket {bucket_for(user)}) got mode {decision.mode!r} but the rollout in force "
                 f"(enabled={rollout.enabled}, percentage={rollout.percentage}, excluded="
-                f"{sorted(rollout.excluded_users)}) gives {run.expected_mode!r}: {decision.reason}")
+                f"{sorted(rollout.excluded_users)}) gives {run.expected_mode!r}: {decision.reason}"
+            )
         if decision.bucket != bucket_for(user):
-            raise ContractViolation(f"the decision for {user} says bucket {decision.bucket}, "
-                                    f"bucket_for gives {bucket_for(user)}")
+            raise ContractViolation(
+                f"the decision for {user} says bucket {decision.bucket}, bucket_for gives {bucket_for(user)}"
+            )
         return request.request_id
 
     @rule(rid=trainings)
@@ -357,8 +394,9 @@ class ManagerStateMachine(RuleBasedStateMachine):
         active = sum(self.manager.active_sessions().values())
         started, _ = self.log.counts()
         if active < 0 or active > started - finished:
-            raise ContractViolation(f"{active} active session(s) with {started} started and {finished} "
-                                    "finished trainings")
+            raise ContractViolation(
+                f"{active} active session(s) with {started} started and {finished} finished trainings"
+            )
 
     @invariant()
     def no_request_ends_twice(self) -> None:
@@ -376,8 +414,10 @@ class ManagerStateMachine(RuleBasedStateMachine):
                 raise ContractViolation(f"{len(self.runs)} request(s), {started} started, {finished} ended")
             active = self.manager.active_sessions()
             if active:
-                raise ContractViolation(f"every training ended but the manager still counts active "
-                                        f"sessions {active}; the count must return to zero")
+                raise ContractViolation(
+                    f"every training ended but the manager still counts active "
+                    f"sessions {active}; the count must return to zero"
+                )
         finally:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
@@ -396,5 +436,8 @@ def manager_state_machine(mode_factory: Callable[[], Any], **options: Any) -> ty
     unknown = sorted(set(options) - set(dir(ManagerStateMachine)))
     if unknown:
         raise TypeError(f"unknown ManagerStateMachine option(s): {', '.join(unknown)}")
-    return type(f"{name}ManagerStateMachine", (ManagerStateMachine,),
-                {"mode_factory": staticmethod(mode_factory), **options})
+    return type(
+        f"{name}ManagerStateMachine",
+        (ManagerStateMachine,),
+        {"mode_factory": staticmethod(mode_factory), **options},
+    )

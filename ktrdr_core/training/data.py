@@ -74,8 +74,13 @@ class OHLCV:
         return len(self.timestamps)
 
     def columns(self) -> dict[str, np.ndarray | None]:
-        return {"open": self.open, "high": self.high, "low": self.low, "close": self.close,
-                "volume": self.volume}
+        return {
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "volume": self.volume,
+        }
 
     def first(self) -> str:
         return _iso(self.timestamps[0]) if len(self) else ""
@@ -88,8 +93,9 @@ def _iso(ts: np.datetime64) -> str:
     return str(np.datetime_as_string(ts, unit="s")) + "Z"
 
 
-def resolve_data_dir(overrides: Mapping[str, Any] | None = None,
-                     environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+def resolve_data_dir(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Path, str]:
     """``(folder, where it came from)``: override, ``KTRDR_DATA_DIR``, or the sample set."""
     env = os.environ if environ is None else environ
     override = (overrides or {}).get("data_dir")
@@ -110,14 +116,15 @@ def data_file(data_dir: Path, symbol: str, timeframe: str) -> Path:
     if not data_dir.is_dir():
         raise BadInputError(f"data folder {data_dir} does not exist (looking for {base})")
     available = sorted(p.name for p in data_dir.glob("*.csv*"))
-    hint = f"; it has {', '.join(available[:8])}{' ...' if len(available) > 8 else ''}" \
-        if available else "; it has no CSV files"
-    raise BadInputError(f"no data file {base} (or {base}.gz) for {symbol} {timeframe} "
-                        f"in {data_dir}{hint}")
+    hint = (
+        f"; it has {', '.join(available[:8])}{' ...' if len(available) > 8 else ''}"
+        if available
+        else "; it has no CSV files"
+    )
+    raise BadInputError(f"no data file {base} (or {base}.gz) for {symbol} {timeframe} in {data_dir}{hint}")
 
 
-def parse_date_bound(value: str | None, *, end: bool = False, what: str = "date"
-                     ) -> np.datetime64 | None:
+def parse_date_bound(value: str | None, *, end: bool = False, what: str = "date") -> np.datetime64 | None:
     """A start/end bound in UTC seconds; a bare date as an end bound includes that whole day."""
     if value in (None, ""):
         return None
@@ -131,8 +138,9 @@ def parse_date_bound(value: str | None, *, end: bool = False, what: str = "date"
         else:
             moment = _parse_datetime(text)
     except ValueError:
-        raise BadInputError(f"{what} {value!r} is not a date such as 2023-01-31 or "
-                            "2023-01-31T12:00:00Z") from None
+        raise BadInputError(
+            f"{what} {value!r} is not a date such as 2023-01-31 or 2023-01-31T12:00:00Z"
+        ) from None
     return np.datetime64(int(moment.timestamp()), "s")
 
 
@@ -170,13 +178,16 @@ def _parse_timestamps(raw: list[str], path: Path) -> np.ndarray:
                     raise BadInputError(
                         f"{path}: row {i + 2}: timestamp {text!r} is out of range for "
                         f"{unit} (the unit the first row uses; expected {low:g} to {high:g}); "
-                        "use one unit: epoch seconds, epoch milliseconds, or ISO 8601")
+                        "use one unit: epoch seconds, epoch milliseconds, or ISO 8601"
+                    )
                 out[i] = np.datetime64(int(number // 1000 if millis else number), "s")
             else:
                 out[i] = np.datetime64(int(_parse_datetime(text).timestamp()), "s")
         except (ValueError, OverflowError):
-            raise BadInputError(f"{path}: row {i + 2}: timestamp {text!r} is not an ISO 8601 "
-                                "time, epoch seconds or epoch milliseconds") from None
+            raise BadInputError(
+                f"{path}: row {i + 2}: timestamp {text!r} is not an ISO 8601 "
+                "time, epoch seconds or epoch milliseconds"
+            ) from None
     return out
 
 
@@ -195,8 +206,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
         header = next(reader, None)
         if header is None:
-            raise BadInputError(f"{path}: the file is empty (expected a header row with "
-                                f"{', '.join(COLUMNS)})")
+            raise BadInputError(
+                f"{path}: the file is empty (expected a header row with {', '.join(COLUMNS)})"
+            )
         records = 1
         rows = []
         for row in reader:
@@ -204,31 +216,39 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
             if row:
                 rows.append(row)
     except csv.Error as exc:
-        raise BadInputError(f"{path}: row {records + 1} (line {reader.line_num}): "
-                            f"malformed CSV: {' '.join(str(exc).split())}") from None
+        raise BadInputError(
+            f"{path}: row {records + 1} (line {reader.line_num}): malformed CSV: {' '.join(str(exc).split())}"
+        ) from None
     return [h.strip().lower() for h in header], rows
 
 
-def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
-               start: np.datetime64 | None = None, end: np.datetime64 | None = None
-               ) -> OHLCV:
+def load_ohlcv(
+    symbol: str,
+    timeframe: str,
+    data_dir: Path,
+    *,
+    start: np.datetime64 | None = None,
+    end: np.datetime64 | None = None,
+) -> OHLCV:
     """Read, check and date-filter one file (``start``/``end`` inclusive, UTC)."""
     path = data_file(Path(data_dir), symbol, timeframe)
     header, rows = _read_rows(path)
     time_column = _time_column(header)
     present = [c for c in COLUMNS[1:] if c in header]
-    missing = ([] if time_column is not None else ["timestamp"]) + \
-        [c for c in COLUMNS[1:] if c not in header and c not in OPTIONAL_COLUMNS]
+    missing = ([] if time_column is not None else ["timestamp"]) + [
+        c for c in COLUMNS[1:] if c not in header and c not in OPTIONAL_COLUMNS
+    ]
     if missing:
-        raise BadInputError(f"{path}: missing column(s) {', '.join(missing)} "
-                            f"(the header has {', '.join(h or '(unnamed)' for h in header) or 'nothing'})")
+        raise BadInputError(
+            f"{path}: missing column(s) {', '.join(missing)} "
+            f"(the header has {', '.join(h or '(unnamed)' for h in header) or 'nothing'})"
+        )
     assert time_column is not None
     index = {"timestamp": time_column, **{name: header.index(name) for name in present}}
     width = max(index.values()) + 1
     for i, row in enumerate(rows):
         if len(row) < width:
-            raise BadInputError(f"{path}: row {i + 2} has {len(row)} fields, "
-                                f"expected {len(header)}")
+            raise BadInputError(f"{path}: row {i + 2} has {len(row)} fields, expected {len(header)}")
     if not rows:
         raise BadInputError(f"{path}: the file has a header but no rows")
     timestamps = _parse_timestamps([row[index["timestamp"]].strip() for row in rows], path)
@@ -239,26 +259,30 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
             array = np.array([float(v) if v else np.nan for v in column])
         except ValueError:
             row_index = next(i for i, v in enumerate(column) if not _is_float(v))
-            raise BadInputError(f"{path}: row {row_index + 2}: {name} {column[row_index]!r} "
-                                "is not a number") from None
+            raise BadInputError(
+                f"{path}: row {row_index + 2}: {name} {column[row_index]!r} is not a number"
+            ) from None
         values[name] = array
         nan_rows = np.flatnonzero(~np.isfinite(array))
         if len(nan_rows):
-            raise BadInputError(f"{path}: {len(nan_rows)} missing or NaN value(s) in column "
-                                f"{name} (first at row {nan_rows[0] + 2})")
+            raise BadInputError(
+                f"{path}: {len(nan_rows)} missing or NaN value(s) in column "
+                f"{name} (first at row {nan_rows[0] + 2})"
+            )
     steps = np.diff(timestamps.astype(np.int64))
     if len(steps) and (steps <= 0).any():
         first = int(np.flatnonzero(steps <= 0)[0])
         kind = "duplicate" if steps[first] == 0 else "unsorted"
-        raise BadInputError(f"{path}: {kind} timestamps at rows {first + 2} and {first + 3} "
-                            f"({_iso(timestamps[first])}, {_iso(timestamps[first + 1])}); "
-                            "rows must be strictly increasing in time")
+        raise BadInputError(
+            f"{path}: {kind} timestamps at rows {first + 2} and {first + 3} "
+            f"({_iso(timestamps[first])}, {_iso(timestamps[first + 1])}); "
+            "rows must be strictly increasing in time"
+        )
     prices = {name: np.asarray(values[name]) for name in PRICE_COLUMNS}
     for name, price in prices.items():
         bad = np.flatnonzero(price <= 0)
         if len(bad):
-            raise BadInputError(f"{path}: row {bad[0] + 2}: {name} must be positive, "
-                                f"got {price[bad[0]]}")
+            raise BadInputError(f"{path}: row {bad[0] + 2}: {name} must be positive, got {price[bad[0]]}")
     bad = np.flatnonzero(prices["high"] < prices["low"])
     if len(bad):
         raise BadInputError(f"{path}: row {bad[0] + 2}: high is below low")
@@ -268,15 +292,23 @@ def load_ohlcv(symbol: str, timeframe: str, data_dir: Path, *,
     if end is not None:
         keep &= timestamps <= end
     if not keep.any():
-        bounds = f"{_iso(start) if start is not None else '...'} to " \
-                 f"{_iso(end) if end is not None else '...'}"
-        raise BadInputError(f"{path}: no rows between {bounds} (the file covers "
-                            f"{_iso(timestamps[0])} to {_iso(timestamps[-1])})")
+        bounds = f"{_iso(start) if start is not None else '...'} to {_iso(end) if end is not None else '...'}"
+        raise BadInputError(
+            f"{path}: no rows between {bounds} (the file covers "
+            f"{_iso(timestamps[0])} to {_iso(timestamps[-1])})"
+        )
     volume = values["volume"]
-    return OHLCV(symbol=symbol, timeframe=timeframe, timestamps=timestamps[keep],
-                 open=prices["open"][keep], high=prices["high"][keep], low=prices["low"][keep],
-                 close=prices["close"][keep], volume=None if volume is None else volume[keep],
-                 path=str(path))
+    return OHLCV(
+        symbol=symbol,
+        timeframe=timeframe,
+        timestamps=timestamps[keep],
+        open=prices["open"][keep],
+        high=prices["high"][keep],
+        low=prices["low"][keep],
+        close=prices["close"][keep],
+        volume=None if volume is None else volume[keep],
+        path=str(path),
+    )
 
 
 def _time_column(header: list[str]) -> int | None:

@@ -38,8 +38,14 @@ import numpy as np
 
 from ktrdr_core.errors import BadInputError
 
-__all__ = ["DatasetSplit", "SeriesSamples", "balance_series", "split_boundaries",
-           "split_cut_times", "split_series"]
+__all__ = [
+    "DatasetSplit",
+    "SeriesSamples",
+    "balance_series",
+    "split_boundaries",
+    "split_cut_times",
+    "split_series",
+]
 
 
 @attrs.frozen(eq=False)
@@ -64,8 +70,7 @@ class SeriesSamples:
         return f"{self.symbol}_{self.timeframe}"
 
     def tail(self, count: int) -> SeriesSamples:
-        return attrs.evolve(self, X=self.X[-count:], y=self.y[-count:],
-                            timestamps=self.timestamps[-count:])
+        return attrs.evolve(self, X=self.X[-count:], y=self.y[-count:], timestamps=self.timestamps[-count:])
 
 
 @attrs.frozen(eq=False)
@@ -78,8 +83,7 @@ class DatasetSplit:
     y_test: np.ndarray
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "validation": len(self.y_val),
-                "test": len(self.y_test)}
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
 
 def balance_series(series: Sequence[SeriesSamples]) -> list[SeriesSamples]:
@@ -89,8 +93,10 @@ def balance_series(series: Sequence[SeriesSamples]) -> list[SeriesSamples]:
     smallest = min(len(s) for s in series)
     if smallest == 0:
         empty = [s.key for s in series if len(s) == 0]
-        raise BadInputError(f"no labelled samples left for {', '.join(empty)} after indicator "
-                            "warm-up and labelling; use a longer date range")
+        raise BadInputError(
+            f"no labelled samples left for {', '.join(empty)} after indicator "
+            "warm-up and labelling; use a longer date range"
+        )
     return [s.tail(smallest) for s in series]
 
 
@@ -99,24 +105,30 @@ def split_boundaries(n: int, train: float, validation: float) -> tuple[int, int]
     return int(round(n * train)), int(round(n * (train + validation)))
 
 
-def split_cut_times(series: Sequence[SeriesSamples], train: float, validation: float
-                    ) -> tuple[np.datetime64 | None, np.datetime64 | None]:
+def split_cut_times(
+    series: Sequence[SeriesSamples], train: float, validation: float
+) -> tuple[np.datetime64 | None, np.datetime64 | None]:
     """``(t1, t2)``: when validation and test start, the same for every series.
 
     Taken from all series' sample timestamps pooled and sorted; ``None`` when
     the cut falls after the last sample (that part is then empty).
     """
-    pooled = np.sort(np.concatenate([np.asarray(s.timestamps, dtype="datetime64[s]")
-                                     for s in series]))
+    pooled = np.sort(np.concatenate([np.asarray(s.timestamps, dtype="datetime64[s]") for s in series]))
     k1, k2 = split_boundaries(len(pooled), train, validation)
     t1 = pooled[k1] if k1 < len(pooled) else None
     t2 = pooled[k2] if k2 < len(pooled) else None
     return t1, t2
 
 
-def split_series(series: Sequence[SeriesSamples], train: float = 0.7, validation: float = 0.15,
-                 *, method: str = "chronological", gap: int = 0, seed: int = 42
-                 ) -> DatasetSplit:
+def split_series(
+    series: Sequence[SeriesSamples],
+    train: float = 0.7,
+    validation: float = 0.15,
+    *,
+    method: str = "chronological",
+    gap: int = 0,
+    seed: int = 42,
+) -> DatasetSplit:
     """Split every series at the same times and concatenate the parts (see module docstring)."""
     if method not in ("chronological", "random"):
         raise ValueError(f"unknown split method {method!r}")
@@ -144,13 +156,12 @@ def split_series(series: Sequence[SeriesSamples], train: float = 0.7, validation
         for part, (lo, hi) in ranges.items():
             if hi <= lo and not chronological:
                 raise _too_few(s.key, part, n, train, validation, cut_gap)
-            index = order[lo:max(lo, hi)]
+            index = order[lo : max(lo, hi)]
             parts[part].append((s.X[index], s.y[index]))
     for part, pieces in parts.items():
         if not any(len(y) for _, y in pieces):
             total = sum(len(s) for s in series)
-            raise _too_few(", ".join(s.key for s in series), part, total, train, validation,
-                           cut_gap)
+            raise _too_few(", ".join(s.key for s in series), part, total, train, validation, cut_gap)
 
     def join(part: str) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = zip(*parts[part], strict=True)
@@ -159,14 +170,15 @@ def split_series(series: Sequence[SeriesSamples], train: float = 0.7, validation
     X_train, y_train = join("train")
     X_val, y_val = join("val")
     X_test, y_test = join("test")
-    return DatasetSplit(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
-                        X_test=X_test, y_test=y_test)
+    return DatasetSplit(
+        X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, X_test=X_test, y_test=y_test
+    )
 
 
-def _too_few(what: str, part: str, n: int, train: float, validation: float, gap: int
-             ) -> BadInputError:
+def _too_few(what: str, part: str, n: int, train: float, validation: float, gap: int) -> BadInputError:
     return BadInputError(
         f"{what}: only {n} samples, too few for a "
         f"{'validation' if part == 'val' else part} part "
         f"(split {train:g}/{validation:g}/{1 - train - validation:g}"
-        f"{f', gap {gap}' if gap else ''}); use a longer date range")
+        f"{f', gap {gap}' if gap else ''}); use a longer date range"
+    )

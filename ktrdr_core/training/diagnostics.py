@@ -26,8 +26,15 @@ import numpy as np
 from ktrdr_core.training.dataset import DatasetSplit
 from ktrdr_core.training.labels import LABEL_NAMES, label_distribution
 
-__all__ = ["MIN_EVAL_SAMPLES", "NEAR_SINGLE_CLASS_SHARE", "feature_warnings", "label_warnings",
-           "model_warnings", "result_warnings", "split_warnings"]
+__all__ = [
+    "MIN_EVAL_SAMPLES",
+    "NEAR_SINGLE_CLASS_SHARE",
+    "feature_warnings",
+    "label_warnings",
+    "model_warnings",
+    "result_warnings",
+    "split_warnings",
+]
 
 NEAR_SINGLE_CLASS_SHARE = 0.9
 MIN_EVAL_SAMPLES = 100
@@ -48,12 +55,16 @@ def label_warnings(labels: np.ndarray) -> list[str]:
     majority = max(counts, key=lambda name: counts[name])
     share = counts[majority] / total
     if share == 1.0:
-        return [f"every one of the {total:,} labels is {majority}: the model can learn nothing but "
-                "that class; change the label settings (training.labels) or the data"]
+        return [
+            f"every one of the {total:,} labels is {majority}: the model can learn nothing but "
+            "that class; change the label settings (training.labels) or the data"
+        ]
     if share >= NEAR_SINGLE_CLASS_SHARE:
-        return [f"the labels are nearly one class ({_distribution_text(counts)} of {total:,}): "
-                f"a model can score {share:.1%} by always saying {majority}; consider other "
-                "label settings (training.labels)"]
+        return [
+            f"the labels are nearly one class ({_distribution_text(counts)} of {total:,}): "
+            f"a model can score {share:.1%} by always saying {majority}; consider other "
+            "label settings (training.labels)"
+        ]
     return []
 
 
@@ -71,8 +82,10 @@ def model_warnings(test_metrics: Mapping[str, Any]) -> list[str]:
     if samples and accuracy is not None and baseline is not None and accuracy <= baseline:
         distribution = test_metrics.get("class_distribution") or {}
         majority = max(distribution, key=lambda name: distribution[name]) if distribution else "?"
-        out.append(f"no gain over the majority baseline: test accuracy {accuracy:.3f} vs "
-                   f"{baseline:.3f} for always predicting {majority}")
+        out.append(
+            f"no gain over the majority baseline: test accuracy {accuracy:.3f} vs "
+            f"{baseline:.3f} for always predicting {majority}"
+        )
     return out
 
 
@@ -91,27 +104,39 @@ def feature_warnings(X_train: np.ndarray, feature_names: Sequence[str]) -> list[
     out = []
     if zero.any():
         names = [feature_names[int(i)] for i in np.flatnonzero(zero)]
-        out.append(f"{len(names)} of {len(feature_names)} feature columns are all zero in the "
-                   f"training data: {_named(names)} (do their fuzzy sets cover the indicator's "
-                   "values?)")
+        out.append(
+            f"{len(names)} of {len(feature_names)} feature columns are all zero in the "
+            f"training data: {_named(names)} (do their fuzzy sets cover the indicator's "
+            "values?)"
+        )
     other = constant & ~zero
     if other.any():
         names = [f"{feature_names[int(i)]} = {float(X[0, i]):g}" for i in np.flatnonzero(other)]
-        out.append(f"{len(names)} of {len(feature_names)} feature columns are constant in the "
-                   f"training data: {_named(names)}")
+        out.append(
+            f"{len(names)} of {len(feature_names)} feature columns are constant in the "
+            f"training data: {_named(names)}"
+        )
     return out
 
 
 def split_warnings(sizes: Mapping[str, int]) -> list[str]:
     """Validation and test parts too small for their metrics to mean much."""
-    return [f"the {part} part has only {sizes[part]:,} samples (under {MIN_EVAL_SAMPLES}): its "
-            "metrics are noise-prone; use a longer date range or a larger share"
-            for part in ("validation", "test") if sizes.get(part, 0) < MIN_EVAL_SAMPLES]
+    return [
+        f"the {part} part has only {sizes[part]:,} samples (under {MIN_EVAL_SAMPLES}): its "
+        "metrics are noise-prone; use a longer date range or a larger share"
+        for part in ("validation", "test")
+        if sizes.get(part, 0) < MIN_EVAL_SAMPLES
+    ]
 
 
-def result_warnings(split: DatasetSplit, feature_names: Sequence[str],
-                    test_metrics: Mapping[str, Any]) -> list[str]:
+def result_warnings(
+    split: DatasetSplit, feature_names: Sequence[str], test_metrics: Mapping[str, Any]
+) -> list[str]:
     """Every warning for a finished training, in a fixed order (labels, features, split, model)."""
     labels = np.concatenate((split.y_train, split.y_val, split.y_test))
-    return [*label_warnings(labels), *feature_warnings(split.X_train, feature_names),
-            *split_warnings(split.sizes()), *model_warnings(test_metrics)]
+    return [
+        *label_warnings(labels),
+        *feature_warnings(split.X_train, feature_names),
+        *split_warnings(split.sizes()),
+        *model_warnings(test_metrics),
+    ]

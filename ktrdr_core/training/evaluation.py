@@ -27,17 +27,19 @@ _CHUNK = 65536
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, X: np.ndarray | torch.Tensor,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, X: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The model's logits for every row of ``X`` (eval mode, in chunks), on CPU."""
     model.eval()
     X_t = torch.as_tensor(X, dtype=torch.float32)
-    outputs = [model(X_t[i:i + _CHUNK].to(device)).cpu() for i in range(0, len(X_t), _CHUNK)]
+    outputs = [model(X_t[i : i + _CHUNK].to(device)).cpu() for i in range(0, len(X_t), _CHUNK)]
     return torch.cat(outputs) if outputs else torch.empty((0, NUM_CLASSES))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                           num_classes: int = NUM_CLASSES) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES
+) -> dict[str, Any]:
     """Accuracy, weighted precision/recall/F1, baseline accuracy, confusion matrix."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
@@ -63,22 +65,29 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
     }
 
 
-def evaluate_model(model: nn.Module, X_test: np.ndarray, y_test: np.ndarray,
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
+def evaluate_model(
+    model: nn.Module, X_test: np.ndarray, y_test: np.ndarray, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
     """The result's ``test_metrics`` (docs/contract.md): accuracy, loss, precision, recall, f1, baseline."""
     logits = predict_logits(model, X_test, device)
     y = torch.as_tensor(y_test, dtype=torch.long)
     loss = float(nn.functional.cross_entropy(logits, y)) if len(y) else 0.0
     metrics = classification_metrics(np.asarray(y_test), logits.argmax(1).numpy())
     accuracy = metrics.pop("accuracy")
-    return {"test_accuracy": accuracy, "test_loss": loss, **metrics,
-            "test_samples": int(len(y_test))}
+    return {"test_accuracy": accuracy, "test_loss": loss, **metrics, "test_samples": int(len(y_test))}
 
 
-def permutation_importance(model: nn.Module, X: np.ndarray, y: np.ndarray,
-                           feature_names: Sequence[str], *, seed: int = 42, repeats: int = 3,
-                           device: torch.device | str = "cpu",
-                           check: Callable[[], None] | None = None) -> dict[str, float]:
+def permutation_importance(
+    model: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    seed: int = 42,
+    repeats: int = 3,
+    device: torch.device | str = "cpu",
+    check: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """``{feature: mean accuracy drop when shuffled}``, in feature order.
 
     ``check`` is called before each feature (the pipeline passes a cancellation check).

@@ -21,8 +21,16 @@ from ktrdr_core.training.fuzzy import fuzzify
 from ktrdr_core.training.indicators import IndicatorSpec, default_registry
 from ktrdr_core.training.strategy import IndicatorConfig, StrategyConfig
 
-__all__ = ["add_lags", "check_columns", "feature_matrix", "indicator_values", "lag_name",
-           "memberships", "spec_of", "warmup_bars"]
+__all__ = [
+    "add_lags",
+    "check_columns",
+    "feature_matrix",
+    "indicator_values",
+    "lag_name",
+    "memberships",
+    "spec_of",
+    "warmup_bars",
+]
 
 
 def lag_name(column: str, lag: int) -> str:
@@ -54,23 +62,26 @@ def spec_of(indicator: IndicatorConfig) -> IndicatorSpec:
     registry = default_registry()
     spec = registry.get(indicator.name)
     if spec is None:
-        raise BadInputError(f"indicator {indicator.feature_id!r}: "
-                            f"{registry.unknown_message(indicator.name)}")
+        raise BadInputError(f"indicator {indicator.feature_id!r}: {registry.unknown_message(indicator.name)}")
     return spec
 
 
-def check_columns(strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None],
-                  where: str = "the data") -> None:
+def check_columns(
+    strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None], where: str = "the data"
+) -> None:
     """One clear error when an indicator needs a column (volume) that ``where`` lacks."""
     for ind in strategy.indicators:
         missing = [c for c in spec_of(ind).columns(ind.params) if ohlcv.get(c) is None]
         if missing:
-            raise BadInputError(f"indicator {ind.feature_id!r} ({ind.name}) needs the "
-                                f"{', '.join(missing)} column, which {where} does not have")
+            raise BadInputError(
+                f"indicator {ind.feature_id!r} ({ind.name}) needs the "
+                f"{', '.join(missing)} column, which {where} does not have"
+            )
 
 
-def indicator_values(strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None],
-                     where: str = "the data") -> dict[str, np.ndarray]:
+def indicator_values(
+    strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None], where: str = "the data"
+) -> dict[str, np.ndarray]:
     """Every indicator computed once, by reference: ``{ID: selected output, "ID.OUT": ...}``."""
     check_columns(strategy, ohlcv, where)
     present = {k: v for k, v in ohlcv.items() if v is not None}
@@ -88,15 +99,13 @@ def warmup_bars(strategy: StrategyConfig) -> int:
     return max((spec_of(ind).warmup(ind.params) for ind in strategy.indicators), default=0)
 
 
-def memberships(strategy: StrategyConfig, values: Mapping[str, np.ndarray]
-                ) -> dict[str, np.ndarray]:
+def memberships(strategy: StrategyConfig, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The fuzzy membership columns of the strategy, each set reading its reference."""
     inputs = {key: values[strategy.reference_of(key)] for key in strategy.fuzzy_sets}
     return fuzzify(inputs, strategy.fuzzy_sets)
 
 
-def feature_matrix(columns: Mapping[str, np.ndarray], lookback: int
-                   ) -> tuple[np.ndarray, list[str]]:
+def feature_matrix(columns: Mapping[str, np.ndarray], lookback: int) -> tuple[np.ndarray, list[str]]:
     """``(X, names)`` with lags; rows still hold NaN during warm-up (callers drop them).
 
     The float32 matrix is filled column by column in a column-major buffer

@@ -18,8 +18,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MEMBERSHIP_FUNCTIONS", "MIN_MEMBERSHIP", "fuzzify", "gaussian", "membership", "trapezoidal",
-           "triangular"]
+__all__ = [
+    "MEMBERSHIP_FUNCTIONS",
+    "MIN_MEMBERSHIP",
+    "fuzzify",
+    "gaussian",
+    "membership",
+    "trapezoidal",
+    "triangular",
+]
 
 
 def _rising(x: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -68,7 +75,9 @@ def gaussian(x: Any, mean: float, sigma: float) -> np.ndarray:
 MIN_MEMBERSHIP = 1e-6
 
 MEMBERSHIP_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "triangular": triangular, "trapezoidal": trapezoidal, "gaussian": gaussian,
+    "triangular": triangular,
+    "trapezoidal": trapezoidal,
+    "gaussian": gaussian,
 }
 
 
@@ -81,8 +90,9 @@ def membership(x: Any, kind: str, parameters: Sequence[float]) -> np.ndarray:
     return function(x, *parameters)
 
 
-def fuzzify(values: Mapping[str, np.ndarray], fuzzy_sets: Mapping[str, Sequence[Any]]
-            ) -> dict[str, np.ndarray]:
+def fuzzify(
+    values: Mapping[str, np.ndarray], fuzzy_sets: Mapping[str, Sequence[Any]]
+) -> dict[str, np.ndarray]:
     """``{f"{feature_id}_{set}": membership}`` for every set of every indicator, in order.
 
     ``fuzzy_sets`` maps a feature id to objects with ``name``, ``type`` and

@@ -43,8 +43,17 @@ import numpy as np
 import talib
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["BUY", "HOLD", "LABEL_NAMES", "SELL", "UNKNOWN", "barrier_volatility",
-           "label_distribution", "triple_barrier_labels", "zigzag_labels"]
+__all__ = [
+    "BUY",
+    "HOLD",
+    "LABEL_NAMES",
+    "SELL",
+    "UNKNOWN",
+    "barrier_volatility",
+    "label_distribution",
+    "triple_barrier_labels",
+    "zigzag_labels",
+]
 
 BUY = 0
 HOLD = 1
@@ -53,8 +62,7 @@ UNKNOWN = -1
 LABEL_NAMES = ("BUY", "HOLD", "SELL")
 
 
-def _first_touch_labels(close: Any, up: Any, down: Any, horizon: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def _first_touch_labels(close: Any, up: Any, down: Any, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """BUY where a later close within ``horizon`` bars reaches ``close * up`` before one
     reaches ``close * down``, SELL the other way round, else UNKNOWN; and where neither
     level was reached. ``horizon`` is checked here for both label kinds."""
@@ -95,8 +103,12 @@ def barrier_volatility(close: Any, high: Any, low: Any, method: str, span: int) 
     if method == "fixed":
         return np.ones_like(close)
     if method == "atr":
-        return talib.ATR(np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64),
-                         close, timeperiod=span) / close
+        return (
+            talib.ATR(
+                np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64), close, timeperiod=span
+            )
+            / close
+        )
     if method == "close":
         returns = np.full_like(close, np.nan)
         returns[1:] = close[1:] / close[:-1] - 1.0
@@ -106,8 +118,17 @@ def barrier_volatility(close: Any, high: Any, low: Any, method: str, span: int) 
     raise ValueError(f"vol_method must be atr, close or fixed, got {method!r}")
 
 
-def triple_barrier_labels(close: Any, high: Any = None, low: Any = None, *, pt: float, sl: float,
-                          horizon: int, vol_method: str = "atr", vol_span: int = 50) -> np.ndarray:
+def triple_barrier_labels(
+    close: Any,
+    high: Any = None,
+    low: Any = None,
+    *,
+    pt: float,
+    sl: float,
+    horizon: int,
+    vol_method: str = "atr",
+    vol_span: int = 50,
+) -> np.ndarray:
     """An int64 array of BUY/HOLD/SELL (or UNKNOWN), one per bar (see the module docstring).
 
     ``high`` and ``low`` are needed only by ``vol_method="atr"``.
@@ -116,11 +137,10 @@ def triple_barrier_labels(close: Any, high: Any = None, low: Any = None, *, pt: 
         raise ValueError(f"pt and sl must be positive, got {pt} and {sl}")
     close = np.asarray(close, dtype=np.float64)
     volatility = barrier_volatility(close, high, low, vol_method, vol_span)
-    labels, neither = _first_touch_labels(close, 1.0 + pt * volatility, 1.0 - sl * volatility,
-                                          horizon)
+    labels, neither = _first_touch_labels(close, 1.0 + pt * volatility, 1.0 - sl * volatility, horizon)
     labels[neither] = HOLD  # the time barrier came first
     labels[~(np.isfinite(volatility) & (volatility > 0))] = UNKNOWN
-    labels[max(len(labels) - horizon, 0):] = UNKNOWN
+    labels[max(len(labels) - horizon, 0) :] = UNKNOWN
     return labels
 
 

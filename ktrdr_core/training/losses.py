@@ -26,8 +26,13 @@ __all__ = ["Loss", "balanced_class_weights", "focal_loss"]
 _MIN_MISS = 1e-12
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
-               weight: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Multi-class focal loss of ``logits`` (N, C) against class indices ``target`` (N,)."""
     log_p = nn.functional.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
     miss = (-torch.expm1(log_p)).clamp_min(_MIN_MISS)  # 1 - p, accurately for p near 1
@@ -60,8 +65,16 @@ class Loss:
     ``"balanced"`` (from the training labels) or one weight per class.
     """
 
-    def __init__(self, kind: str, *, gamma: float = 2.0, class_weights: Any = None,
-                 y_train: torch.Tensor, num_classes: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        gamma: float = 2.0,
+        class_weights: Any = None,
+        y_train: torch.Tensor,
+        num_classes: int,
+        device: torch.device,
+    ) -> None:
         if kind not in ("cross_entropy", "focal"):
             from ktrdr_core.errors import BadInputError
 
@@ -72,8 +85,9 @@ class Loss:
         if isinstance(class_weights, str) and class_weights.lower() == "balanced":
             self.weight = balanced_class_weights(y_train, num_classes).to(device)
         elif isinstance(class_weights, Sequence) and not isinstance(class_weights, str):
-            self.weight = torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32,
-                                          device=device)
+            self.weight = torch.as_tensor(
+                [float(w) for w in class_weights], dtype=torch.float32, device=device
+            )
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == "focal":

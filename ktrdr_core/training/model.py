@@ -21,8 +21,13 @@ ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_mlp(input_size: int, hidden_layers: Sequence[int], activation: str = "relu",
-              dropout: float = 0.0, num_classes: int = NUM_CLASSES) -> nn.Sequential:
+def build_mlp(
+    input_size: int,
+    hidden_layers: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    num_classes: int = NUM_CLASSES,
+) -> nn.Sequential:
     """``Linear → activation → Dropout`` per hidden layer, then a ``Linear`` to the logits.
 
     The layout is fixed so that :func:`~ktrdr_core.training.storage.load_model`

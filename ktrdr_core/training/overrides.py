@@ -33,8 +33,9 @@ _MAX_TEXT = 10_000
 def _check_key(key: Any) -> str:
     if not isinstance(key, str) or len(key) > 500 or not KEY_PATTERN.fullmatch(key):
         shown = repr(key)[:80]
-        raise BadInputError(f"strategy setting key {shown} is not a dotted key path such as "
-                            "training.labels.zigzag_threshold")
+        raise BadInputError(
+            f"strategy setting key {shown} is not a dotted key path such as training.labels.zigzag_threshold"
+        )
     return key
 
 
@@ -46,15 +47,17 @@ def parse_set_options(items: Iterable[str]) -> dict[str, Any]:
             raise BadInputError(f"--set: a setting is limited to {_MAX_TEXT:,} characters")
         key, sep, text = item.partition("=")
         if not sep:
-            raise BadInputError(f"--set {item[:80]!r}: expected KEY=VALUE, such as "
-                                "training.labels.zigzag_threshold=0.002")
+            raise BadInputError(
+                f"--set {item[:80]!r}: expected KEY=VALUE, such as training.labels.zigzag_threshold=0.002"
+            )
         key = _check_key(key.strip())
         try:
             settings[key] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise BadInputError(f"--set {key}: the value {text[:80]!r} is not valid YAML: "
-                                f"{problem}") from None
+            raise BadInputError(
+                f"--set {key}: the value {text[:80]!r} is not valid YAML: {problem}"
+            ) from None
         if settings[key] is None:
             raise BadInputError(f"--set {key}: a value is required (KEY=VALUE)")
     return check_settings(settings)
@@ -63,8 +66,9 @@ def parse_set_options(items: Iterable[str]) -> dict[str, Any]:
 def check_settings(settings: Any) -> dict[str, Any]:
     """The settings as a plain dict with checked keys (for request overrides from anywhere)."""
     if not isinstance(settings, Mapping):
-        raise BadInputError(f"override set must be a mapping of dotted keys to values, got "
-                            f"{type(settings).__name__}")
+        raise BadInputError(
+            f"override set must be a mapping of dotted keys to values, got {type(settings).__name__}"
+        )
     if len(settings) > _MAX_SETTINGS:
         raise BadInputError(f"override set: at most {_MAX_SETTINGS} settings, got {len(settings)}")
     return {_check_key(key): value for key, value in settings.items()}
@@ -88,9 +92,10 @@ def apply_settings(raw: Any, settings: Mapping[str, Any]) -> Any:
             elif isinstance(child, Mapping):
                 child = node[part] = dict(child)
             else:
-                where = ".".join(parts[:depth + 1])
-                raise BadInputError(f"cannot set {key}: {where} is a {type(child).__name__}, "
-                                    "not a section of keys")
+                where = ".".join(parts[: depth + 1])
+                raise BadInputError(
+                    f"cannot set {key}: {where} is a {type(child).__name__}, not a section of keys"
+                )
             node = child
         node[parts[-1]] = copy.deepcopy(value)
     return data

@@ -105,8 +105,7 @@ STEP_NAMES = (
 )
 
 DEFAULT_SEED = 42
-KNOWN_OVERRIDES = ("epochs", "seed", "batch_size", "learning_rate", "data_dir", "save_model",
-                   "device", "set")
+KNOWN_OVERRIDES = ("epochs", "seed", "batch_size", "learning_rate", "data_dir", "save_model", "device", "set")
 
 
 # --------------------------------------------------------------------------- options
@@ -166,8 +165,10 @@ def resolve_options(overrides: Mapping[str, Any]) -> RunOptions:
         except (TypeError, ValueError):
             rate = float("nan")
         if not 0 < rate <= 10:
-            raise BadInputError(f"override learning_rate must be a number between 0 and 10, "
-                                f"got {overrides['learning_rate']!r}")
+            raise BadInputError(
+                f"override learning_rate must be a number between 0 and 10, "
+                f"got {overrides['learning_rate']!r}"
+            )
         values["learning_rate"] = rate
     if overrides.get("data_dir") not in (None, ""):
         values["data_dir"] = str(overrides["data_dir"])
@@ -186,13 +187,17 @@ def resolve_options(overrides: Mapping[str, Any]) -> RunOptions:
 # --------------------------------------------------------------------------- the steps
 
 
-def load_strategy_step(request: TrainingRequest, options: RunOptions,
-                       environ: Mapping[str, str] | None = None) -> StrategyConfig:
+def load_strategy_step(
+    request: TrainingRequest, options: RunOptions, environ: Mapping[str, str] | None = None
+) -> StrategyConfig:
     """Resolve the strategy by name and apply the training overrides."""
     check_strategy_name(request.strategy)
     strategy = load_strategy(request.strategy, environ, settings=options.settings)
-    changes = {key: getattr(options, key) for key in ("epochs", "batch_size", "learning_rate")
-               if getattr(options, key) is not None}
+    changes = {
+        key: getattr(options, key)
+        for key in ("epochs", "batch_size", "learning_rate")
+        if getattr(options, key) is not None
+    }
     return strategy.with_training(**changes) if changes else strategy
 
 
@@ -205,28 +210,30 @@ def _checked_names(values: Sequence[str], pattern: Any, what: str) -> tuple[str,
     return tuple(values)
 
 
-def select_series(request: TrainingRequest, strategy: StrategyConfig
-                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def select_series(
+    request: TrainingRequest, strategy: StrategyConfig
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The request's symbols and timeframes, or the strategy's ``training_data`` when empty.
 
     Several timeframes must each have a fixed length (they are aligned on the
     base one), and every timeframe an ``nn_inputs`` entry names must be loaded.
     """
-    symbols = _checked_names(request.symbols or strategy.training_data.symbols,
-                             SYMBOL_PATTERN, "symbol")
-    timeframes = _checked_names(request.timeframes or strategy.training_data.timeframes,
-                                TIMEFRAME_PATTERN, "timeframe")
+    symbols = _checked_names(request.symbols or strategy.training_data.symbols, SYMBOL_PATTERN, "symbol")
+    timeframes = _checked_names(
+        request.timeframes or strategy.training_data.timeframes, TIMEFRAME_PATTERN, "timeframe"
+    )
     if len(timeframes) > 1:
         base_of(strategy, timeframes)  # refuses a timeframe without a fixed length
     for entry in strategy.nn_inputs:
         missing = [tf for tf in entry.timeframes or () if tf not in timeframes]
         if missing:
-            raise BadInputError(f"nn_inputs: {entry.fuzzy_set} feeds the model on "
-                                f"{', '.join(missing)}, which this run does not load "
-                                f"(timeframes: {', '.join(timeframes)})")
+            raise BadInputError(
+                f"nn_inputs: {entry.fuzzy_set} feeds the model on "
+                f"{', '.join(missing)}, which this run does not load "
+                f"(timeframes: {', '.join(timeframes)})"
+            )
     if not any(strategy.inputs_on(tf) for tf in timeframes):
-        raise BadInputError(f"no fuzzy set feeds the model on {', '.join(timeframes)} "
-                            "(see nn_inputs)")
+        raise BadInputError(f"no fuzzy set feeds the model on {', '.join(timeframes)} (see nn_inputs)")
     return symbols, timeframes
 
 
@@ -235,8 +242,7 @@ def base_of(strategy: StrategyConfig, timeframes: Sequence[str]) -> str:
     return base_timeframe(tuple(timeframes), strategy.training_data.base_timeframe)
 
 
-def date_range(request: TrainingRequest, strategy: StrategyConfig
-               ) -> tuple[str | None, str | None]:
+def date_range(request: TrainingRequest, strategy: StrategyConfig) -> tuple[str | None, str | None]:
     """The request's dates, else the strategy file's ``training_data`` dates."""
     if request.start_date or request.end_date:
         return request.start_date, request.end_date
@@ -245,31 +251,44 @@ def date_range(request: TrainingRequest, strategy: StrategyConfig
 
 def strategy_metadata(strategy: StrategyConfig) -> dict[str, Any]:
     """What metadata records about the file itself: format, unused sections, notes."""
-    return {"strategy_format": strategy.source_format,
-            "not_used_for_training": dict(strategy.not_used),
-            "strategy_notes": list(strategy.notes)}
+    return {
+        "strategy_format": strategy.source_format,
+        "not_used_for_training": dict(strategy.not_used),
+        "strategy_notes": list(strategy.notes),
+    }
 
 
-def load_data(symbols: Sequence[str], timeframes: Sequence[str], data_dir: Path, *,
-              start_date: str | None = None, end_date: str | None = None) -> list[OHLCV]:
+def load_data(
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    data_dir: Path,
+    *,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> list[OHLCV]:
     """One checked, date-filtered :class:`OHLCV` per (symbol, timeframe)."""
     start = parse_date_bound(start_date, what="start_date")
     end = parse_date_bound(end_date, end=True, what="end_date")
     if start is not None and end is not None and end < start:
         raise BadInputError(f"end_date {end_date} is before start_date {start_date}")
-    return [load_ohlcv(symbol, timeframe, data_dir, start=start, end=end)
-            for symbol in symbols for timeframe in timeframes]
+    return [
+        load_ohlcv(symbol, timeframe, data_dir, start=start, end=end)
+        for symbol in symbols
+        for timeframe in timeframes
+    ]
 
 
-def compute_indicators(strategy: StrategyConfig, data: Sequence[OHLCV]
-                       ) -> list[dict[str, np.ndarray]]:
+def compute_indicators(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[dict[str, np.ndarray]]:
     """Per series: ``{reference: series}`` (``ID`` and ``ID.OUTPUT`` for every indicator)."""
-    return [feature_mod.indicator_values(strategy, series.columns(), series.path or series.symbol)
-            for series in data]
+    return [
+        feature_mod.indicator_values(strategy, series.columns(), series.path or series.symbol)
+        for series in data
+    ]
 
 
-def compute_memberships(strategy: StrategyConfig, values: Sequence[Mapping[str, np.ndarray]]
-                        ) -> list[dict[str, np.ndarray]]:
+def compute_memberships(
+    strategy: StrategyConfig, values: Sequence[Mapping[str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
     """Per series: ``{f"{key}_{set}": membership}`` (``key`` a ``fuzzy_sets`` key)."""
     return [feature_mod.memberships(strategy, v) for v in values]
 
@@ -280,8 +299,11 @@ def base_series(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[OHLCV]:
     return [s for s in data if s.timeframe == base]
 
 
-def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, np.ndarray]],
-                   data: Sequence[OHLCV] | None = None) -> tuple[list[np.ndarray], list[str]]:
+def build_features(
+    strategy: StrategyConfig,
+    memberships: Sequence[Mapping[str, np.ndarray]],
+    data: Sequence[OHLCV] | None = None,
+) -> tuple[list[np.ndarray], list[str]]:
     """Per symbol one matrix, a row per base bar, and the shared column names.
 
     Each timeframe's columns (the fuzzy sets ``nn_inputs`` feeds on it, then
@@ -292,8 +314,9 @@ def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, 
     Without ``data``, each membership mapping is one single-timeframe series.
     """
     if data is None:
-        pairs = [feature_mod.feature_matrix(columns, strategy.model.lookback_periods)
-                 for columns in memberships]
+        pairs = [
+            feature_mod.feature_matrix(columns, strategy.model.lookback_periods) for columns in memberships
+        ]
         return [m for m, _ in pairs], (pairs[-1][1] if pairs else [])
     timeframes = list(dict.fromkeys(s.timeframe for s in data))
     base = base_of(strategy, timeframes)
@@ -308,12 +331,16 @@ def build_features(strategy: StrategyConfig, memberships: Sequence[Mapping[str, 
         blocks: list[np.ndarray] = []
         names = []
         for series, columns in group:
-            wanted = [f"{key}_{fs.name}" for key in strategy.inputs_on(series.timeframe)
-                      for fs in strategy.fuzzy_sets[key]]
+            wanted = [
+                f"{key}_{fs.name}"
+                for key in strategy.inputs_on(series.timeframe)
+                for fs in strategy.fuzzy_sets[key]
+            ]
             if not wanted:
                 continue
-            matrix, block = feature_mod.feature_matrix({n: columns[n] for n in wanted},
-                                                       strategy.model.lookback_periods)
+            matrix, block = feature_mod.feature_matrix(
+                {n: columns[n] for n in wanted}, strategy.model.lookback_periods
+            )
             if series is not bars:
                 index = align_closed(bars.timestamps, base, series.timestamps, series.timeframe)
                 aligned = np.full((len(bars), matrix.shape[1]), np.nan, dtype=matrix.dtype)
@@ -330,15 +357,22 @@ def series_labels(strategy: StrategyConfig, series: OHLCV) -> np.ndarray:
     """One series' labels by ``training.labels.source`` (see :mod:`~ktrdr_core.training.labels`)."""
     config = strategy.labels
     if config.source == "triple_barrier":
-        return triple_barrier_labels(series.close, series.high, series.low,
-                                     pt=config.pt_multiplier, sl=config.sl_multiplier,
-                                     horizon=config.max_holding_period,
-                                     vol_method=config.vol_method, vol_span=config.vol_span)
+        return triple_barrier_labels(
+            series.close,
+            series.high,
+            series.low,
+            pt=config.pt_multiplier,
+            sl=config.sl_multiplier,
+            horizon=config.max_holding_period,
+            vol_method=config.vol_method,
+            vol_span=config.vol_span,
+        )
     return zigzag_labels(series.close, config.zigzag_threshold, config.label_lookahead)
 
 
-def build_labels(strategy: StrategyConfig, data: Sequence[OHLCV],
-                 matrices: Sequence[np.ndarray]) -> list[SeriesSamples]:
+def build_labels(
+    strategy: StrategyConfig, data: Sequence[OHLCV], matrices: Sequence[np.ndarray]
+) -> list[SeriesSamples]:
     """Labels on each symbol's base bars, keeping rows with a label and complete features."""
     out = []
     for series, matrix in zip(base_series(strategy, data), matrices, strict=True):
@@ -346,16 +380,22 @@ def build_labels(strategy: StrategyConfig, data: Sequence[OHLCV],
         labelled = labels >= 0
         complete = np.isfinite(matrix).all(axis=1)
         keep = labelled & complete
-        out.append(SeriesSamples(symbol=series.symbol, timeframe=series.timeframe,
-                                 X=matrix[keep], y=labels[keep],
-                                 timestamps=series.timestamps[keep], bars=len(series),
-                                 warmup=int((labelled & ~complete).sum()),
-                                 unlabelled=int((~labelled).sum())))
+        out.append(
+            SeriesSamples(
+                symbol=series.symbol,
+                timeframe=series.timeframe,
+                X=matrix[keep],
+                y=labels[keep],
+                timestamps=series.timestamps[keep],
+                bars=len(series),
+                warmup=int((labelled & ~complete).sum()),
+                unlabelled=int((~labelled).sum()),
+            )
+        )
     return out
 
 
-def discarded(labelled: Sequence[SeriesSamples], balanced: Sequence[SeriesSamples]
-              ) -> list[dict[str, Any]]:
+def discarded(labelled: Sequence[SeriesSamples], balanced: Sequence[SeriesSamples]) -> list[dict[str, Any]]:
     """Every base bar that did not become a training sample: how many, where, and why.
 
     Each line is also logged, so nothing is discarded without a word.
@@ -363,35 +403,56 @@ def discarded(labelled: Sequence[SeriesSamples], balanced: Sequence[SeriesSample
     out: list[dict[str, Any]] = []
     for s, kept in zip(labelled, balanced, strict=True):
         reasons = (
-            (s.warmup, "incomplete features: indicator warm-up, lags, or no closed bar yet "
-                       "on a higher timeframe"),
+            (
+                s.warmup,
+                "incomplete features: indicator warm-up, lags, or no closed bar yet on a higher timeframe",
+            ),
             (s.unlabelled, "no label: the label window runs past the last bar"),
-            (len(s) - len(kept), f"balancing across symbols: kept the most recent {len(kept)} "
-                                 "samples, as many as the symbol with the fewest"),
+            (
+                len(s) - len(kept),
+                f"balancing across symbols: kept the most recent {len(kept)} "
+                "samples, as many as the symbol with the fewest",
+            ),
         )
         for count, why in reasons:
             if count:
-                out.append({"symbol": s.symbol, "timeframe": s.timeframe, "count": count,
-                            "of_bars": s.bars, "reason": why})
-                logger.info("%s %s: discarded %d of %d bars: %s", s.symbol, s.timeframe,
-                            count, s.bars, why)
+                out.append(
+                    {
+                        "symbol": s.symbol,
+                        "timeframe": s.timeframe,
+                        "count": count,
+                        "of_bars": s.bars,
+                        "reason": why,
+                    }
+                )
+                logger.info("%s %s: discarded %d of %d bars: %s", s.symbol, s.timeframe, count, s.bars, why)
     return out
 
 
-def series_summary(data: Sequence[OHLCV], labelled: Sequence[SeriesSamples],
-                   balanced: Sequence[SeriesSamples]) -> list[dict[str, Any]]:
+def series_summary(
+    data: Sequence[OHLCV], labelled: Sequence[SeriesSamples], balanced: Sequence[SeriesSamples]
+) -> list[dict[str, Any]]:
     """``data_summary.series``: one entry per file; sample counts on the base timeframe's."""
     used = {s.key: (s, b) for s, b in zip(labelled, balanced, strict=True)}
     out = []
     for bars in data:
-        entry: dict[str, Any] = {"symbol": bars.symbol, "timeframe": bars.timeframe,
-                                 "file": bars.path, "first": bars.first(), "last": bars.last(),
-                                 "bars": len(bars)}
+        entry: dict[str, Any] = {
+            "symbol": bars.symbol,
+            "timeframe": bars.timeframe,
+            "file": bars.path,
+            "first": bars.first(),
+            "last": bars.last(),
+            "bars": len(bars),
+        }
         key = f"{bars.symbol}_{bars.timeframe}"
         if key in used:
             samples, kept = used[key]
-            entry.update(role="base", samples=len(samples), samples_used=len(kept),
-                         label_distribution=label_distribution(kept.y))
+            entry.update(
+                role="base",
+                samples=len(samples),
+                samples_used=len(kept),
+                label_distribution=label_distribution(kept.y),
+            )
         else:
             entry["role"] = "context"  # a higher timeframe: features only, no samples
         out.append(entry)
@@ -403,11 +464,11 @@ def balance_step(samples: Sequence[SeriesSamples]) -> list[SeriesSamples]:
     return balance_series(samples)
 
 
-def split_step(strategy: StrategyConfig, samples: Sequence[SeriesSamples], seed: int
-               ) -> DatasetSplit:
+def split_step(strategy: StrategyConfig, samples: Sequence[SeriesSamples], seed: int) -> DatasetSplit:
     split = strategy.data_split
-    return split_series(samples, split.train, split.validation, method=split.method,
-                        gap=strategy.labels.horizon, seed=seed)
+    return split_series(
+        samples, split.train, split.validation, method=split.method, gap=strategy.labels.horizon, seed=seed
+    )
 
 
 def build_model(strategy: StrategyConfig, input_size: int, seed: int) -> nn.Module:
@@ -420,32 +481,57 @@ def build_model(strategy: StrategyConfig, input_size: int, seed: int) -> nn.Modu
 
 def trainer_settings(strategy: StrategyConfig, options: RunOptions) -> dict[str, Any]:
     """The ``ModelTrainer`` config: ``model.training`` plus seed and device."""
-    return {**attrs.asdict(strategy.model.training), "seed": options.seed,
-            "device": options.device}
+    return {**attrs.asdict(strategy.model.training), "seed": options.seed, "device": options.device}
 
 
-def feature_importance_step(model: nn.Module, split: DatasetSplit, feature_names: Sequence[str],
-                            seed: int, device: torch.device,
-                            check: Callable[[], None] | None = None) -> dict[str, float]:
-    return permutation_importance(model, split.X_test, split.y_test, feature_names, seed=seed,
-                                  device=device, check=check)
+def feature_importance_step(
+    model: nn.Module,
+    split: DatasetSplit,
+    feature_names: Sequence[str],
+    seed: int,
+    device: torch.device,
+    check: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    return permutation_importance(
+        model, split.X_test, split.y_test, feature_names, seed=seed, device=device, check=check
+    )
 
 
-def save_step(model: nn.Module, strategy: StrategyConfig, symbols: Sequence[str],
-              timeframes: Sequence[str], feature_names: Sequence[str], *,
-              training_metrics: Mapping[str, Any], test_metrics: Mapping[str, Any],
-              feature_importance: Mapping[str, float], metadata: Mapping[str, Any],
-              home: Path | None = None) -> SavedModel:
+def save_step(
+    model: nn.Module,
+    strategy: StrategyConfig,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    feature_names: Sequence[str],
+    *,
+    training_metrics: Mapping[str, Any],
+    test_metrics: Mapping[str, Any],
+    feature_importance: Mapping[str, float],
+    metadata: Mapping[str, Any],
+    home: Path | None = None,
+) -> SavedModel:
     """Write the model as a new version (see :mod:`ktrdr_core.training.storage`)."""
     return save_model(
-        model, strategy=strategy.name, symbols=symbols, timeframes=timeframes,
+        model,
+        strategy=strategy.name,
+        symbols=symbols,
+        timeframes=timeframes,
         config=strategy.to_dict(),
-        metrics={"training_metrics": dict(training_metrics), "test_metrics": dict(test_metrics),
-                 "feature_importance": dict(feature_importance)},
-        features={"feature_names": list(feature_names), "input_size": len(feature_names),
-                  "num_classes": NUM_CLASSES, "labels": {n: i for i, n in enumerate(LABEL_NAMES)},
-                  "lookback_periods": strategy.model.lookback_periods},
-        metadata=metadata, home=home)
+        metrics={
+            "training_metrics": dict(training_metrics),
+            "test_metrics": dict(test_metrics),
+            "feature_importance": dict(feature_importance),
+        },
+        features={
+            "feature_names": list(feature_names),
+            "input_size": len(feature_names),
+            "num_classes": NUM_CLASSES,
+            "labels": {n: i for i, n in enumerate(LABEL_NAMES)},
+            "lookback_periods": strategy.model.lookback_periods,
+        },
+        metadata=metadata,
+        home=home,
+    )
 
 
 # --------------------------------------------------------------------------- the run
@@ -494,16 +580,15 @@ class _Run:
         self.symbols, self.timeframes = select_series(self.request, self.strategy)
 
     def load_data(self) -> None:
-        self.data_dir, self.data_source = resolve_data_dir({"data_dir": self.options.data_dir},
-                                                           self.environ)
+        self.data_dir, self.data_source = resolve_data_dir({"data_dir": self.options.data_dir}, self.environ)
         try:
             start, end = date_range(self.request, self._strategy)
-            self.data = load_data(self.symbols, self.timeframes, self.data_dir,
-                                  start_date=start, end_date=end)
+            self.data = load_data(
+                self.symbols, self.timeframes, self.data_dir, start_date=start, end_date=end
+            )
         except BadInputError as exc:
             if self.data_source == "KTRDR_DATA_DIR":
-                raise BadInputError(f"{exc} (the data folder comes from KTRDR_DATA_DIR)"
-                                    ) from exc
+                raise BadInputError(f"{exc} (the data folder comes from KTRDR_DATA_DIR)") from exc
             raise
 
     def indicators(self) -> None:
@@ -513,8 +598,7 @@ class _Run:
         self.memberships = compute_memberships(self._strategy, self.values)
 
     def features(self) -> None:
-        self.matrices, self.feature_names = build_features(self._strategy, self.memberships,
-                                                           self.data)
+        self.matrices, self.feature_names = build_features(self._strategy, self.memberships, self.data)
 
     def labels(self) -> None:
         self.labelled = build_labels(self._strategy, self.data, self.matrices)
@@ -531,35 +615,50 @@ class _Run:
 
     def train(self) -> None:
         assert self.split is not None and self.model is not None
-        trainer = ModelTrainer(trainer_settings(self._strategy, self.options),
-                               self.progress_callback, self.token)
+        trainer = ModelTrainer(
+            trainer_settings(self._strategy, self.options), self.progress_callback, self.token
+        )
         split = self.split
-        self.training_metrics = trainer.train(self.model, split.X_train, split.y_train,
-                                              split.X_val, split.y_val)
+        self.training_metrics = trainer.train(
+            self.model, split.X_train, split.y_train, split.X_val, split.y_val
+        )
 
     def evaluate(self) -> None:
         assert self.split is not None and self.model is not None
-        self.test_metrics = evaluate_model(self.model, self.split.X_test, self.split.y_test,
-                                           self.device or "cpu")
+        self.test_metrics = evaluate_model(
+            self.model, self.split.X_test, self.split.y_test, self.device or "cpu"
+        )
         self.warnings = result_warnings(self.split, self.feature_names, self.test_metrics)
         for warning in self.warnings:
             logger.info("%s: warning: %s", self.request.strategy, warning)  # the result carries it
 
     def importance_step(self) -> None:
         assert self.split is not None and self.model is not None
-        self.importance = feature_importance_step(self.model, self.split, self.feature_names,
-                                                  self.options.seed, self.device or
-                                                  torch.device("cpu"), check=self.check)
+        self.importance = feature_importance_step(
+            self.model,
+            self.split,
+            self.feature_names,
+            self.options.seed,
+            self.device or torch.device("cpu"),
+            check=self.check,
+        )
 
     def save(self) -> None:
         if not self.options.save_model:
             return
         assert self.model is not None
-        self.saved = save_step(self.model, self._strategy, self.symbols, self.timeframes,
-                               self.feature_names, training_metrics=self._training_metrics(),
-                               test_metrics=self.test_metrics,
-                               feature_importance=self.importance,
-                               metadata=self.metadata(), home=self.home)
+        self.saved = save_step(
+            self.model,
+            self._strategy,
+            self.symbols,
+            self.timeframes,
+            self.feature_names,
+            training_metrics=self._training_metrics(),
+            test_metrics=self.test_metrics,
+            feature_importance=self.importance,
+            metadata=self.metadata(),
+            home=self.home,
+        )
 
     # -- result pieces
 
@@ -569,8 +668,11 @@ class _Run:
         return self.strategy
 
     def _training_metrics(self) -> dict[str, Any]:
-        return {key: value for key, value in self.training_metrics.items()
-                if key not in ("device", "samples_per_second", "training_seconds")}
+        return {
+            key: value
+            for key, value in self.training_metrics.items()
+            if key not in ("device", "samples_per_second", "training_seconds")
+        }
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -636,21 +738,41 @@ class _Run:
         )
 
 
-def run_training(request: TrainingRequest, progress_callback: ProgressCallback | None = None,
-                 cancellation_token: CancellationToken | None = None, *,
-                 on_step: StepHook | None = None, environ: Mapping[str, str] | None = None,
-                 home: Path | None = None) -> TrainingResult:
+def run_training(
+    request: TrainingRequest,
+    progress_callback: ProgressCallback | None = None,
+    cancellation_token: CancellationToken | None = None,
+    *,
+    on_step: StepHook | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> TrainingResult:
     """Run every step for ``request``; see the module docstring.
 
     ``environ`` (default ``os.environ``) supplies ``KTRDR_STRATEGIES_DIR`` and
     ``KTRDR_DATA_DIR``; ``home`` (default ``KTRDR_HOME``) is where models go.
     """
-    run = _Run(request=request, progress_callback=progress_callback, token=cancellation_token,
-               environ=environ, home=home)
+    run = _Run(
+        request=request,
+        progress_callback=progress_callback,
+        token=cancellation_token,
+        environ=environ,
+        home=home,
+    )
     steps: tuple[Callable[[], None], ...] = (
-        run.load_strategy, run.load_data, run.indicators, run.fuzzy, run.features, run.labels,
-        run.balance, run.split_data, run.build_model, run.train, run.evaluate,
-        run.importance_step, run.save,
+        run.load_strategy,
+        run.load_data,
+        run.indicators,
+        run.fuzzy,
+        run.features,
+        run.labels,
+        run.balance,
+        run.split_data,
+        run.build_model,
+        run.train,
+        run.evaluate,
+        run.importance_step,
+        run.save,
     )
     total = len(steps)
     for index, (name, step) in enumerate(zip(STEP_NAMES, steps, strict=True), start=1):
@@ -667,6 +789,5 @@ def run_training(request: TrainingRequest, progress_callback: ProgressCallback |
         except KtrdrError:
             raise
         except Exception as exc:
-            raise TrainingFailedError(f"training step '{name}' failed: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            raise TrainingFailedError(f"training step '{name}' failed: {type(exc).__name__}: {exc}") from exc
     return run.result()

@@ -45,8 +45,15 @@ from ktrdr_core.home import ktrdr_home
 from ktrdr_core.recovery import tmp_model_prefix
 from ktrdr_core.training.model import build_mlp
 
-__all__ = ["LoadedModel", "SavedModel", "load_model", "model_folder_prefix", "models_root",
-           "next_version", "save_model"]
+__all__ = [
+    "LoadedModel",
+    "SavedModel",
+    "load_model",
+    "model_folder_prefix",
+    "models_root",
+    "next_version",
+    "save_model",
+]
 
 MODEL_FILES = ("model.pt", "config.json", "metrics.json", "features.json", "metadata.json")
 
@@ -86,8 +93,11 @@ def model_folder_prefix(symbols: Sequence[str], timeframes: Sequence[str]) -> st
 def next_version(strategy_dir: Path, prefix: str) -> int:
     """One more than the highest ``{prefix}_vN`` in ``strategy_dir`` (1 when none)."""
     pattern = re.compile(rf"^{re.escape(prefix)}_v(\d+)$")
-    versions = [int(m.group(1)) for p in strategy_dir.iterdir()
-                if (m := pattern.fullmatch(p.name))] if strategy_dir.is_dir() else []
+    versions = (
+        [int(m.group(1)) for p in strategy_dir.iterdir() if (m := pattern.fullmatch(p.name))]
+        if strategy_dir.is_dir()
+        else []
+    )
     return max(versions, default=0) + 1
 
 
@@ -111,34 +121,60 @@ def _write_json(path: Path, data: Any) -> None:
         os.fsync(handle.fileno())
 
 
-def save_model(model: nn.Module, *, strategy: str, symbols: Sequence[str],
-               timeframes: Sequence[str], config: Mapping[str, Any],
-               metrics: Mapping[str, Any], features: Mapping[str, Any],
-               metadata: Mapping[str, Any] | None = None, home: Path | None = None
-               ) -> SavedModel:
+def save_model(
+    model: nn.Module,
+    *,
+    strategy: str,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    features: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None = None,
+    home: Path | None = None,
+) -> SavedModel:
     """Write a new version of the model atomically; returns where it went."""
     strategy_dir = models_root(home) / strategy
     strategy_dir.mkdir(parents=True, exist_ok=True)
     prefix = model_folder_prefix(symbols, timeframes)
     tmp = Path(tempfile.mkdtemp(prefix=tmp_model_prefix(prefix), dir=strategy_dir))
     try:
-        return _save_into(tmp, model, strategy_dir=strategy_dir, strategy=strategy, prefix=prefix,
-                          symbols=symbols, timeframes=timeframes, config=config, metrics=metrics,
-                          features=features, metadata=metadata)
+        return _save_into(
+            tmp,
+            model,
+            strategy_dir=strategy_dir,
+            strategy=strategy,
+            prefix=prefix,
+            symbols=symbols,
+            timeframes=timeframes,
+            config=config,
+            metrics=metrics,
+            features=features,
+            metadata=metadata,
+        )
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise KtrdrError(f"cannot save the model under {strategy_dir}: no space left on device"
-                             ) from None
+            raise KtrdrError(f"cannot save the model under {strategy_dir}: no space left on device") from None
         raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _save_into(tmp: Path, model: nn.Module, *, strategy_dir: Path, strategy: str, prefix: str,
-               symbols: Sequence[str], timeframes: Sequence[str], config: Mapping[str, Any],
-               metrics: Mapping[str, Any], features: Mapping[str, Any],
-               metadata: Mapping[str, Any] | None) -> SavedModel:
+def _save_into(
+    tmp: Path,
+    model: nn.Module,
+    *,
+    strategy_dir: Path,
+    strategy: str,
+    prefix: str,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    features: Mapping[str, Any],
+    metadata: Mapping[str, Any] | None,
+) -> SavedModel:
     """The files of :func:`save_model`, written into ``tmp`` and renamed into place."""
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     buffer = io.BytesIO()  # torch's own writer reports a full disk as an internal error
@@ -155,16 +191,19 @@ def _save_into(tmp: Path, model: nn.Module, *, strategy_dir: Path, strategy: str
         while True:
             final = strategy_dir / f"{prefix}_v{version}"
             model_id = f"{strategy}/{final.name}"
-            _write_json(tmp / "metadata.json", {
-                **dict(metadata or {}),
-                "model_id": model_id,
-                "version": version,
-                "strategy": strategy,
-                "symbols": list(symbols),
-                "timeframes": list(timeframes),
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "files": list(MODEL_FILES),
-            })
+            _write_json(
+                tmp / "metadata.json",
+                {
+                    **dict(metadata or {}),
+                    "model_id": model_id,
+                    "version": version,
+                    "strategy": strategy,
+                    "symbols": list(symbols),
+                    "timeframes": list(timeframes),
+                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "files": list(MODEL_FILES),
+                },
+            )
             if final.exists():  # made outside the lock (a hand copy): never overwrite
                 version += 1
                 continue
@@ -196,14 +235,19 @@ def load_model(path: str | os.PathLike[str]) -> LoadedModel:
     metrics = _read_json(folder / "metrics.json")
     metadata = _read_json(folder / "metadata.json")
     arch = config.get("model", {}).get("architecture", {})
-    model = build_mlp(int(features["input_size"]), arch.get("hidden_layers", []),
-                      arch.get("activation", "relu"), float(arch.get("dropout", 0.0)),
-                      int(features.get("num_classes", 3)))
+    model = build_mlp(
+        int(features["input_size"]),
+        arch.get("hidden_layers", []),
+        arch.get("activation", "relu"),
+        float(arch.get("dropout", 0.0)),
+        int(features.get("num_classes", 3)),
+    )
     weights = folder / "model.pt"
     if not weights.is_file():
         raise BadInputError(f"{folder}: not a saved model (model.pt is missing)")
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
-    return LoadedModel(model=model, path=folder, config=config, metrics=metrics,
-                       features=features, metadata=metadata)
+    return LoadedModel(
+        model=model, path=folder, config=config, metrics=metrics, features=features, metadata=metadata
+    )

@@ -193,8 +193,11 @@ class LabelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The keys of the chosen source only."""
-        keys = (("zigzag_threshold", "label_lookahead") if self.source == "zigzag" else
-                ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span", "vol_method"))
+        keys = (
+            ("zigzag_threshold", "label_lookahead")
+            if self.source == "zigzag"
+            else ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span", "vol_method")
+        )
         return {"source": self.source, **{key: getattr(self, key) for key in keys}}
 
 
@@ -234,8 +237,7 @@ class StrategyConfig:
         """The ``fuzzy_sets`` keys that feed the model on ``timeframe``, in strategy order."""
         if not self.nn_inputs:
             return tuple(self.fuzzy_sets)
-        wanted = {i.fuzzy_set for i in self.nn_inputs
-                  if i.timeframes is None or timeframe in i.timeframes}
+        wanted = {i.fuzzy_set for i in self.nn_inputs if i.timeframes is None or timeframe in i.timeframes}
         return tuple(key for key in self.fuzzy_sets if key in wanted)
 
     def reference_of(self, key: str) -> str:
@@ -251,24 +253,40 @@ class StrategyConfig:
             "training_data": {
                 "symbols": list(self.training_data.symbols),
                 "timeframes": list(self.training_data.timeframes),
-                **{key: value for key in ("base_timeframe", "start_date", "end_date")
-                   if (value := getattr(self.training_data, key)) is not None},
+                **{
+                    key: value
+                    for key in ("base_timeframe", "start_date", "end_date")
+                    if (value := getattr(self.training_data, key)) is not None
+                },
             },
             "indicators": [_indicator_dict(ind) for ind in self.indicators],
             "fuzzy_sets": {
                 feature_id: {
-                    **({"indicator": self.fuzzy_inputs[feature_id]}
-                       if feature_id in self.fuzzy_inputs else {}),
-                    **{fs.name: {"type": fs.type,
-                                 "parameters": [_json_float(p) for p in fs.parameters]}
-                       for fs in sets},
+                    **(
+                        {"indicator": self.fuzzy_inputs[feature_id]}
+                        if feature_id in self.fuzzy_inputs
+                        else {}
+                    ),
+                    **{
+                        fs.name: {"type": fs.type, "parameters": [_json_float(p) for p in fs.parameters]}
+                        for fs in sets
+                    },
                 }
                 for feature_id, sets in self.fuzzy_sets.items()
             },
-            **({"nn_inputs": [
-                {"fuzzy_set": i.fuzzy_set,
-                 "timeframes": "all" if i.timeframes is None else list(i.timeframes)}
-                for i in self.nn_inputs]} if self.nn_inputs else {}),
+            **(
+                {
+                    "nn_inputs": [
+                        {
+                            "fuzzy_set": i.fuzzy_set,
+                            "timeframes": "all" if i.timeframes is None else list(i.timeframes),
+                        }
+                        for i in self.nn_inputs
+                    ]
+                }
+                if self.nn_inputs
+                else {}
+            ),
             "model": {
                 "type": self.model.type,
                 "architecture": {
@@ -283,14 +301,15 @@ class StrategyConfig:
                     "epochs": training.epochs,
                     "optimizer": training.optimizer,
                     "early_stopping": attrs.asdict(training.early_stopping),
-                    "lr_scheduler": (dict(training.lr_scheduler) if training.lr_scheduler
-                                     else None),
+                    "lr_scheduler": (dict(training.lr_scheduler) if training.lr_scheduler else None),
                     "gradient_clip": training.gradient_clip,
                     "loss": training.loss,
                     **({"focal_gamma": training.focal_gamma} if training.loss == "focal" else {}),
-                    "class_weights": (list(training.class_weights)
-                                      if isinstance(training.class_weights, tuple)
-                                      else training.class_weights),
+                    "class_weights": (
+                        list(training.class_weights)
+                        if isinstance(training.class_weights, tuple)
+                        else training.class_weights
+                    ),
                 },
             },
             "training": {
@@ -342,19 +361,15 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
             hash(key)
         except TypeError:  # e.g. "? [a, b]": SafeLoader refuses it the same way
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, "found unhashable key",
-                key_node.start_mark) from None
+                "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark
+            ) from None
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
 
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _read_yaml(path: Path, display: str) -> Any:
@@ -372,14 +387,16 @@ def _read_yaml(path: Path, display: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         if isinstance(exc, yaml.reader.ReaderError):  # a bad character, no line/column mark
             where = f"character {exc.position + 1}: "
-            problem = (f"unacceptable character #x{exc.character:04x}"
-                       if isinstance(exc.character, int) else str(exc.reason))
+            problem = (
+                f"unacceptable character #x{exc.character:04x}"
+                if isinstance(exc.character, int)
+                else str(exc.reason)
+            )
         else:
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
         # one line: the CLI prints "error: MESSAGE" and nothing else
-        raise BadInputError(f"{display}: {where}invalid YAML: {' '.join(str(problem).split())}"
-                            ) from exc
+        raise BadInputError(f"{display}: {where}invalid YAML: {' '.join(str(problem).split())}") from exc
 
 
 # --------------------------------------------------------------------------- validation
@@ -394,26 +411,27 @@ class _Checker:
     def fail(self, key: str, problem: str) -> BadInputError:
         return BadInputError(f"{self.display}: {key} {problem}")
 
-    def mapping(self, value: Any, key: str, allowed: Sequence[str],
-                required: Sequence[str] = ()) -> Mapping[str, Any]:
+    def mapping(
+        self, value: Any, key: str, allowed: Sequence[str], required: Sequence[str] = ()
+    ) -> Mapping[str, Any]:
         label = key or "the file"
         if not isinstance(value, Mapping):
             if key:
                 raise self.fail(key, f"must be a mapping, got {_type_name(value)}")
-            raise BadInputError(f"{self.display}: a strategy file must be a mapping of keys, "
-                                f"got {_type_name(value)}")
+            raise BadInputError(
+                f"{self.display}: a strategy file must be a mapping of keys, got {_type_name(value)}"
+            )
         for name in value:
             if not isinstance(name, str):
                 raise self.fail(label, f"has a non-text key {name!r}")
             if name not in allowed:
                 where = f"{key}.{name}" if key else name
-                raise BadInputError(f"{self.display}: unknown key {where!r} "
-                                    f"(allowed here: {', '.join(allowed)})")
+                raise BadInputError(
+                    f"{self.display}: unknown key {where!r} (allowed here: {', '.join(allowed)})"
+                )
         for name in required:
             if name not in value:
-                raise BadInputError(
-                    f"{self.display}: {f'{key}.{name}' if key else name} is required"
-                )
+                raise BadInputError(f"{self.display}: {f'{key}.{name}' if key else name} is required")
         return value
 
     def text(self, value: Any, key: str) -> str:
@@ -445,8 +463,7 @@ class _Checker:
             raise self.fail(key, f"must be true or false, got {value!r}")
         return value
 
-    def string_list(self, value: Any, key: str, pattern: re.Pattern[str], what: str
-                    ) -> tuple[str, ...]:
+    def string_list(self, value: Any, key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not value:
@@ -485,8 +502,7 @@ def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
         raise ck.fail(f"{key}.name", registry.unknown_message(raw_name))
     feature_id = data.get("feature_id", raw_name if legacy else spec.type)
     if not isinstance(feature_id, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", feature_id):
-        raise ck.fail(f"{key}.feature_id", f"must be an identifier such as 'rsi_14', "
-                      f"got {feature_id!r}")
+        raise ck.fail(f"{key}.feature_id", f"must be an identifier such as 'rsi_14', got {feature_id!r}")
     params_raw = data.get("params", {}) or {}
     if not isinstance(params_raw, Mapping):
         raise ck.fail(f"{key}.params", f"must be a mapping, got {_type_name(params_raw)}")
@@ -507,13 +523,19 @@ def _parse_indicator(ck: _Checker, raw: Any, index: int) -> IndicatorConfig:
     problems.extend(param_problems)
     if problems:
         raise ck.fail(key, f"({spec.type}): {'; '.join(problems)}")
-    return IndicatorConfig(name=spec.type, feature_id=feature_id, period=clean.get("period"),
-                           source=str(clean.get("source", "close")), params=clean,
-                           output=output if output != spec.primary else None)
+    return IndicatorConfig(
+        name=spec.type,
+        feature_id=feature_id,
+        period=clean.get("period"),
+        source=str(clean.get("source", "close")),
+        params=clean,
+        output=output if output != spec.primary else None,
+    )
 
 
-def _fuzzy_references(ck: _Checker, indicators: Sequence[IndicatorConfig]
-                      ) -> tuple[dict[str, int], dict[str, list[str]]]:
+def _fuzzy_references(
+    ck: _Checker, indicators: Sequence[IndicatorConfig]
+) -> tuple[dict[str, int], dict[str, list[str]]]:
     """``{reference: index of its indicator}`` and each indicator's references, for messages."""
     from ktrdr_core.training.indicators import default_registry
 
@@ -535,73 +557,93 @@ def _parse_fuzzy_set(ck: _Checker, raw: Any, key: str, set_name: str) -> FuzzySe
     params_raw = data["parameters"]
     count = FUZZY_TYPES[kind]
     if not isinstance(params_raw, list) or len(params_raw) != count:
-        raise ck.fail(f"{key}.parameters", f"must be a list of {count} numbers for {kind}, "
-                      f"got {params_raw!r}")
+        raise ck.fail(
+            f"{key}.parameters", f"must be a list of {count} numbers for {kind}, got {params_raw!r}"
+        )
     params = tuple(ck.number(p, f"{key}.parameters[{i}]") for i, p in enumerate(params_raw))
     if any(b < a for a, b in zip(params, params[1:], strict=False)) and kind != "gaussian":
         raise ck.fail(f"{key}.parameters", f"must be in ascending order, got {list(params)}")
     if kind == "triangular":
         if any(math.isinf(p) for p in params):
-            raise ck.fail(f"{key}.parameters", "must be finite for triangular "
-                          "(use trapezoidal with -.inf/.inf for a shoulder)")
+            raise ck.fail(
+                f"{key}.parameters",
+                "must be finite for triangular (use trapezoidal with -.inf/.inf for a shoulder)",
+            )
         if params[0] == params[2]:
             raise ck.fail(f"{key}.parameters", f"must span a range (a < c), got {list(params)}")
     elif kind == "trapezoidal":
         a, b, c, d = params
         left = math.isinf(a) or math.isinf(b)
         right = math.isinf(c) or math.isinf(d)
-        if ((left and not a == b == -math.inf) or (right and not c == d == math.inf)
-                or (left and right)):
-            raise ck.fail(f"{key}.parameters", "may hold infinities only as one shoulder: "
-                          "[-.inf, -.inf, c, d] or [a, b, .inf, .inf]")
+        if (left and not a == b == -math.inf) or (right and not c == d == math.inf) or (left and right):
+            raise ck.fail(
+                f"{key}.parameters",
+                "may hold infinities only as one shoulder: [-.inf, -.inf, c, d] or [a, b, .inf, .inf]",
+            )
         if a == d:
             raise ck.fail(f"{key}.parameters", f"must span a range (a < d), got {list(params)}")
     else:
         mean, sigma = params
         if math.isinf(mean) or math.isinf(sigma) or sigma <= 0:
-            raise ck.fail(f"{key}.parameters", f"must be [mean, sigma] with a finite mean and "
-                          f"sigma > 0, got {list(params)}")
+            raise ck.fail(
+                f"{key}.parameters",
+                f"must be [mean, sigma] with a finite mean and sigma > 0, got {list(params)}",
+            )
     return FuzzySetConfig(name=set_name, type=kind, parameters=params)
 
 
 def _parse_model(ck: _Checker, raw: Any) -> ModelConfig:
     data = ck.mapping(raw, "model", ("type", "architecture", "features", "training"), ("type",))
     kind = ck.choice(data["type"], "model.type", ("mlp",))
-    arch = ck.mapping(data.get("architecture", {}) or {}, "model.architecture",
-                      ("hidden_layers", "activation", "dropout"))
+    arch = ck.mapping(
+        data.get("architecture", {}) or {}, "model.architecture", ("hidden_layers", "activation", "dropout")
+    )
     layers_raw = arch.get("hidden_layers", [64, 32])
     if not isinstance(layers_raw, list) or not layers_raw:
-        raise ck.fail("model.architecture.hidden_layers", "must be a non-empty list of "
-                      f"layer sizes, got {layers_raw!r}")
-    layers = tuple(ck.integer(v, f"model.architecture.hidden_layers[{i}]", 1)
-                   for i, v in enumerate(layers_raw))
-    activation = ck.choice(arch.get("activation", "relu"), "model.architecture.activation",
-                           ACTIVATIONS)
+        raise ck.fail(
+            "model.architecture.hidden_layers", f"must be a non-empty list of layer sizes, got {layers_raw!r}"
+        )
+    layers = tuple(
+        ck.integer(v, f"model.architecture.hidden_layers[{i}]", 1) for i, v in enumerate(layers_raw)
+    )
+    activation = ck.choice(arch.get("activation", "relu"), "model.architecture.activation", ACTIVATIONS)
     dropout = ck.number(arch.get("dropout", 0.2), "model.architecture.dropout")
     if not 0 <= dropout < 1:
         raise ck.fail("model.architecture.dropout", f"must be between 0 and 1, got {dropout}")
     features = ck.mapping(data.get("features", {}) or {}, "model.features", ("lookback_periods",))
-    lookback = ck.integer(features.get("lookback_periods", 0), "model.features.lookback_periods",
-                          0)
-    tr = ck.mapping(data.get("training", {}) or {}, "model.training",
-                    ("learning_rate", "batch_size", "epochs", "optimizer", "early_stopping",
-                     "lr_scheduler", "gradient_clip", "loss", "focal_gamma", "class_weights"))
+    lookback = ck.integer(features.get("lookback_periods", 0), "model.features.lookback_periods", 0)
+    tr = ck.mapping(
+        data.get("training", {}) or {},
+        "model.training",
+        (
+            "learning_rate",
+            "batch_size",
+            "epochs",
+            "optimizer",
+            "early_stopping",
+            "lr_scheduler",
+            "gradient_clip",
+            "loss",
+            "focal_gamma",
+            "class_weights",
+        ),
+    )
     lr = ck.number(tr.get("learning_rate", 0.001), "model.training.learning_rate")
     if not 0 < lr <= 10:
         raise ck.fail("model.training.learning_rate", f"must be between 0 and 10, got {lr}")
     es_raw = tr.get("early_stopping", {})
     if isinstance(es_raw, bool):
         es_raw = {"enabled": es_raw}
-    es = ck.mapping(es_raw or {}, "model.training.early_stopping",
-                    ("enabled", "patience", "monitor", "min_delta"))
+    es = ck.mapping(
+        es_raw or {}, "model.training.early_stopping", ("enabled", "patience", "monitor", "min_delta")
+    )
     min_delta = ck.number(es.get("min_delta", 0.0), "model.training.early_stopping.min_delta")
     if min_delta < 0:
         raise ck.fail("model.training.early_stopping.min_delta", "must not be negative")
     early = EarlyStoppingConfig(
         enabled=ck.boolean(es.get("enabled", True), "model.training.early_stopping.enabled"),
         patience=ck.integer(es.get("patience", 10), "model.training.early_stopping.patience", 1),
-        monitor=ck.choice(es.get("monitor", "val_loss"), "model.training.early_stopping.monitor",
-                          MONITORS),
+        monitor=ck.choice(es.get("monitor", "val_loss"), "model.training.early_stopping.monitor", MONITORS),
         min_delta=min_delta,
     )
     params = TrainingParams(
@@ -612,8 +654,14 @@ def _parse_model(ck: _Checker, raw: Any) -> ModelConfig:
         early_stopping=early,
         **_parse_training_options(ck, tr),
     )
-    return ModelConfig(type=kind, hidden_layers=layers, activation=activation, dropout=dropout,
-                       lookback_periods=lookback, training=params)
+    return ModelConfig(
+        type=kind,
+        hidden_layers=layers,
+        activation=activation,
+        dropout=dropout,
+        lookback_periods=lookback,
+        training=params,
+    )
 
 
 #: lr_scheduler type -> its settings and their defaults (torch.optim.lr_scheduler classes)
@@ -624,8 +672,7 @@ LR_SCHEDULERS: dict[str, dict[str, float | int]] = {
 }
 LOSSES = ("cross_entropy", "focal")
 NUM_LABEL_CLASSES = 3  # BUY, HOLD, SELL
-TRIPLE_BARRIER_KEYS = ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span",
-                       "vol_method")
+TRIPLE_BARRIER_KEYS = ("pt_multiplier", "sl_multiplier", "max_holding_period", "vol_span", "vol_method")
 VOL_METHODS = ("atr", "close", "fixed")
 
 
@@ -644,14 +691,14 @@ def _parse_lr_scheduler(ck: _Checker, raw: Any) -> dict[str, Any] | None:
     raw = lr_scheduler_shorthand(raw)
     if raw is None:
         return None
-    data = ck.mapping(raw, key, ("type", *sorted({k for d in LR_SCHEDULERS.values() for k in d})),
-                      ("type",))
+    data = ck.mapping(raw, key, ("type", *sorted({k for d in LR_SCHEDULERS.values() for k in d})), ("type",))
     kind = ck.choice(data["type"], f"{key}.type", tuple(LR_SCHEDULERS))
     defaults = LR_SCHEDULERS[kind]
     for name in data:
         if name != "type" and name not in defaults:
-            raise ck.fail(f"{key}.{name}", f"is not a setting of {kind} (its settings: "
-                          f"{', '.join(defaults)})")
+            raise ck.fail(
+                f"{key}.{name}", f"is not a setting of {kind} (its settings: {', '.join(defaults)})"
+            )
     out: dict[str, Any] = {"type": kind}
     for name, default in defaults.items():
         where = f"{key}.{name}"
@@ -676,8 +723,7 @@ def _parse_class_weights(ck: _Checker, raw: Any) -> str | tuple[float, ...] | No
     if isinstance(raw, str):
         return ck.choice(raw, key, ("balanced", "none"))
     if not isinstance(raw, list) or len(raw) != NUM_LABEL_CLASSES:
-        raise ck.fail(key, "must be balanced, none, or a list of 3 weights (BUY, HOLD, SELL), "
-                      f"got {raw!r}")
+        raise ck.fail(key, f"must be balanced, none, or a list of 3 weights (BUY, HOLD, SELL), got {raw!r}")
     weights = tuple(ck.number(w, f"{key}[{i}]") for i, w in enumerate(raw))
     if any(not 0 <= w < math.inf for w in weights) or not any(weights):
         raise ck.fail(key, f"weights must be finite, ≥ 0 and not all 0, got {list(weights)}")
@@ -688,8 +734,10 @@ def _parse_training_options(ck: _Checker, tr: Mapping[str, Any]) -> dict[str, An
     """``lr_scheduler``, ``gradient_clip``, ``loss``, ``focal_gamma``, ``class_weights``."""
     clip = ck.number(tr.get("gradient_clip", 0.0), "model.training.gradient_clip")
     if not 0 <= clip < math.inf:
-        raise ck.fail("model.training.gradient_clip", f"must be a finite number ≥ 0 (the largest "
-                      f"gradient norm; 0 turns clipping off), got {clip}")
+        raise ck.fail(
+            "model.training.gradient_clip",
+            f"must be a finite number ≥ 0 (the largest gradient norm; 0 turns clipping off), got {clip}",
+        )
     loss = ck.choice(tr.get("loss", "cross_entropy"), "model.training.loss", LOSSES)
     gamma = 2.0
     if "focal_gamma" in tr:
@@ -698,33 +746,43 @@ def _parse_training_options(ck: _Checker, tr: Mapping[str, Any]) -> dict[str, An
         gamma = ck.number(tr["focal_gamma"], "model.training.focal_gamma")
         if not 0 <= gamma <= 10:
             raise ck.fail("model.training.focal_gamma", f"must be between 0 and 10, got {gamma}")
-    return {"lr_scheduler": _parse_lr_scheduler(ck, tr.get("lr_scheduler")),
-            "gradient_clip": clip, "loss": loss, "focal_gamma": gamma,
-            "class_weights": _parse_class_weights(ck, tr.get("class_weights"))}
+    return {
+        "lr_scheduler": _parse_lr_scheduler(ck, tr.get("lr_scheduler")),
+        "gradient_clip": clip,
+        "loss": loss,
+        "focal_gamma": gamma,
+        "class_weights": _parse_class_weights(ck, tr.get("class_weights")),
+    }
 
 
 def _parse_labels(ck: _Checker, raw: Any) -> LabelConfig:
     zigzag_keys = ("zigzag_threshold", "label_lookahead")
-    lab = ck.mapping(raw or {}, "training.labels",
-                     ("source", *zigzag_keys, *TRIPLE_BARRIER_KEYS, "compute_weights"))
-    source = ck.choice(lab.get("source", "zigzag"), "training.labels.source",
-                       ("zigzag", "triple_barrier"))
+    lab = ck.mapping(
+        raw or {}, "training.labels", ("source", *zigzag_keys, *TRIPLE_BARRIER_KEYS, "compute_weights")
+    )
+    source = ck.choice(lab.get("source", "zigzag"), "training.labels.source", ("zigzag", "triple_barrier"))
     if ck.boolean(lab.get("compute_weights", False), "training.labels.compute_weights"):
-        raise ck.fail("training.labels.compute_weights", "is not supported: ktrdr does not weight "
-                      "samples by label uniqueness (remove it or set it to false)")
+        raise ck.fail(
+            "training.labels.compute_weights",
+            "is not supported: ktrdr does not weight "
+            "samples by label uniqueness (remove it or set it to false)",
+        )
     other = TRIPLE_BARRIER_KEYS if source == "zigzag" else zigzag_keys
     for name in other:
         if name in lab:
             raise ck.fail(f"training.labels.{name}", f"is not used by source: {source}")
     if source == "zigzag":
-        threshold = ck.number(lab.get("zigzag_threshold", 0.02),
-                              "training.labels.zigzag_threshold")
+        threshold = ck.number(lab.get("zigzag_threshold", 0.02), "training.labels.zigzag_threshold")
         if not 0 < threshold < 1:
-            raise ck.fail("training.labels.zigzag_threshold", f"must be between 0 and 1 (a "
-                          f"fraction: 0.02 is 2 %), got {threshold}")
-        return LabelConfig(source=source, zigzag_threshold=threshold,
-                           label_lookahead=ck.integer(lab.get("label_lookahead", 20),
-                                                      "training.labels.label_lookahead", 1))
+            raise ck.fail(
+                "training.labels.zigzag_threshold",
+                f"must be between 0 and 1 (a fraction: 0.02 is 2 %), got {threshold}",
+            )
+        return LabelConfig(
+            source=source,
+            zigzag_threshold=threshold,
+            label_lookahead=ck.integer(lab.get("label_lookahead", 20), "training.labels.label_lookahead", 1),
+        )
     barriers: dict[str, float] = {}
     for name, default in (("pt_multiplier", 2.0), ("sl_multiplier", 1.5)):
         value = ck.number(lab.get(name, default), f"training.labels.{name}")
@@ -735,13 +793,19 @@ def _parse_labels(ck: _Checker, raw: Any) -> LabelConfig:
     if method == "fixed" and "vol_span" in lab:
         raise ck.fail("training.labels.vol_span", "is not used by vol_method: fixed")
     if method == "fixed" and barriers["sl_multiplier"] >= 1:
-        raise ck.fail("training.labels.sl_multiplier", "must be below 1 with vol_method: fixed "
-                      f"(a fraction of the price: 0.01 is 1 %), got {barriers['sl_multiplier']}")
+        raise ck.fail(
+            "training.labels.sl_multiplier",
+            "must be below 1 with vol_method: fixed "
+            f"(a fraction of the price: 0.01 is 1 %), got {barriers['sl_multiplier']}",
+        )
     return LabelConfig(
-        source=source, pt_multiplier=barriers["pt_multiplier"],
-        sl_multiplier=barriers["sl_multiplier"], vol_method=method,
-        max_holding_period=ck.integer(lab.get("max_holding_period", 50),
-                                      "training.labels.max_holding_period", 1),
+        source=source,
+        pt_multiplier=barriers["pt_multiplier"],
+        sl_multiplier=barriers["sl_multiplier"],
+        vol_method=method,
+        max_holding_period=ck.integer(
+            lab.get("max_holding_period", 50), "training.labels.max_holding_period", 1
+        ),
         vol_span=ck.integer(lab.get("vol_span", 50), "training.labels.vol_span", 2),
     )
 
@@ -749,8 +813,9 @@ def _parse_labels(ck: _Checker, raw: Any) -> LabelConfig:
 def _parse_training(ck: _Checker, raw: Any) -> tuple[LabelConfig, DataSplitConfig]:
     data = ck.mapping(raw or {}, "training", ("labels", "data_split"))
     labels = _parse_labels(ck, data.get("labels", {}))
-    sp = ck.mapping(data.get("data_split", {}) or {}, "training.data_split",
-                    ("train", "validation", "test", "method"))
+    sp = ck.mapping(
+        data.get("data_split", {}) or {}, "training.data_split", ("train", "validation", "test", "method")
+    )
     fractions = {}
     for part, default in (("train", 0.7), ("validation", 0.15), ("test", 0.15)):
         value = ck.number(sp.get(part, default), f"training.data_split.{part}")
@@ -762,8 +827,7 @@ def _parse_training(ck: _Checker, raw: Any) -> tuple[LabelConfig, DataSplitConfi
         raise ck.fail("training.data_split", f"fractions must add up to 1, got {total:g}")
     split = DataSplitConfig(
         **fractions,
-        method=ck.choice(sp.get("method", "chronological"), "training.data_split.method",
-                         SPLIT_METHODS),
+        method=ck.choice(sp.get("method", "chronological"), "training.data_split.method", SPLIT_METHODS),
     )
     return labels, split
 
@@ -802,21 +866,28 @@ class _Problems:
         except BadInputError as exc:
             text = str(exc)
             prefix = f"{self.display}: "
-            self.items.append(text[len(prefix):] if text.startswith(prefix) else text)
+            self.items.append(text[len(prefix) :] if text.startswith(prefix) else text)
         return None
 
 
 def _parse_training_data(ck: _Checker, raw: Any) -> TrainingDataConfig:
     from ktrdr_core.training.data import parse_date_bound
 
-    td = ck.mapping(raw, "training_data", ("symbols", "timeframes", "base_timeframe",
-                                           "start_date", "end_date"), ("symbols", "timeframes"))
-    timeframes = ck.string_list(td["timeframes"], "training_data.timeframes", TIMEFRAME_PATTERN,
-                                "timeframe (such as 1h)")
+    td = ck.mapping(
+        raw,
+        "training_data",
+        ("symbols", "timeframes", "base_timeframe", "start_date", "end_date"),
+        ("symbols", "timeframes"),
+    )
+    timeframes = ck.string_list(
+        td["timeframes"], "training_data.timeframes", TIMEFRAME_PATTERN, "timeframe (such as 1h)"
+    )
     base = td.get("base_timeframe")
     if base is not None and base not in timeframes:
-        raise ck.fail("training_data.base_timeframe", f"must be one of the timeframes "
-                      f"({', '.join(timeframes)}), got {base!r}")
+        raise ck.fail(
+            "training_data.base_timeframe",
+            f"must be one of the timeframes ({', '.join(timeframes)}), got {base!r}",
+        )
     if len(timeframes) == 1:
         base = None  # one timeframe is its own base
     dates: dict[str, str | None] = {}
@@ -833,19 +904,28 @@ def _parse_training_data(ck: _Checker, raw: Any) -> TrainingDataConfig:
         start = parse_date_bound(dates["start_date"])
         stop = parse_date_bound(dates["end_date"], end=True)
         if start is not None and stop is not None and stop < start:
-            raise ck.fail("training_data.end_date", f"{dates['end_date']} is before start_date "
-                          f"{dates['start_date']}")
+            raise ck.fail(
+                "training_data.end_date", f"{dates['end_date']} is before start_date {dates['start_date']}"
+            )
     return TrainingDataConfig(
         symbols=ck.string_list(td["symbols"], "training_data.symbols", SYMBOL_PATTERN, "symbol"),
-        timeframes=timeframes, base_timeframe=base, **dates)
+        timeframes=timeframes,
+        base_timeframe=base,
+        **dates,
+    )
 
 
 _KEY_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
-def _parse_fuzzy_entry(ck: _Checker, key: Any, sets: Any, references: Mapping[str, int],
-                       by_id: Mapping[str, list[str]], ids: Sequence[str]
-                       ) -> tuple[str, tuple[FuzzySetConfig, ...], str]:
+def _parse_fuzzy_entry(
+    ck: _Checker,
+    key: Any,
+    sets: Any,
+    references: Mapping[str, int],
+    by_id: Mapping[str, list[str]],
+    ids: Sequence[str],
+) -> tuple[str, tuple[FuzzySetConfig, ...], str]:
     """One ``fuzzy_sets`` entry: ``(key, sets, the reference it reads)``.
 
     The key is a reference itself (``rsi_14``, ``adx_14.plus_di``) or, with an
@@ -865,8 +945,7 @@ def _parse_fuzzy_entry(ck: _Checker, key: Any, sets: Any, references: Mapping[st
         else:
             hint = f"feature_ids: {', '.join(sorted(ids))}; a reference is ID or ID.OUTPUT"
         if "indicator" in sets:
-            raise ck.fail(f"{where}.indicator", f"names no indicator output {reference!r} "
-                          f"({hint})")
+            raise ck.fail(f"{where}.indicator", f"names no indicator output {reference!r} ({hint})")
         raise ck.fail(where, f"names no indicator output ({hint})")
     parsed = []
     for set_name, spec in sets.items():
@@ -880,8 +959,9 @@ def _parse_fuzzy_entry(ck: _Checker, key: Any, sets: Any, references: Mapping[st
     return str(key), tuple(parsed), str(reference)
 
 
-def _parse_nn_inputs(ck: _Checker, raw: Any, keys: Sequence[str], timeframes: Sequence[str]
-                     ) -> tuple[NNInput, ...]:
+def _parse_nn_inputs(
+    ck: _Checker, raw: Any, keys: Sequence[str], timeframes: Sequence[str]
+) -> tuple[NNInput, ...]:
     """``nn_inputs``: which fuzzy sets feed the model, on which of the timeframes."""
     if not isinstance(raw, list) or not raw:
         raise ck.fail("nn_inputs", "must be a non-empty list of {fuzzy_set, timeframes}")
@@ -891,8 +971,7 @@ def _parse_nn_inputs(ck: _Checker, raw: Any, keys: Sequence[str], timeframes: Se
         entry = ck.mapping(item, where, ("fuzzy_set", "timeframes"), ("fuzzy_set",))
         key = entry["fuzzy_set"]
         if key not in keys:
-            raise ck.fail(f"{where}.fuzzy_set", f"names no fuzzy_sets key {key!r} "
-                          f"(keys: {', '.join(keys)})")
+            raise ck.fail(f"{where}.fuzzy_set", f"names no fuzzy_sets key {key!r} (keys: {', '.join(keys)})")
         if any(o.fuzzy_set == key for o in out):
             raise ck.fail(f"{where}.fuzzy_set", f"repeats {key!r}")
         chosen = entry.get("timeframes", "all")
@@ -901,19 +980,34 @@ def _parse_nn_inputs(ck: _Checker, raw: Any, keys: Sequence[str], timeframes: Se
             tfs = ck.string_list(chosen, f"{where}.timeframes", TIMEFRAME_PATTERN, "timeframe")
             unknown = [tf for tf in tfs if tf not in timeframes]
             if unknown:
-                raise ck.fail(f"{where}.timeframes", f"names {', '.join(unknown)}, not in "
-                              f"training_data.timeframes ({', '.join(timeframes)})")
+                raise ck.fail(
+                    f"{where}.timeframes",
+                    f"names {', '.join(unknown)}, not in training_data.timeframes ({', '.join(timeframes)})",
+                )
         out.append(NNInput(fuzzy_set=key, timeframes=tfs))
     return tuple(out)
 
 
-TOP_LEVEL_KEYS = ("name", "description", "training_data", "indicators", "fuzzy_sets",
-                  "nn_inputs", "model", "training")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "training_data",
+    "indicators",
+    "fuzzy_sets",
+    "nn_inputs",
+    "model",
+    "training",
+)
 
 
-def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
-                   source_path: str | None = None, problems: Sequence[str] = ()
-                   ) -> StrategyConfig:
+def parse_strategy(
+    raw: Any,
+    display: str,
+    *,
+    expected_name: str | None = None,
+    source_path: str | None = None,
+    problems: Sequence[str] = (),
+) -> StrategyConfig:
     """Validate the raw data of one native strategy file (``display`` names it in errors).
 
     Every section is checked even when an earlier one failed, and
@@ -925,8 +1019,11 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
     data = ck.mapping(raw, "", (), ()) if not isinstance(raw, Mapping) else raw
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     for key in unknown:
-        found.items.append(f"unknown key {key!r} (allowed here: {', '.join(TOP_LEVEL_KEYS)})"
-                           if isinstance(key, str) else f"the file has a non-text key {key!r}")
+        found.items.append(
+            f"unknown key {key!r} (allowed here: {', '.join(TOP_LEVEL_KEYS)})"
+            if isinstance(key, str)
+            else f"the file has a non-text key {key!r}"
+        )
     for key in ("name", "training_data", "indicators", "fuzzy_sets", "model"):
         if key not in data:
             found.items.append(f"{key} is required")
@@ -936,8 +1033,9 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
         if not isinstance(name, str) or not STRATEGY_NAME_PATTERN.fullmatch(name):
             raise ck.fail("name", f"must match {STRATEGY_NAME_PATTERN.pattern}, got {name!r}")
         if expected_name is not None and name != expected_name:
-            raise ck.fail("name", f"is {name!r} but the file is named {expected_name!r}.yaml; "
-                          "they must match")
+            raise ck.fail(
+                "name", f"is {name!r} but the file is named {expected_name!r}.yaml; they must match"
+            )
         return name
 
     name = found.attempt(name_of) if "name" in data else None
@@ -945,27 +1043,31 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
     if not isinstance(description, str):
         found.items.append("description must be a string")
         description = ""
-    training_data = (found.attempt(_parse_training_data, ck, data["training_data"])
-                     if "training_data" in data else None)
+    training_data = (
+        found.attempt(_parse_training_data, ck, data["training_data"]) if "training_data" in data else None
+    )
     raw_indicators = data.get("indicators")
     parsed: list[IndicatorConfig | None] = []
     if "indicators" in data:
         if not isinstance(raw_indicators, list) or not raw_indicators:
             found.items.append("indicators must be a non-empty list")
         else:
-            parsed = [found.attempt(_parse_indicator, ck, item, i)
-                      for i, item in enumerate(raw_indicators)]
-    failed_ids = {str(item.get("feature_id", item.get("name"))) for item, ind
-                  in zip(raw_indicators or [], parsed, strict=False)
-                  if ind is None and isinstance(item, Mapping)}
+            parsed = [found.attempt(_parse_indicator, ck, item, i) for i, item in enumerate(raw_indicators)]
+    failed_ids = {
+        str(item.get("feature_id", item.get("name")))
+        for item, ind in zip(raw_indicators or [], parsed, strict=False)
+        if ind is None and isinstance(item, Mapping)
+    }
     indicators = tuple(ind for ind in parsed if ind is not None)
     seen: set[str] = set()
     for i, ind in enumerate(parsed):
         if ind is None:
             continue
         if ind.feature_id in seen:
-            found.items.append(f"indicators[{i}].feature_id repeats {ind.feature_id!r}; give "
-                               "each indicator its own feature_id")
+            found.items.append(
+                f"indicators[{i}].feature_id repeats {ind.feature_id!r}; give "
+                "each indicator its own feature_id"
+            )
         seen.add(ind.feature_id)
     fuzzy: dict[str, tuple[FuzzySetConfig, ...]] = {}
     fuzzy_inputs: dict[str, str] = {}
@@ -988,8 +1090,10 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
                     fuzzy_inputs[entry[0]] = entry[2]
         for i, ind in enumerate(indicators):
             if i not in targeted:
-                found.items.append(f"fuzzy_sets has no sets for indicator {ind.feature_id!r} "
-                                   "(every indicator feeds the model through its fuzzy sets)")
+                found.items.append(
+                    f"fuzzy_sets has no sets for indicator {ind.feature_id!r} "
+                    "(every indicator feeds the model through its fuzzy sets)"
+                )
     order = list(fuzzy)
 
     def position(key: str) -> tuple[int, int]:
@@ -999,25 +1103,37 @@ def parse_strategy(raw: Any, display: str, *, expected_name: str | None = None,
     nn_inputs: tuple[NNInput, ...] = ()
     if "nn_inputs" in data and training_data is not None:
         keys = list(fz) if isinstance(fz, Mapping) else []  # failed entries: no second error
-        nn_inputs = found.attempt(_parse_nn_inputs, ck, data["nn_inputs"], keys,
-                                  training_data.timeframes) or ()
+        nn_inputs = (
+            found.attempt(_parse_nn_inputs, ck, data["nn_inputs"], keys, training_data.timeframes) or ()
+        )
         nn_inputs = tuple(i for i in nn_inputs if i.fuzzy_set in fuzzy)
         if all(i.timeframes is None for i in nn_inputs) and len(nn_inputs) == len(fuzzy):
             nn_inputs = ()  # every set on every timeframe: the same as no nn_inputs
         unused = [k for k in fuzzy if not any(i.fuzzy_set == k for i in nn_inputs)]
         if nn_inputs and unused:
-            found.items.append(f"fuzzy_sets {', '.join(unused)} feed no nn_inputs entry "
-                               "(list them in nn_inputs or remove them)")
+            found.items.append(
+                f"fuzzy_sets {', '.join(unused)} feed no nn_inputs entry "
+                "(list them in nn_inputs or remove them)"
+            )
     model = found.attempt(_parse_model, ck, data["model"]) if "model" in data else None
     trained = found.attempt(_parse_training, ck, data.get("training", {}))
     if found.items:
         raise StrategyProblems(display, found.items)
     assert name is not None and training_data is not None and model is not None and trained
     labels, split = trained
-    return StrategyConfig(name=name, description=description.strip(),
-                          training_data=training_data, indicators=indicators, fuzzy_sets=fuzzy,
-                          model=model, labels=labels, data_split=split, source_path=source_path,
-                          fuzzy_inputs=fuzzy_inputs, nn_inputs=nn_inputs)
+    return StrategyConfig(
+        name=name,
+        description=description.strip(),
+        training_data=training_data,
+        indicators=indicators,
+        fuzzy_sets=fuzzy,
+        model=model,
+        labels=labels,
+        data_split=split,
+        source_path=source_path,
+        fuzzy_inputs=fuzzy_inputs,
+        nn_inputs=nn_inputs,
+    )
 
 
 # --------------------------------------------------------------------------- resolution
@@ -1050,8 +1166,7 @@ def resolve_strategy_path(name: str, environ: Mapping[str, str] | None = None) -
     searched.append("the built-in strategies")
     known = sorted({info.name for info in list_strategies(environ) if info.error is None})
     hint = f" (available: {', '.join(known)})" if known else ""
-    raise BadInputError(f"unknown strategy {name!r}: no {name}.yaml in {' or '.join(searched)}"
-                        f"{hint}")
+    raise BadInputError(f"unknown strategy {name!r}: no {name}.yaml in {' or '.join(searched)}{hint}")
 
 
 def read_strategy_data(path: Path) -> tuple[Any, str]:
@@ -1061,8 +1176,9 @@ def read_strategy_data(path: Path) -> tuple[Any, str]:
     return _read_yaml(path, display), display
 
 
-def load_strategy_file(path: Path, *, builtin: bool | None = None,
-                       settings: Mapping[str, Any] | None = None) -> StrategyConfig:
+def load_strategy_file(
+    path: Path, *, builtin: bool | None = None, settings: Mapping[str, Any] | None = None
+) -> StrategyConfig:
     """Parse and validate one strategy file (its stem must be its ``name``).
 
     ``settings`` (``{dotted key: value}``, see :mod:`~ktrdr_core.training.overrides`)
@@ -1080,13 +1196,13 @@ def load_strategy_file(path: Path, *, builtin: bool | None = None,
         display = f"{display}, with set {', '.join(settings)}"
     from ktrdr_core.training.formats import parse_document
 
-    config: StrategyConfig = parse_document(raw, display, expected_name=path.stem,
-                                            source_path=str(path))
+    config: StrategyConfig = parse_document(raw, display, expected_name=path.stem, source_path=str(path))
     return config
 
 
-def load_strategy(name: str, environ: Mapping[str, str] | None = None, *,
-                  settings: Mapping[str, Any] | None = None) -> StrategyConfig:
+def load_strategy(
+    name: str, environ: Mapping[str, str] | None = None, *, settings: Mapping[str, Any] | None = None
+) -> StrategyConfig:
     """Resolve a strategy *name* and load it (the pipeline's first step), with ``settings``."""
     return load_strategy_file(resolve_strategy_path(name, environ), settings=settings)
 
@@ -1111,8 +1227,7 @@ class StrategyInfo:
         return data
 
 
-def iter_strategy_files(environ: Mapping[str, str] | None = None
-                        ) -> Iterator[tuple[Path, bool]]:
+def iter_strategy_files(environ: Mapping[str, str] | None = None) -> Iterator[tuple[Path, bool]]:
     """``(path, is_builtin)`` for every ``*.yaml`` the resolver could see, user dir first."""
     user_dir = strategies_dir(environ)
     if user_dir is not None and user_dir.is_dir():
@@ -1132,18 +1247,31 @@ def list_strategies(environ: Mapping[str, str] | None = None) -> list[StrategyIn
         active = name not in seen
         seen.add(name)
         if not STRATEGY_NAME_PATTERN.fullmatch(name):
-            rows.append(StrategyInfo(name=name, path=str(path), source=source, active=False,
-                                     error=f"{path.name}: the file name is not a valid "
-                                     "strategy name, so it cannot be selected"))
+            rows.append(
+                StrategyInfo(
+                    name=name,
+                    path=str(path),
+                    source=source,
+                    active=False,
+                    error=f"{path.name}: the file name is not a valid "
+                    "strategy name, so it cannot be selected",
+                )
+            )
             continue
         try:
             config = load_strategy_file(path, builtin=builtin)
         except BadInputError as exc:
-            rows.append(StrategyInfo(name=name, path=str(path), source=source, active=active,
-                                     error=str(exc)))
+            rows.append(StrategyInfo(name=name, path=str(path), source=source, active=active, error=str(exc)))
             continue
-        rows.append(StrategyInfo(name=name, path=str(path), source=source, active=active,
-                                 description=config.description,
-                                 symbols=config.training_data.symbols,
-                                 timeframes=config.training_data.timeframes))
+        rows.append(
+            StrategyInfo(
+                name=name,
+                path=str(path),
+                source=source,
+                active=active,
+                description=config.description,
+                symbols=config.training_data.symbols,
+                timeframes=config.training_data.timeframes,
+            )
+        )
     return rows

@@ -30,8 +30,10 @@ def timeframe_seconds(timeframe: str) -> int:
     if unit not in _UNITS and unit.lower() in ("h", "d", "w", "s", "min"):
         unit = unit.lower()  # 1H, 1D, 1W as some tools write them; 1M stays a month
     if match is None or unit not in _UNITS or int(match.group(1)) < 1:
-        raise BadInputError(f"timeframe {timeframe!r} has no fixed length (use s, m, h, d or w, "
-                            "such as 15m, 4h, 1d) so it cannot be aligned with other timeframes")
+        raise BadInputError(
+            f"timeframe {timeframe!r} has no fixed length (use s, m, h, d or w, "
+            "such as 15m, 4h, 1d) so it cannot be aligned with other timeframes"
+        )
     return int(match.group(1)) * _UNITS[unit]
 
 
@@ -44,10 +46,8 @@ def base_timeframe(timeframes: Sequence[str], preferred: str | None) -> str:
     return min(timeframes, key=timeframe_seconds)
 
 
-def align_closed(base_times: np.ndarray, base_tf: str, times: np.ndarray, tf: str
-                 ) -> np.ndarray:
+def align_closed(base_times: np.ndarray, base_tf: str, times: np.ndarray, tf: str) -> np.ndarray:
     """Per base bar, the index of the last ``tf`` bar closed by its close; -1 where none is."""
-    base_close = np.asarray(base_times, dtype="datetime64[s]").astype(np.int64) + \
-        timeframe_seconds(base_tf)
+    base_close = np.asarray(base_times, dtype="datetime64[s]").astype(np.int64) + timeframe_seconds(base_tf)
     closes = np.asarray(times, dtype="datetime64[s]").astype(np.int64) + timeframe_seconds(tf)
     return np.searchsorted(closes, base_close, side="right") - 1

@@ -110,8 +110,7 @@ def _scheduler_settings(raw: Any) -> dict[str, Any] | None:
         return None
     kind = str(raw.get("type", "reduce_on_plateau")).lower()
     if kind not in LR_SCHEDULERS:
-        raise BadInputError(f"lr_scheduler type {kind!r} is not supported "
-                            f"(use {', '.join(LR_SCHEDULERS)})")
+        raise BadInputError(f"lr_scheduler type {kind!r} is not supported (use {', '.join(LR_SCHEDULERS)})")
     return {**LR_SCHEDULERS[kind], **raw, "type": kind}
 
 
@@ -122,12 +121,17 @@ def _scheduler(optimizer: torch.optim.Optimizer, settings: Mapping[str, Any] | N
     schedulers = torch.optim.lr_scheduler
     kind = settings["type"]
     if kind == "reduce_on_plateau":
-        return schedulers.ReduceLROnPlateau(optimizer, mode="min", factor=float(settings["factor"]),
-                                            patience=int(settings["patience"]),
-                                            min_lr=float(settings["min_lr"]))
+        return schedulers.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=float(settings["factor"]),
+            patience=int(settings["patience"]),
+            min_lr=float(settings["min_lr"]),
+        )
     if kind == "step":
-        return schedulers.StepLR(optimizer, step_size=int(settings["step_size"]),
-                                 gamma=float(settings["gamma"]))
+        return schedulers.StepLR(
+            optimizer, step_size=int(settings["step_size"]), gamma=float(settings["gamma"])
+        )
     return schedulers.ExponentialLR(optimizer, gamma=float(settings["gamma"]))
 
 
@@ -142,13 +146,15 @@ class BatchMetrics(Mapping[str, Any]):
     """
 
     __slots__ = ("_correct", "_fixed", "_loss_sum", "_seen")
-    _KEYS = ("progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss",
-             "train_accuracy")
+    _KEYS = ("progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss", "train_accuracy")
 
-    def __init__(self, epoch: int, batch: int, batches: int, loss_sum: Any, correct: Any,
-                 seen: int) -> None:
-        self._fixed = {"progress_type": "batch", "epoch": epoch, "batch": batch,
-                       "total_batches_per_epoch": batches}
+    def __init__(self, epoch: int, batch: int, batches: int, loss_sum: Any, correct: Any, seen: int) -> None:
+        self._fixed = {
+            "progress_type": "batch",
+            "epoch": epoch,
+            "batch": batch,
+            "total_batches_per_epoch": batches,
+        }
         self._loss_sum, self._correct, self._seen = loss_sum, correct, seen
 
     def __getitem__(self, key: str) -> Any:
@@ -189,8 +195,12 @@ class ModelTrainer:
     two runs give identical weights and metrics.
     """
 
-    def __init__(self, config: Any, progress_callback: ProgressCallback | None = None,
-                 cancellation_token: CancellationToken | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        progress_callback: ProgressCallback | None = None,
+        cancellation_token: CancellationToken | None = None,
+    ) -> None:
         self.config = trainer_config(config)
         self.progress_callback = progress_callback
         self.cancellation_token = cancellation_token
@@ -214,8 +224,10 @@ class ModelTrainer:
         except Exception:  # noqa: BLE001 - a progress consumer's bug is not the training's
             if not self._callback_failed:
                 self._callback_failed = True
-                logger.exception("progress callback %r raised; training continues and its "
-                                 "later errors are not logged", callback)
+                logger.exception(
+                    "progress callback %r raised; training continues and its later errors are not logged",
+                    callback,
+                )
 
     def _check_cancelled(self) -> None:
         token = self.cancellation_token
@@ -228,15 +240,16 @@ class ModelTrainer:
         return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
-                 loss: Loss | None = None) -> tuple[float, float]:
+    def evaluate(
+        self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: Loss | None = None
+    ) -> tuple[float, float]:
         """``(mean loss, accuracy)`` in eval mode; the loss is plain cross-entropy unless given."""
         model.eval()
         total_loss = 0.0
         total_weight = 0.0
         correct = 0
         for start in range(0, len(y), _EVAL_CHUNK):
-            xb, yb = X[start:start + _EVAL_CHUNK], y[start:start + _EVAL_CHUNK]
+            xb, yb = X[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK]
             logits = model(xb)
             if loss is None:
                 total_loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
@@ -250,8 +263,7 @@ class ModelTrainer:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def train(self, model: nn.Module, X_train: Any, y_train: Any, X_val: Any, y_val: Any
-              ) -> dict[str, Any]:
+    def train(self, model: nn.Module, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> dict[str, Any]:
         """Train ``model`` in place; returns the training metrics (see ``docs/engine.md``)."""
         cfg = self.config
         early = cfg["early_stopping"]
@@ -276,19 +288,30 @@ class ModelTrainer:
         batches = math.ceil(n / batch_size)
         optimizer = _adam(model, float(cfg["learning_rate"]))
         scheduler = _scheduler(optimizer, cfg["lr_scheduler"])
-        loss_fn = Loss(str(cfg["loss"]).lower(), gamma=float(cfg["focal_gamma"]),
-                       class_weights=cfg["class_weights"], y_train=y,
-                       num_classes=max(NUM_CLASSES, int(y.max()) + 1), device=device)
+        loss_fn = Loss(
+            str(cfg["loss"]).lower(),
+            gamma=float(cfg["focal_gamma"]),
+            class_weights=cfg["class_weights"],
+            y_train=y,
+            num_classes=max(NUM_CLASSES, int(y.max()) + 1),
+            device=device,
+        )
         clip = float(cfg["gradient_clip"] or 0.0)
         parameters = [p for p in model.parameters() if p.requires_grad]
         emit = self._emit
         token = self.cancellation_token
         report_batches = self.progress_callback is not None
-        on_device = (device.type != "cpu" if self.device_accumulation is None
-                     else bool(self.device_accumulation))
+        on_device = (
+            device.type != "cpu" if self.device_accumulation is None else bool(self.device_accumulation)
+        )
 
-        history: dict[str, list[float]] = {"train_loss": [], "train_accuracy": [],
-                                           "val_loss": [], "val_accuracy": [], "learning_rate": []}
+        history: dict[str, list[float]] = {
+            "train_loss": [],
+            "train_accuracy": [],
+            "val_loss": [],
+            "val_accuracy": [],
+            "learning_rate": [],
+        }
         best_value = math.inf
         best_epoch = 0
         best_state: dict[str, torch.Tensor] | None = None
@@ -310,7 +333,7 @@ class ModelTrainer:
             for batch in range(batches):
                 if token is not None and token.is_cancelled():
                     raise CancellationError(token.reason or "cancelled")
-                index = order[batch * batch_size:(batch + 1) * batch_size]
+                index = order[batch * batch_size : (batch + 1) * batch_size]
                 xb = X[index]
                 yb = y[index]
                 logits = model(xb)
@@ -331,8 +354,7 @@ class ModelTrainer:
                     loss_sum += loss.item() * count
                     correct += int(hits)
                 if report_batches:
-                    emit(epoch, epochs, BatchMetrics(epoch, batch + 1, batches, loss_sum,
-                                                     correct, seen))
+                    emit(epoch, epochs, BatchMetrics(epoch, batch + 1, batches, loss_sum, correct, seen))
             self._check_cancelled()
             train_loss, train_accuracy = float(loss_sum) / seen, int(correct) / seen
             val_loss, val_accuracy = self.evaluate(model, Xv, yv, loss_fn)
@@ -354,17 +376,21 @@ class ModelTrainer:
             else:
                 wait += 1
             stopped_early = patience is not None and wait >= patience and epoch < epochs
-            emit(epoch, epochs, {
-                "progress_type": "epoch",
-                "epoch": epoch,
-                "total_batches_per_epoch": batches,
-                "train_loss": train_loss,
-                "train_accuracy": train_accuracy,
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "best_epoch": best_epoch,
-                "stopped_early": stopped_early,
-            })
+            emit(
+                epoch,
+                epochs,
+                {
+                    "progress_type": "epoch",
+                    "epoch": epoch,
+                    "total_batches_per_epoch": batches,
+                    "train_loss": train_loss,
+                    "train_accuracy": train_accuracy,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_accuracy,
+                    "best_epoch": best_epoch,
+                    "stopped_early": stopped_early,
+                },
+            )
             if stopped_early:
                 break
         elapsed = time.perf_counter() - started

@@ -119,8 +119,13 @@ class IgnoresTheSeed(QuickMode):
     def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
         result = super().execute(request, progress, cancel)
         noise = random.random()
-        return attrs.evolve(result, training_metrics={**result.training_metrics,
-                                                      "val_loss": result.training_metrics["val_loss"] + noise})
+        return attrs.evolve(
+            result,
+            training_metrics={
+                **result.training_metrics,
+                "val_loss": result.training_metrics["val_loss"] + noise,
+            },
+        )
 
 
 class SlowHealth(QuickMode):

@@ -51,19 +51,31 @@ class _Collector:
 
 def _module_source(mode_expr: str | None, attributes: dict[str, Any], imports: str) -> str:
     body = "\n".join(f"    {key} = {value!r}" for key, value in attributes.items()) or "    pass"
-    fixture = "" if mode_expr is None else textwrap.indent(textwrap.dedent(f"""\
+    fixture = (
+        ""
+        if mode_expr is None
+        else textwrap.indent(
+            textwrap.dedent(f"""\
         @pytest.fixture
         def mode(self):
             return {mode_expr}
-        """), "    ")
-    return textwrap.dedent(f"""\
+        """),
+            "    ",
+        )
+    )
+    return (
+        textwrap.dedent(f"""\
         import pytest
         from ktrdr_core.testing import ExecutionModeContract
         {imports}
 
 
         class TestModeUnderContract(ExecutionModeContract):
-        """) + fixture + body + "\n"
+        """)
+        + fixture
+        + body
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -71,8 +83,9 @@ def run_contract(tmp_path: Path) -> Callable[..., ContractRun]:
     """``run_contract("IgnoresCancellation()", "-k", "cancel", cancel_epochs=100)``."""
     counter = iter(range(1000))
 
-    def run(mode_expr: str | None, *args: str, imports: str = "from broken_modes import *",
-            **attributes: Any) -> ContractRun:
+    def run(
+        mode_expr: str | None, *args: str, imports: str = "from broken_modes import *", **attributes: Any
+    ) -> ContractRun:
         folder = tmp_path / f"run{next(counter)}"
         folder.mkdir()
         (folder / "pytest.ini").write_text("[pytest]\n")
@@ -83,8 +96,20 @@ def run_contract(tmp_path: Path) -> Callable[..., ContractRun]:
         sys.path.insert(0, str(HERE))
         os.chdir(folder)
         try:
-            code = pytest.main([str(module), "-q", "-p", "no:cacheprovider", "--rootdir", str(folder),
-                                "-c", str(folder / "pytest.ini"), *args], plugins=[collector])
+            code = pytest.main(
+                [
+                    str(module),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    str(folder),
+                    "-c",
+                    str(folder / "pytest.ini"),
+                    *args,
+                ],
+                plugins=[collector],
+            )
         finally:
             os.chdir(saved_cwd)
             sys.path[:] = saved_path

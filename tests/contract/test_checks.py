@@ -16,11 +16,22 @@ REQUEST = TrainingRequest(strategy="s", overrides={"epochs": 2, "seed": 3, "save
 def good_result(**changes: Any) -> TrainingResult:
     data: dict[str, Any] = {
         "success": True,
-        "training_metrics": {"val_loss": 0.9, "val_accuracy": 0.5, "epochs_trained": 2,
-                             "history": {"val_loss": [1.0, 0.9]}},
-        "test_metrics": {"test_accuracy": 0.5, "test_loss": 0.9, "precision": 0.5, "recall": 0.5,
-                         "f1": 0.5, "baseline_accuracy": 0.4},
-        "feature_names": ["a"], "feature_importance": {"a": 0.1},
+        "training_metrics": {
+            "val_loss": 0.9,
+            "val_accuracy": 0.5,
+            "epochs_trained": 2,
+            "history": {"val_loss": [1.0, 0.9]},
+        },
+        "test_metrics": {
+            "test_accuracy": 0.5,
+            "test_loss": 0.9,
+            "precision": 0.5,
+            "recall": 0.5,
+            "f1": 0.5,
+            "baseline_accuracy": 0.4,
+        },
+        "feature_names": ["a"],
+        "feature_importance": {"a": 0.1},
         "metadata": {"seed": 3, "duration_seconds": 1.0},
     }
     data.update(changes)
@@ -33,8 +44,9 @@ def test_a_good_result_has_no_problems() -> None:
 
 def test_result_problems_name_what_is_wrong() -> None:
     assert "not a ktrdr_core.TrainingResult" in result_problems({"success": True}, REQUEST)[0]
-    wrong = good_result(metadata={"seed": 4, "duration_seconds": 1.0},
-                        feature_importance={"a": 0.1, "zz": 0.2})
+    wrong = good_result(
+        metadata={"seed": 4, "duration_seconds": 1.0}, feature_importance={"a": 0.1, "zz": 0.2}
+    )
     text = "\n".join(result_problems(wrong, REQUEST))
     assert "metadata.seed is 4 but the request asked for seed 3" in text
     assert "feature_importance names features not in feature_names: 'zz'" in text
@@ -43,7 +55,9 @@ def test_result_problems_name_what_is_wrong() -> None:
     not_json = good_result(config={"when": object()})
     assert "not JSON-ready" in "\n".join(result_problems(not_json, REQUEST))
     saving = TrainingRequest(strategy="s", overrides={"epochs": 2, "seed": 3})
-    assert "model_path is None although the request saves a model" in "\n".join(result_problems(good_result(), saving))
+    assert "model_path is None although the request saves a model" in "\n".join(
+        result_problems(good_result(), saving)
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -70,18 +84,36 @@ def test_the_probe_reports_each_kind_of_bad_call_once_with_a_count() -> None:
     assert "metrics['progress_type'] is 'step'" in problems
 
 
-BATCH = {"progress_type": "batch", "batch": 1, "total_batches_per_epoch": 4, "train_loss": 1.0,
-         "train_accuracy": 0.4}
-EPOCH = {"progress_type": "epoch", "total_batches_per_epoch": 4, "train_loss": 1.0, "train_accuracy": 0.4,
-         "val_loss": 1.1, "val_accuracy": 0.35}
+BATCH = {
+    "progress_type": "batch",
+    "batch": 1,
+    "total_batches_per_epoch": 4,
+    "train_loss": 1.0,
+    "train_accuracy": 0.4,
+}
+EPOCH = {
+    "progress_type": "epoch",
+    "total_batches_per_epoch": 4,
+    "train_loss": 1.0,
+    "train_accuracy": 0.4,
+    "val_loss": 1.1,
+    "val_accuracy": 0.35,
+}
 
 
 def test_the_probe_accepts_design_metrics_and_a_throttles_extra_keys() -> None:
     probe = ProgressProbe()
     probe(1, 2, BATCH)
     probe(1, 2, EPOCH)
-    folded = {**BATCH, "epoch": 2, "batch": 2, "epochs_completed": 1, "folded_epochs": [{**EPOCH, "epoch": 1}],
-              "val_loss": 1.1, "val_accuracy": 0.35}
+    folded = {
+        **BATCH,
+        "epoch": 2,
+        "batch": 2,
+        "epochs_completed": 1,
+        "folded_epochs": [{**EPOCH, "epoch": 1}],
+        "val_loss": 1.1,
+        "val_accuracy": 0.35,
+    }
     probe(2, 2, folded)
     probe(2, 2, {**EPOCH, "best_epoch": 2, "stopped_early": False, "train_loss": float("nan")})
     assert probe.problems == []
@@ -95,13 +127,19 @@ def test_the_probe_requires_the_design_progress_keys() -> None:
     probe(1, 2, {**BATCH, "batch": 1.0})
     probe(2, 2, {**BATCH, "folded_epochs": [{"epoch": 1, "train_loss": 1.0}]})
     problems = "\n".join(probe.problems)
-    assert "update 1: the 'batch' update lacks total_batches_per_epoch, train_accuracy (docs/contract.md, 'Progress updates')" in problems
+    assert (
+        "update 1: the 'batch' update lacks total_batches_per_epoch, train_accuracy (docs/contract.md, 'Progress updates')"
+        in problems
+    )
     assert "pass ModelTrainer's batch metrics on whole" in problems
     assert "update 2: the 'epoch' update lacks val_loss (docs/contract.md, 'Progress updates')" in problems
     assert "must keep the validation metrics" in problems
     assert "update 3: metrics['val_accuracy'] must be a number, got str '0.3'" in problems
     assert "(and 1 more update(s) like it)" in problems  # update 4's float batch number
-    assert "update 5: metrics['folded_epochs'] must be a list of the folded epochs' full epoch metrics" in problems
+    assert (
+        "update 5: metrics['folded_epochs'] must be a list of the folded epochs' full epoch metrics"
+        in problems
+    )
 
 
 def test_the_probe_checks_the_run_as_a_whole() -> None:

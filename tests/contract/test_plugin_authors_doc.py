@@ -14,8 +14,9 @@ GUIDE = ROOT / "docs" / "plugin-authors.md"
 
 
 def hook_names() -> list[str]:
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(fn, "ktrdr_spec")]
+    return [
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "ktrdr_spec")
+    ]
 
 
 def test_every_hook_is_in_the_guides_hook_list_with_its_parameters() -> None:
@@ -45,4 +46,6 @@ def test_every_tuning_attribute_named_in_the_guide_exists() -> None:
     for name in re.findall(r"`([a-z_]+)`", table):
         if name in {"neuro_mean_reversion", "epochs", "seed", "home"}:
             continue
-        assert hasattr(ExecutionModeContract, name), f"docs name a tuning attribute {name!r} that does not exist"
+        assert hasattr(ExecutionModeContract, name), (
+            f"docs name a tuning attribute {name!r} that does not exist"
+        )

@@ -17,4 +17,5 @@ class TestQuickModeContract(ExecutionModeContract):
 
 
 TestQuickModeInTheManager = manager_state_machine(
-    lambda: QuickMode("quick", batch_seconds=0.005), max_examples=5, steps=12).TestCase
+    lambda: QuickMode("quick", batch_seconds=0.005), max_examples=5, steps=12
+).TestCase

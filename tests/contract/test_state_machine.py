@@ -18,7 +18,9 @@ def run(machine: type[ManagerStateMachine]) -> None:
 
 def test_a_mode_that_fails_valid_requests_is_caught() -> None:
     machine = manager_state_machine(FailingMode, max_examples=2, steps=3)
-    with pytest.raises(ContractViolation, match=r"failed: RuntimeError: the GPU driver went away; a valid request must train"):
+    with pytest.raises(
+        ContractViolation, match=r"failed: RuntimeError: the GPU driver went away; a valid request must train"
+    ):
         run(machine)
 
 
@@ -27,14 +29,21 @@ class AlwaysTheControl:
 
     @hookimpl(tryfirst=True)
     def select_mode(self, request: Any, policy: Any, modes: Any) -> Decision:
-        return Decision(mode=policy.control, reason="never roll out", bucket=bucket_for(request.user_id),
-                        user_id=request.user_id)
+        return Decision(
+            mode=policy.control,
+            reason="never roll out",
+            bucket=bucket_for(request.user_id),
+            user_id=request.user_id,
+        )
 
 
 def test_a_decision_that_disagrees_with_the_rollout_is_caught() -> None:
     machine = manager_state_machine(QuickMode, extra_plugins=(AlwaysTheControl,), max_examples=3, steps=4)
-    with pytest.raises(ContractViolation, match=r"got mode 'contract-control' but the rollout in force "
-                       r"\(enabled=True, percentage=100.*\) gives 'quick': never roll out"):
+    with pytest.raises(
+        ContractViolation,
+        match=r"got mode 'contract-control' but the rollout in force "
+        r"\(enabled=True, percentage=100.*\) gives 'quick': never roll out",
+    ):
         run(machine)
 
 

@@ -24,13 +24,23 @@ from ktrdr_unified import TrainingExecutor
 
 def test_equivalent_results(ktrdr_home: Path) -> None:
     """Ensure the new implementation produces the same results as legacy."""
-    params = {"strategy": STRATEGY, "symbols": None, "timeframes": None,
-              "start_date": SHORT["start_date"], "end_date": SHORT["end_date"],
-              "overrides": {"epochs": 3, "seed": 5}}
+    params = {
+        "strategy": STRATEGY,
+        "symbols": None,
+        "timeframes": None,
+        "start_date": SHORT["start_date"],
+        "end_date": SHORT["end_date"],
+        "overrides": {"epochs": 3, "seed": 5},
+    }
 
     legacy_result = StrategyTrainer().train_multi_symbol_strategy(
-        params["strategy"], params["symbols"], params["timeframes"], params["start_date"],
-        params["end_date"], **params["overrides"])
+        params["strategy"],
+        params["symbols"],
+        params["timeframes"],
+        params["start_date"],
+        params["end_date"],
+        **params["overrides"],
+    )
     unified_result = TrainingExecutor().execute(TrainingRequest(**params)).to_dict()
 
     assert legacy_result["success"] and unified_result["success"]

@@ -17,15 +17,26 @@ from ktrdr_core.testing import leftover_model_dirs as model_dirs
 SHORT_ARGS = ["--start", SHORT["start_date"], "--end", SHORT["end_date"]]
 
 
-def run(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 180
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], env: dict[str, str], *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_train_prints_the_decision_and_a_summary(ktrdr_cmd: list[str], cli_env: dict[str, str],
-                                                 ktrdr_home: Path) -> None:
-    done = run(ktrdr_cmd, cli_env, "train", "neuro_mean_reversion", "--user", "alice",
-               "--epochs", "2", "--no-progress")
+def test_train_prints_the_decision_and_a_summary(
+    ktrdr_cmd: list[str], cli_env: dict[str, str], ktrdr_home: Path
+) -> None:
+    done = run(
+        ktrdr_cmd,
+        cli_env,
+        "train",
+        "neuro_mean_reversion",
+        "--user",
+        "alice",
+        "--epochs",
+        "2",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     assert "mode: legacy" in done.stderr and "alice" in done.stderr  # the decision and why
     assert "trained neuro_mean_reversion with mode legacy" in done.stdout
@@ -34,8 +45,19 @@ def test_train_prints_the_decision_and_a_summary(ktrdr_cmd: list[str], cli_env: 
 
 
 def test_json_prints_the_result_dict(ktrdr_cmd: list[str], cli_env: dict[str, str]) -> None:
-    done = run(ktrdr_cmd, cli_env, "train", "neuro_mean_reversion", "--mode", "unified",
-               "--epochs", "2", "--json", "--no-progress", *SHORT_ARGS)
+    done = run(
+        ktrdr_cmd,
+        cli_env,
+        "train",
+        "neuro_mean_reversion",
+        "--mode",
+        "unified",
+        "--epochs",
+        "2",
+        "--json",
+        "--no-progress",
+        *SHORT_ARGS,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(RESULT_KEYS) <= set(result)
@@ -47,11 +69,25 @@ def test_json_prints_the_result_dict(ktrdr_cmd: list[str], cli_env: dict[str, st
 
 
 @pytest.mark.parametrize("mode", ["legacy", "unified"])
-def test_progress_jsonl_writes_one_object_per_update(mode: str, ktrdr_cmd: list[str],
-                                                     cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_progress_jsonl_writes_one_object_per_update(
+    mode: str, ktrdr_cmd: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
     out = tmp_path / "progress.jsonl"
-    done = run(ktrdr_cmd, cli_env, "train", "neuro_mean_reversion", "--mode", mode, "--epochs", "2",
-               "--no-progress", "--progress-jsonl", str(out), "--json", *SHORT_ARGS)
+    done = run(
+        ktrdr_cmd,
+        cli_env,
+        "train",
+        "neuro_mean_reversion",
+        "--mode",
+        mode,
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--progress-jsonl",
+        str(out),
+        "--json",
+        *SHORT_ARGS,
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records, "no progress written"
@@ -70,15 +106,19 @@ def test_progress_jsonl_writes_one_object_per_update(mode: str, ktrdr_cmd: list[
         assert all(gap >= 0.1 for gap in gaps[:-1])
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["train", "../neuro_mean_reversion"], "strategy"),
-    (["train", "/etc/passwd"], "strategy"),
-    (["train", "no_such_strategy"], "no_such_strategy"),
-    (["train", "neuro_mean_reversion", "--data-dir", "/nonexistent/ktrdr-data"], "/nonexistent"),
-    (["train", "neuro_mean_reversion", "--mode", "warp_drive"], "warp_drive"),
-])
-def test_bad_input_exits_2_with_one_line(args: list[str], needle: str, ktrdr_cmd: list[str],
-                                         cli_env: dict[str, str], ktrdr_home: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "../neuro_mean_reversion"], "strategy"),
+        (["train", "/etc/passwd"], "strategy"),
+        (["train", "no_such_strategy"], "no_such_strategy"),
+        (["train", "neuro_mean_reversion", "--data-dir", "/nonexistent/ktrdr-data"], "/nonexistent"),
+        (["train", "neuro_mean_reversion", "--mode", "warp_drive"], "warp_drive"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], needle: str, ktrdr_cmd: list[str], cli_env: dict[str, str], ktrdr_home: Path
+) -> None:
     done = run(ktrdr_cmd, cli_env, *args, "--epochs", "1", "--no-progress", timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
@@ -90,14 +130,28 @@ def test_bad_input_exits_2_with_one_line(args: list[str], needle: str, ktrdr_cmd
 
 
 @pytest.mark.parametrize("mode", ["legacy", "unified"])
-def test_sigint_exits_130_and_leaves_no_model(mode: str, ktrdr_cmd: list[str],
-                                              cli_env: dict[str, str], ktrdr_home: Path,
-                                              tmp_path: Path) -> None:
+def test_sigint_exits_130_and_leaves_no_model(
+    mode: str, ktrdr_cmd: list[str], cli_env: dict[str, str], ktrdr_home: Path, tmp_path: Path
+) -> None:
     progress = tmp_path / "progress.jsonl"
     proc = subprocess.Popen(
-        [*ktrdr_cmd, "train", "neuro_mean_reversion", "--mode", mode, "--epochs", "200",
-         "--no-progress", "--progress-jsonl", str(progress)],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            *ktrdr_cmd,
+            "train",
+            "neuro_mean_reversion",
+            "--mode",
+            mode,
+            "--epochs",
+            "200",
+            "--no-progress",
+            "--progress-jsonl",
+            str(progress),
+        ],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (progress.exists() and progress.read_text().strip()):
@@ -132,8 +186,9 @@ def _hopeless_strategy(folder: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "unified"])
-def test_warnings_are_printed_and_in_the_json(mode: str, ktrdr_cmd: list[str], cli_env: dict[str, str],
-                                              tmp_path: Path) -> None:
+def test_warnings_are_printed_and_in_the_json(
+    mode: str, ktrdr_cmd: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
     _hopeless_strategy(tmp_path / "strategies")
     env = {**cli_env, "KTRDR_STRATEGIES_DIR": str(tmp_path / "strategies")}
     args = ("train", "hopeless", "--mode", mode, "--epochs", "1", "--no-progress", *SHORT_ARGS)

@@ -68,12 +68,29 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return int(exited.value.code or 0), out, err
 
 
-def test_legacy_and_unified_are_equivalent(tmp_path: Path, ktrdr_home: Path, cli_env: dict[str, str],
-                                           ktrdr_cmd: list[str]) -> None:
+def test_legacy_and_unified_are_equivalent(
+    tmp_path: Path, ktrdr_home: Path, cli_env: dict[str, str], ktrdr_cmd: list[str]
+) -> None:
     report = tmp_path / "report"
-    done = subprocess.run([*ktrdr_cmd, "compare", STRATEGY, *SHORT_ARGS, "--seed", "7",
-                           "--user", "carol", "--report", str(report), "--check-cancel"],
-                          env=cli_env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *ktrdr_cmd,
+            "compare",
+            STRATEGY,
+            *SHORT_ARGS,
+            "--seed",
+            "7",
+            "--user",
+            "carol",
+            "--report",
+            str(report),
+            "--check-cancel",
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "legacy vs unified: equivalent" in done.stdout
 
@@ -85,8 +102,14 @@ def test_legacy_and_unified_are_equivalent(tmp_path: Path, ktrdr_home: Path, cli
     data = json.loads((report / "report.json").read_text())
     assert data["equivalent"] is True and data["differing_fields"] == []
     fields = {c["field"]: c for c in data["comparisons"]}
-    for name in ("training_metrics.val_loss", "training_metrics.val_accuracy", "test_metrics.test_accuracy",
-                 "test_metrics.test_loss", "test_metrics.f1", "training_metrics.epochs_trained"):
+    for name in (
+        "training_metrics.val_loss",
+        "training_metrics.val_accuracy",
+        "test_metrics.test_accuracy",
+        "test_metrics.test_loss",
+        "test_metrics.f1",
+        "training_metrics.epochs_trained",
+    ):
         assert fields[name]["equal"] is True, fields[name]
     assert data["control"]["progress"]["updates"] > 10 * data["candidate"]["progress"]["updates"]
     assert data["control"]["request_id"] != data["candidate"]["request_id"]
@@ -102,14 +125,19 @@ def test_legacy_and_unified_are_equivalent(tmp_path: Path, ktrdr_home: Path, cli
     assert data["ledger_comparison_id"] == latest.id
     runs = ledger.runs(user="carol")
     assert sorted((r.mode, r.status) for r in runs) == [
-        ("legacy", "cancelled"), ("legacy", "success"), ("unified", "cancelled"), ("unified", "success")]
+        ("legacy", "cancelled"),
+        ("legacy", "success"),
+        ("unified", "cancelled"),
+        ("unified", "success"),
+    ]
     assert all(r.forced for r in runs)
     assert len({r.request_id for r in runs}) == 4
     assert not (ktrdr_home / "models").exists() or not any((ktrdr_home / "models").rglob("model.pt"))
 
 
 def test_a_differing_candidate_exits_1_and_names_the_fields(
-        test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run_cli([STRATEGY, "--candidate", "unified-lr", *SHORT_ARGS], capsys)
     assert code == 1, err
     assert "legacy and unified-lr differ in:" in err
@@ -127,9 +155,11 @@ def test_a_differing_candidate_exits_1_and_names_the_fields(
 
 
 def test_a_raising_candidate_is_recorded_and_the_control_result_kept(
-        test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    request = TrainingRequest(strategy=STRATEGY, user_id="dave",
-                              overrides={"epochs": 1, "seed": 3, "save_model": False}, **SHORT)
+    test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = TrainingRequest(
+        strategy=STRATEGY, user_id="dave", overrides={"epochs": 1, "seed": 3, "save_model": False}, **SHORT
+    )
     outcome = Experiment(TrainingManager(), control="legacy", candidate="broken").run(request)
     assert outcome.value is outcome.control.result and outcome.value.success
     assert outcome.value.training_metrics["epochs_trained"] == 1
@@ -142,18 +172,27 @@ def test_a_raising_candidate_is_recorded_and_the_control_result_kept(
     latest = RunLedger(ledger_path(ktrdr_home)).latest_comparison(control="legacy", candidate="broken")
     assert latest is not None and latest.equivalent is False
     statuses = sorted((r.mode, r.status) for r in RunLedger(ledger_path(ktrdr_home)).runs())
-    assert statuses == [("broken", "error"), ("broken", "error"), ("legacy", "success"), ("legacy", "success")]
+    assert statuses == [
+        ("broken", "error"),
+        ("broken", "error"),
+        ("legacy", "success"),
+        ("legacy", "success"),
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["../etc/passwd"], "invalid strategy name"),
-    (["no_such_strategy"], "no_such_strategy"),
-    ([STRATEGY, "--candidate", "nope"], "'nope' is not installed"),
-    ([STRATEGY, "--control", "unified"], "both 'unified'"),
-    ([STRATEGY, "--start", "2031-01-01", "--epochs", "1"], "refused the request"),
-])
-def test_bad_input_exits_2(args: list[str], message: str, ktrdr_home: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["../etc/passwd"], "invalid strategy name"),
+        (["no_such_strategy"], "no_such_strategy"),
+        ([STRATEGY, "--candidate", "nope"], "'nope' is not installed"),
+        ([STRATEGY, "--control", "unified"], "both 'unified'"),
+        ([STRATEGY, "--start", "2031-01-01", "--epochs", "1"], "refused the request"),
+    ],
+)
+def test_bad_input_exits_2(
+    args: list[str], message: str, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _out, err = run_cli(args, capsys)
     assert code == 2, err
     assert message in err
@@ -161,17 +200,30 @@ def test_bad_input_exits_2(args: list[str], message: str, ktrdr_home: Path,
     assert RunLedger(ledger_path(ktrdr_home)).latest_comparison() is None
 
 
-def test_compare_sets_torch_threads_like_train(ktrdr_home: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_sets_torch_threads_like_train(
+    ktrdr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)  # what an unconfigured process might have: every core
     monkeypatch.setenv("KTRDR_TORCH_THREADS", "2")
     try:
-        code, _out, err = run_cli([STRATEGY, "--epochs", "1", "--no-warm-up", "--report", str(tmp_path / "r"),
-                                   "--start", SHORT["start_date"], "--end", SHORT["end_date"]], capsys)
+        code, _out, err = run_cli(
+            [
+                STRATEGY,
+                "--epochs",
+                "1",
+                "--no-warm-up",
+                "--report",
+                str(tmp_path / "r"),
+                "--start",
+                SHORT["start_date"],
+                "--end",
+                SHORT["end_date"],
+            ],
+            capsys,
+        )
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
@@ -181,8 +233,9 @@ def test_compare_sets_torch_threads_like_train(ktrdr_home: Path, tmp_path: Path,
     assert data["environment"]["torch_threads"] == 2
 
 
-def test_compare_refuses_a_malformed_thread_count(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_refuses_a_malformed_thread_count(
+    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("KTRDR_TORCH_THREADS", "lots")
     code, _out, err = run_cli([STRATEGY, "--epochs", "1"], capsys)
     assert code == 2

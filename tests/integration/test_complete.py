@@ -13,8 +13,9 @@ def run(cmd: list[str], env: dict[str, str], *args: str) -> subprocess.Completed
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_legacy_is_unreferenced_after_complete(ktrdr_cmd: list[str], cli_env: dict[str, str],
-                                               ktrdr_home: Path) -> None:
+def test_legacy_is_unreferenced_after_complete(
+    ktrdr_cmd: list[str], cli_env: dict[str, str], ktrdr_home: Path
+) -> None:
     env = {**cli_env, "KTRDR_ACTOR": "tester"}
     assert run(ktrdr_cmd, env, "rollout", "stage", "full").returncode == 0
     before = run(ktrdr_cmd, env, "plugins")
@@ -33,7 +34,21 @@ def test_legacy_is_unreferenced_after_complete(ktrdr_cmd: list[str], cli_env: di
         explained = json.loads(run(ktrdr_cmd, environ, "rollout", "explain", "alice", "--json").stdout)
         decision = explained["decision"]
         assert decision["mode"] == "unified" and not decision["fallback"], decision
-    trained = run(ktrdr_cmd, gone, "train", STRATEGY, "--user", "alice", "--epochs", "1",
-                  "--start", SHORT["start_date"], "--end", SHORT["end_date"], "--json", "--no-progress")
+    trained = run(
+        ktrdr_cmd,
+        gone,
+        "train",
+        STRATEGY,
+        "--user",
+        "alice",
+        "--epochs",
+        "1",
+        "--start",
+        SHORT["start_date"],
+        "--end",
+        SHORT["end_date"],
+        "--json",
+        "--no-progress",
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert json.loads(trained.stdout)["metadata"]["mode"] == "unified"

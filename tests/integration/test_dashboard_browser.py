@@ -28,11 +28,22 @@ from integration_support import SHORT, STRATEGY
 from test_service import AUTH, TOKEN, Server
 
 CHROMIUM = os.environ.get("KTRDR_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "screenshots"
 # long enough to watch the bar move and to cancel it: small batches, many epochs
-LONG = {"strategy": STRATEGY, "user_id": "dash-user", "overrides": {"epochs": 300, "seed": 3, "batch_size": 16}}
+LONG = {
+    "strategy": STRATEGY,
+    "user_id": "dash-user",
+    "overrides": {"epochs": 300, "seed": 3, "batch_size": 16},
+}
 WAIT_MS = 120_000  # generous: the machine may be loaded
 
 
@@ -60,19 +71,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _require_browser()
     home = tmp_path_factory.mktemp("dash") / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_TRAINING", "ROLLBACK"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_TRAINING", "ROLLBACK"))
+    }
     env.update(KTRDR_HOME=str(home), OMP_NUM_THREADS="1")
     # a real comparison, so the comparisons card has curves to plot
-    done = subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", "compare", STRATEGY, "--epochs", "2",
-                           "--start", SHORT["start_date"], "--end", SHORT["end_date"], "--no-warm-up",
-                           "--report", str(home.parent / "report")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ktrdr_core.cli.main",
+            "compare",
+            STRATEGY,
+            "--epochs",
+            "2",
+            "--start",
+            SHORT["start_date"],
+            "--end",
+            SHORT["end_date"],
+            "--no-warm-up",
+            "--report",
+            str(home.parent / "report"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     srv = Server(home, "--max-concurrent", "2")
     with httpx.Client(base_url=srv.url, timeout=10) as c:
-        assert c.put("/api/v1/rollout", json={"stage": "canary", "reason": "dashboard test"},
-                     headers=AUTH).status_code == 200
+        assert (
+            c.put(
+                "/api/v1/rollout", json={"stage": "canary", "reason": "dashboard test"}, headers=AUTH
+            ).status_code
+            == 200
+        )
     yield srv
     srv.stop()
 
@@ -124,14 +160,17 @@ def _wait(predicate: Any, what: str, timeout: float = 120) -> Any:
         time.sleep(0.2)
 
 
-def test_page_shows_the_stage_and_the_gate_with_no_console_error(server: Server, browser: Any,
-                                                                 client: httpx.Client) -> None:
+def test_page_shows_the_stage_and_the_gate_with_no_console_error(
+    server: Server, browser: Any, client: httpx.Client
+) -> None:
     gate = client.get("/dashboard/api/gate").json()
     view = Page(browser, server.url)
     page = view.page
     csp = view.response.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "unsafe-inline" not in csp
-    assert page.inner_text("#headline-stage").startswith("Stage canary: 10 % of users get the candidate unified")
+    assert page.inner_text("#headline-stage").startswith(
+        "Stage canary: 10 % of users get the candidate unified"
+    )
     assert gate["verdict"] in page.inner_text("#headline-gate")
     assert "expanded" in page.inner_text("#headline-gate")
     names = page.locator("#gate tbody tr td:first-child").all_inner_texts()
@@ -149,8 +188,9 @@ def test_page_shows_the_stage_and_the_gate_with_no_console_error(server: Server,
     assert view.errors == []
 
 
-def test_a_training_appears_advances_and_is_cancelled_only_with_the_token(server: Server, browser: Any,
-                                                                         client: httpx.Client) -> None:
+def test_a_training_appears_advances_and_is_cancelled_only_with_the_token(
+    server: Server, browser: Any, client: httpx.Client
+) -> None:
     view = Page(browser, server.url)
     page = view.page
     started = client.post("/api/v1/trainings", json=LONG)
@@ -182,8 +222,10 @@ def test_a_training_appears_advances_and_is_cancelled_only_with_the_token(server
     card.get_by_role("button", name="Cancel").click()
     page.fill("#token-input", TOKEN)
     page.click("#token-ok")
-    _wait(lambda: client.get(f"/api/v1/trainings/{training_id}").json()["status"] == "cancelled",
-          "the training to be cancelled")
+    _wait(
+        lambda: client.get(f"/api/v1/trainings/{training_id}").json()["status"] == "cancelled",
+        "the training to be cancelled",
+    )
     card.locator(".badge", has_text="cancelled").wait_for()
     page.wait_for_function("n => n.textContent.startsWith('ended cancelled')", arg=note.element_handle())
     view.shot("cancelled")
@@ -201,7 +243,8 @@ def test_a_malformed_gate_setting_is_said_on_the_page_not_hidden(server: Server,
         view = Page(browser, server.url)
         page = view.page
         page.wait_for_function(
-            "() => document.querySelector('#headline-gate').textContent.includes('cannot judge the gate')")
+            "() => document.querySelector('#headline-gate').textContent.includes('cannot judge the gate')"
+        )
         assert "min_runs" in page.inner_text("#headline-gate")
         assert page.inner_text("#headline-stage").startswith("Stage canary")  # the rest still shows
         view.shot("gate-unavailable")

@@ -19,16 +19,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ktrdr-mode-example"
 SHORT_ARGS = ["--start", "2023-01-02", "--end", "2023-03-04"]
-ROLLOUT_TO_EXAMPLE = {"KTRDR_ROLLOUT_CANDIDATE": "example", "USE_UNIFIED_TRAINING": "true",
-                      "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "100"}
+ROLLOUT_TO_EXAMPLE = {
+    "KTRDR_ROLLOUT_CANDIDATE": "example",
+    "USE_UNIFIED_TRAINING": "true",
+    "UNIFIED_TRAINING_ROLLOUT_PERCENTAGE": "100",
+}
 
 
 @pytest.fixture(scope="module")
 def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install --no-deps --target SITE examples/ktrdr-mode-example``."""
     site = tmp_path_factory.mktemp("example-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                    str(EXAMPLE)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(EXAMPLE)],
+        check=True,
+        timeout=300,
+    )
     assert (site / "ktrdr_mode_example" / "plugin.py").is_file()
     return site
 
@@ -39,8 +45,13 @@ def env(cli_env: dict[str, str], example_site: Path) -> dict[str, str]:
 
 
 def ktrdr(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], env={**env, **extra},
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_ktrdr_plugins_lists_the_installed_example(env: dict[str, str], example_site: Path) -> None:
@@ -49,13 +60,18 @@ def test_ktrdr_plugins_lists_the_installed_example(env: dict[str, str], example_
     rows = {row["name"]: row for row in json.loads(done.stdout)["plugins"]}
     example = rows["example"]
     assert example["distribution"] == "ktrdr-mode-example" and example["error"] is None
-    assert example["modes"] == [{"name": "example", "healthy": True,
-                                 "detail": "the example mode trains in-process"}]
+    assert example["modes"] == [
+        {"name": "example", "healthy": True, "detail": "the example mode trains in-process"}
+    ]
     text = ktrdr(env, "plugins")
     assert "mode example: healthy" in text.stdout
     # it came from the pip-installed copy, not from the source tree
-    where = subprocess.run([sys.executable, "-c", "import ktrdr_mode_example as m; print(m.__file__)"],
-                           env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import ktrdr_mode_example as m; print(m.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert where.stdout.strip().startswith(str(example_site))
 
 
@@ -71,8 +87,19 @@ def test_the_rollout_selects_the_example_as_candidate(env: dict[str, str]) -> No
 
 
 def test_a_training_routed_by_the_rollout_runs_in_the_example(env: dict[str, str]) -> None:
-    done = ktrdr(env, "train", "neuro_mean_reversion", "--user", "alice", "--epochs", "1", "--json",
-                 "--no-progress", *SHORT_ARGS, **ROLLOUT_TO_EXAMPLE)
+    done = ktrdr(
+        env,
+        "train",
+        "neuro_mean_reversion",
+        "--user",
+        "alice",
+        "--epochs",
+        "1",
+        "--json",
+        "--no-progress",
+        *SHORT_ARGS,
+        **ROLLOUT_TO_EXAMPLE,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["success"] is True
@@ -82,8 +109,23 @@ def test_a_training_routed_by_the_rollout_runs_in_the_example(env: dict[str, str
 
 def test_the_example_passes_its_contract_tests(env: dict[str, str], tmp_path: Path) -> None:
     """What an author runs after copying the example: ``pytest`` on its tests (the contract suite)."""
-    done = subprocess.run([sys.executable, "-m", "pytest", str(EXAMPLE / "tests"), "-q",
-                           "-p", "no:cacheprovider", "--rootdir", str(EXAMPLE)],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(EXAMPLE / "tests"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(EXAMPLE),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout and "failed" not in done.stdout

@@ -17,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared dist helpers
 from plugin_dists import pip_install_target, write_dist  # noqa: E402
 
-RANGE_PLUGIN = '''\
+RANGE_PLUGIN = """\
 import talib
 
 from ktrdr_core import hookimpl
@@ -36,16 +36,16 @@ def register_indicators(registry):
         "range_position", ("position", "width"), (ParamSpec("period", "int", 20, minimum=2),),
         ("high", "low", "close"), aliases=("RangePosition",),
         compute_fn=_range_position, lookback_fn=lambda p: p["period"] - 1))
-'''
+"""
 
-BROKEN_PLUGIN = '''\
+BROKEN_PLUGIN = """\
 from ktrdr_core import hookimpl
 
 
 @hookimpl
 def register_indicators(registry):
     raise RuntimeError("indicator plugin broken on purpose")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -59,31 +59,48 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def strategy(folder: Path, name: str, indicator_type: str) -> None:
-    sets = {"low": {"type": "trapezoidal", "parameters": [-1.0, -1.0, 0.3, 0.5]},
-            "high": {"type": "trapezoidal", "parameters": [0.5, 0.7, 2.0, 2.0]}}
+    sets = {
+        "low": {"type": "trapezoidal", "parameters": [-1.0, -1.0, 0.3, 0.5]},
+        "high": {"type": "trapezoidal", "parameters": [0.5, 0.7, 2.0, 2.0]},
+    }
     raw = {
         "name": name,
         "training_data": {"symbols": ["SYNTH_A"], "timeframes": ["1h"]},
-        "indicators": [{"name": indicator_type, "feature_id": "rng", "period": 24},
-                       {"name": "rsi", "feature_id": "rsi"}],
-        "fuzzy_sets": {"rng": sets, "rng.width": {"any": {"type": "gaussian", "parameters": [3, 3]}},
-                       "rsi": {"mid": {"type": "gaussian", "parameters": [50, 10]}}},
-        "model": {"type": "mlp", "architecture": {"hidden_layers": [8]},
-                  "training": {"epochs": 2, "batch_size": 128}},
+        "indicators": [
+            {"name": indicator_type, "feature_id": "rng", "period": 24},
+            {"name": "rsi", "feature_id": "rsi"},
+        ],
+        "fuzzy_sets": {
+            "rng": sets,
+            "rng.width": {"any": {"type": "gaussian", "parameters": [3, 3]}},
+            "rsi": {"mid": {"type": "gaussian", "parameters": [50, 10]}},
+        },
+        "model": {
+            "type": "mlp",
+            "architecture": {"hidden_layers": [8]},
+            "training": {"epochs": 2, "batch_size": 128},
+        },
         "training": {"labels": {"zigzag_threshold": 0.01, "label_lookahead": 12}},
     }
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def run_ktrdr(site: Path, tmp_path: Path, env: dict[str, str], *args: str
-              ) -> subprocess.CompletedProcess[str]:
+def run_ktrdr(
+    site: Path, tmp_path: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
     env = {**env, "PYTHONPATH": str(site), "KTRDR_STRATEGIES_DIR": str(tmp_path / "strategies")}
-    return subprocess.run([sys.executable, "-m", "ktrdr_core.cli.main", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
-def test_a_plugin_indicator_trains_and_a_broken_plugin_is_isolated(site: Path, tmp_path: Path,
-                                                                   cli_env: dict[str, str]) -> None:
+def test_a_plugin_indicator_trains_and_a_broken_plugin_is_isolated(
+    site: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     folder = tmp_path / "strategies"
     folder.mkdir()
     strategy(folder, "uses_plugin", "RangePosition")
@@ -98,18 +115,21 @@ def test_a_plugin_indicator_trains_and_a_broken_plugin_is_isolated(site: Path, t
     assert len(rows["ktrdr-indicators"]["indicators"]) == 31
     assert rows["bad_indicators"]["error"] == "RuntimeError: indicator plugin broken on purpose"
 
-    proc = run_ktrdr(site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "legacy", "--json",
-                     "--no-progress")
+    proc = run_ktrdr(
+        site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "legacy", "--json", "--no-progress"
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["success"] is True
     names = result["feature_names"]
     assert {"rng_low", "rng_high", "rng.width_any", "rsi_mid"} <= set(names)
-    unified = run_ktrdr(site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "unified", "--json",
-                        "--no-progress")
+    unified = run_ktrdr(
+        site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "unified", "--json", "--no-progress"
+    )
     assert unified.returncode == 0, unified.stderr
-    assert json.loads(unified.stdout)["training_metrics"]["val_loss"] == \
-        result["training_metrics"]["val_loss"]
+    assert (
+        json.loads(unified.stdout)["training_metrics"]["val_loss"] == result["training_metrics"]["val_loss"]
+    )
 
     proc = run_ktrdr(site, tmp_path, cli_env, "train", "uses_broken", "--mode", "legacy", "--no-progress")
     assert proc.returncode == 2

@@ -23,9 +23,18 @@ from ktrdr_core.rollout.bucket import bucket_for
 from ktrdr_core.rollout.shadow import ShadowPlugin, ShadowRunner
 from ktrdr_core.rollout.store import RolloutStore
 
-FEW_RUNS = {"min_runs": 3, "min_duration_runs": 3, "min_pairs": 3, "error_rate_pct": 60,
-            "comparison_different_pct": 60, "duration_ratio": 3.0, "cpu_ratio": 3.0, "memory_ratio": 3.0,
-            "progress_interval_s": None, "time_in_stage": None}
+FEW_RUNS = {
+    "min_runs": 3,
+    "min_duration_runs": 3,
+    "min_pairs": 3,
+    "error_rate_pct": 60,
+    "comparison_different_pct": 60,
+    "duration_ratio": 3.0,
+    "cpu_ratio": 3.0,
+    "memory_ratio": 3.0,
+    "progress_interval_s": None,
+    "time_in_stage": None,
+}
 
 
 @pytest.fixture
@@ -41,19 +50,26 @@ def service_like(ktrdr_home: Path) -> Iterator[tuple[TrainingManager, ShadowRunn
 
 
 def train(manager: TrainingManager, user: str, mode: str | None = None) -> str:
-    result = manager.train(TrainingRequest(strategy=STRATEGY, user_id=user, overrides={"epochs": 1},
-                                           **SHORT), mode=mode)
+    result = manager.train(
+        TrainingRequest(strategy=STRATEGY, user_id=user, overrides={"epochs": 1}, **SHORT), mode=mode
+    )
     assert result.success, result.error
     return str(result.metadata["mode"])
 
 
-def test_off_to_complete(service_like: tuple[TrainingManager, ShadowRunner], ktrdr_cmd: list[str],
-                         cli_env: dict[str, str]) -> None:
+def test_off_to_complete(
+    service_like: tuple[TrainingManager, ShadowRunner], ktrdr_cmd: list[str], cli_env: dict[str, str]
+) -> None:
     manager, runner = service_like
 
     def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*ktrdr_cmd, *args], capture_output=True, text=True, timeout=300,
-                              env={**cli_env, "KTRDR_ACTOR": "operator"})
+        return subprocess.run(
+            [*ktrdr_cmd, *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**cli_env, "KTRDR_ACTOR": "operator"},
+        )
 
     RolloutStore().set_fields("setup", {"gates": FEW_RUNS}, reason="a small team's thresholds")
     assert ktrdr("rollout", "shadow", "100", "--reason", "Phase 1 on real traffic").returncode == 0

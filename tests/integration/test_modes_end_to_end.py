@@ -25,8 +25,9 @@ class Counter:
 
 
 def request(**overrides: Any) -> TrainingRequest:
-    return TrainingRequest(strategy=STRATEGY, user_id="alice",
-                           overrides={"epochs": 3, "seed": 11, **overrides}, **SHORT)
+    return TrainingRequest(
+        strategy=STRATEGY, user_id="alice", overrides={"epochs": 3, "seed": 11, **overrides}, **SHORT
+    )
 
 
 def test_both_modes_train_and_agree_side_by_side(ktrdr_home: Path) -> None:
@@ -46,8 +47,12 @@ def test_both_modes_train_and_agree_side_by_side(ktrdr_home: Path) -> None:
     assert abs(legacy["val_loss"] - unified["val_loss"]) < 0.01
     assert abs(legacy["val_accuracy"] - unified["val_accuracy"]) < 0.01
     assert legacy["epochs_trained"] == unified["epochs_trained"]
-    assert abs(results["legacy"].test_metrics["test_accuracy"]
-               - results["unified"].test_metrics["test_accuracy"]) < 0.01
+    assert (
+        abs(
+            results["legacy"].test_metrics["test_accuracy"] - results["unified"].test_metrics["test_accuracy"]
+        )
+        < 0.01
+    )
     assert results["legacy"].model_path != results["unified"].model_path  # two versions
     # legacy floods (every batch), unified throttles
     batches = legacy["batches_per_epoch"] * legacy["epochs_trained"]

@@ -29,13 +29,22 @@ SHORT = {"start_date": "2023-01-02", "end_date": "2023-02-20"}
 QUICK = {"strategy": STRATEGY, **SHORT, "overrides": {"epochs": 2, "seed": 7}}
 # enough batches for several throttled (~300 ms) unified updates on any machine: small
 # batches make each epoch last about a second, so three epochs give ~10 updates
-MEDIUM = {"strategy": STRATEGY, "start_date": "2023-01-02", "end_date": "2023-05-31",
-          "overrides": {"epochs": 3, "seed": 7, "batch_size": 8}}
+MEDIUM = {
+    "strategy": STRATEGY,
+    "start_date": "2023-01-02",
+    "end_date": "2023-05-31",
+    "overrides": {"epochs": 3, "seed": 7, "batch_size": 8},
+}
 LONG = {"strategy": STRATEGY, "overrides": {"epochs": 200, "seed": 7}}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = {"completed", "failed", "cancelled"}
-FIVE_METRICS = ("training_requests_total", "training_duration_seconds", "active_training_sessions",
-                "progress_update_interval_seconds", "cancellation_latency_seconds")
+FIVE_METRICS = (
+    "training_requests_total",
+    "training_duration_seconds",
+    "active_training_sessions",
+    "progress_update_interval_seconds",
+    "cancellation_latency_seconds",
+)
 
 
 def free_port() -> int:
@@ -50,8 +59,11 @@ class Server:
     def __init__(self, home: Path, *args: str, token: str | None = TOKEN) -> None:
         self.home = home
         self.log_path = home.parent / f"{home.name}-server.log"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_TRAINING", "ROLLBACK"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_TRAINING", "ROLLBACK"))
+        }
         env.update(KTRDR_HOME=str(home), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         if token:
             env["KTRDR_API_TOKEN"] = token
@@ -60,9 +72,21 @@ class Server:
             self.url = f"http://127.0.0.1:{self.port}"
             self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ktrdr_core.cli.main", "serve", "--port", str(self.port),
-                 "--log-level", "info", *args],
-                env=env, stdout=self._log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "ktrdr_core.cli.main",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "info",
+                    *args,
+                ],
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
             if self._wait_up(30):
                 return
             self.stop()
@@ -119,8 +143,9 @@ def start(c: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return dict(response.json())
 
 
-def wait_for(c: httpx.Client, training_id: str, statuses: set[str], timeout: float = 60,
-             poll: float = 0.05) -> dict[str, Any]:
+def wait_for(
+    c: httpx.Client, training_id: str, statuses: set[str], timeout: float = 60, poll: float = 0.05
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body = c.get(f"/api/v1/trainings/{training_id}").json()
@@ -154,9 +179,9 @@ def read_events(c: httpx.Client, training_id: str, timeout: float = 90) -> list[
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("event: "):
-                kind = line[len("event: "):]
+                kind = line[len("event: ") :]
             elif line.startswith("data: "):
-                events.append((str(kind), json.loads(line[len("data: "):])))
+                events.append((str(kind), json.loads(line[len("data: ") :])))
     return events
 
 
@@ -180,9 +205,15 @@ def test_health_reports_modes_sessions_and_loop_lag(client: httpx.Client) -> Non
 
 def test_openapi_schema_lists_every_endpoint(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/health", "/api/v1/trainings", "/api/v1/trainings/{training_id}",
-            "/api/v1/trainings/{training_id}/events", "/api/v1/trainings/{training_id}/cancel",
-            "/api/v1/rollout", "/metrics"} <= set(paths)
+    assert {
+        "/api/v1/health",
+        "/api/v1/trainings",
+        "/api/v1/trainings/{training_id}",
+        "/api/v1/trainings/{training_id}/events",
+        "/api/v1/trainings/{training_id}/cancel",
+        "/api/v1/rollout",
+        "/metrics",
+    } <= set(paths)
 
 
 # -- the lifecycle --------------------------------------------------------------------
@@ -202,8 +233,9 @@ def test_training_lifecycle_over_http(client: httpx.Client) -> None:
         health = client.get("/api/v1/health")
         slowest = max(slowest, time.perf_counter() - t0)
         # 200, or 503 only if a loaded machine stalled the whole process (then the lag says so)
-        assert health.status_code == 200 or all("event loop lagged" in p
-                                                for p in health.json()["problems"]), health.text
+        assert health.status_code == 200 or all(
+            "event loop lagged" in p for p in health.json()["problems"]
+        ), health.text
         body = client.get(f"/api/v1/trainings/{created['id']}").json()
         if body["status"] in TERMINAL:
             break
@@ -275,33 +307,40 @@ def test_cancel_stops_a_running_training_quickly(client: httpx.Client, mode: str
 
 
 def test_unknown_ids_are_404(client: httpx.Client) -> None:
-    for method, path in (("GET", "/api/v1/trainings/nope"), ("POST", "/api/v1/trainings/nope/cancel"),
-                         ("GET", "/api/v1/trainings/nope/events")):
+    for method, path in (
+        ("GET", "/api/v1/trainings/nope"),
+        ("POST", "/api/v1/trainings/nope/cancel"),
+        ("GET", "/api/v1/trainings/nope/events"),
+    ):
         response = client.request(method, path)
         assert response.status_code == 404, path
         assert "no training with id 'nope'" in response.json()["message"]
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"strategy": "../x"}, "strategy: invalid strategy name: use a name such as"),
-    ({"strategy": "/etc/passwd"}, "invalid strategy name"),
-    ({}, "strategy: Field required"),
-    ({"user_id": "bob"}, "strategy: Field required"),
-    ({"strategy": 42}, "strategy"),
-    ({"strategy": STRATEGY, "overrides": {"epochs": "two"}}, "overrides.epochs"),
-    ({"strategy": STRATEGY, "overrides": {"epochs": 1.5}}, "overrides.epochs"),
-    ({"strategy": STRATEGY, "overrides": {"epochs": 0}}, "overrides.epochs"),
-    ({"strategy": STRATEGY, "overrides": {"epochs": True}}, "overrides.epochs"),
-    ({"strategy": STRATEGY, "overrides": {"data_dir": "/etc"}}, "overrides.data_dir: unknown field"),
-    ({"strategy": STRATEGY, "overrides": {"learning_rate": -1}}, "overrides.learning_rate"),
-    ({"strategy": STRATEGY, "nonsense": 1}, "nonsense: unknown field"),
-    ({"strategy": STRATEGY, "symbols": ["../../etc/passwd"]}, "invalid symbol"),
-    ({"strategy": STRATEGY, "symbols": "SYNTH_A"}, "symbols"),
-    ({"strategy": STRATEGY, "start_date": "yesterday"}, "start_date must be an ISO date"),
-    ({"strategy": STRATEGY, "start_date": "2023-03-01", "end_date": "2023-01-01"}, "is after end_date"),
-])
-def test_bad_input_is_422_with_a_clear_message(client: httpx.Client, body: dict[str, Any],
-                                                needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"strategy": "../x"}, "strategy: invalid strategy name: use a name such as"),
+        ({"strategy": "/etc/passwd"}, "invalid strategy name"),
+        ({}, "strategy: Field required"),
+        ({"user_id": "bob"}, "strategy: Field required"),
+        ({"strategy": 42}, "strategy"),
+        ({"strategy": STRATEGY, "overrides": {"epochs": "two"}}, "overrides.epochs"),
+        ({"strategy": STRATEGY, "overrides": {"epochs": 1.5}}, "overrides.epochs"),
+        ({"strategy": STRATEGY, "overrides": {"epochs": 0}}, "overrides.epochs"),
+        ({"strategy": STRATEGY, "overrides": {"epochs": True}}, "overrides.epochs"),
+        ({"strategy": STRATEGY, "overrides": {"data_dir": "/etc"}}, "overrides.data_dir: unknown field"),
+        ({"strategy": STRATEGY, "overrides": {"learning_rate": -1}}, "overrides.learning_rate"),
+        ({"strategy": STRATEGY, "nonsense": 1}, "nonsense: unknown field"),
+        ({"strategy": STRATEGY, "symbols": ["../../etc/passwd"]}, "invalid symbol"),
+        ({"strategy": STRATEGY, "symbols": "SYNTH_A"}, "symbols"),
+        ({"strategy": STRATEGY, "start_date": "yesterday"}, "start_date must be an ISO date"),
+        ({"strategy": STRATEGY, "start_date": "2023-03-01", "end_date": "2023-01-01"}, "is after end_date"),
+    ],
+)
+def test_bad_input_is_422_with_a_clear_message(
+    client: httpx.Client, body: dict[str, Any], needle: str
+) -> None:
     response = client.post("/api/v1/trainings", json=body)
     assert response.status_code == 422, response.text
     message = response.json()["message"]
@@ -310,8 +349,9 @@ def test_bad_input_is_422_with_a_clear_message(client: httpx.Client, body: dict[
 
 
 def test_malformed_json_is_422(client: httpx.Client) -> None:
-    response = client.post("/api/v1/trainings", content=b"{not json",
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/v1/trainings", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
 
 
@@ -335,8 +375,11 @@ def test_rollout_changes_need_the_token(client: httpx.Client) -> None:
     assert wrong.status_code == 401
     assert client.get("/api/v1/rollout").json()["percentage"] == 0
 
-    ok = client.put("/api/v1/rollout", json={"stage": "canary", "reason": "try it"},
-                    headers={**AUTH, "X-Ktrdr-Actor": "ops-alice"})
+    ok = client.put(
+        "/api/v1/rollout",
+        json={"stage": "canary", "reason": "try it"},
+        headers={**AUTH, "X-Ktrdr-Actor": "ops-alice"},
+    )
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["changed"] is True
@@ -346,8 +389,10 @@ def test_rollout_changes_need_the_token(client: httpx.Client) -> None:
     assert state["stage"] == "canary" and state["sources"]["percentage"] == "file"
     assert client.put("/api/v1/rollout", json={}, headers=AUTH).status_code == 422
     assert client.put("/api/v1/rollout", json={"percentage": 150}, headers=AUTH).status_code == 422
-    assert client.put("/api/v1/rollout", json={"stage": "full", "percentage": 5},
-                      headers=AUTH).status_code == 422
+    assert (
+        client.put("/api/v1/rollout", json={"stage": "full", "percentage": 5}, headers=AUTH).status_code
+        == 422
+    )
 
 
 def test_rollout_change_applies_to_the_next_request(client: httpx.Client, server: Server) -> None:
@@ -429,7 +474,7 @@ def test_queue_is_bounded_and_queued_cancels_never_start(tmp_path: Path) -> None
             body = c.get(f"/api/v1/trainings/{second['id']}").json()
             assert body["status"] == "cancelled" and body["started_at"] is None
             assert body["progress"]["updates"] == 0
-            third = start(c, {**LONG, "user_id": "q3"})          # room again
+            third = start(c, {**LONG, "user_id": "q3"})  # room again
             assert third["status"] == "queued"
             c.post(f"/api/v1/trainings/{first['id']}/cancel")
             wait_for(c, first["id"], TERMINAL, timeout=5)
@@ -444,14 +489,15 @@ def test_queue_is_bounded_and_queued_cancels_never_start(tmp_path: Path) -> None
     rows = {row[0]: row[1:] for row in ledger.execute("SELECT request_id, status, error_kind FROM runs")}
     assert rows[second["id"]] == ("cancelled", "not_started")  # accepted, recorded, never ran
     assert rows[first["id"]][0] == rows[third["id"]][0] == "cancelled"
-    assert len(rows) == 3                       # the refused ones left no trace
+    assert len(rows) == 3  # the refused ones left no trace
 
 
 def test_rollout_changes_refused_without_a_server_token(tmp_path: Path) -> None:
     srv = Server(tmp_path / "home-notoken", token=None)
     try:
-        response = httpx.put(srv.url + "/api/v1/rollout", json={"percentage": 10},
-                             headers={"Authorization": "Bearer anything"})
+        response = httpx.put(
+            srv.url + "/api/v1/rollout", json={"percentage": 10}, headers={"Authorization": "Bearer anything"}
+        )
         assert response.status_code == 403
         assert "set KTRDR_API_TOKEN" in response.json()["message"]
         assert httpx.get(srv.url + "/api/v1/rollout").status_code == 200

@@ -56,8 +56,9 @@ def test_a_huge_body_is_413_before_it_is_read(hostile_server: Server) -> None:
     huge = b'{"strategy": "' + b"A" * (13 * 1024 * 1024) + b'"}'
     with httpx.Client(base_url=hostile_server.url, timeout=30) as c:
         t0 = time.monotonic()
-        body = assert_error_shape(c.post("/api/v1/trainings", content=huge,
-                                         headers={"Content-Type": "application/json"}), 413)
+        body = assert_error_shape(
+            c.post("/api/v1/trainings", content=huge, headers={"Content-Type": "application/json"}), 413
+        )
         assert "AAAA" not in json.dumps(body) and time.monotonic() - t0 < 10
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
@@ -65,42 +66,62 @@ def test_a_huge_body_is_413_before_it_is_read(hostile_server: Server) -> None:
             for _ in range(200):
                 yield b"B" * 65536
 
-        assert_error_shape(c.post("/api/v1/trainings", content=chunks(),
-                                  headers={"Content-Type": "application/json"}), 413)
+        assert_error_shape(
+            c.post("/api/v1/trainings", content=chunks(), headers={"Content-Type": "application/json"}), 413
+        )
         assert c.get("/api/v1/health").status_code == 200
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"strategy": "neuro_mean_reversion", "overrides": {"learning_rate": NaN}}',
-    b'{"strategy": "neuro_mean_reversion", "overrides": {"learning_rate": 1e999}}',
-    b'{"strategy": "neuro_mean_reversion", "extra": -Infinity}',
-    b'{"strategy": "neuro_mean_reversion", "user_id": "\\ud800"}',
-    b'{"strategy": "neuro_\xff\xfe"}',
-    b'{"strategy": "x", "overrides": {"epochs": 1' + b"0" * 5000 + b'}}',
-    b'[' * 50_000,
-    b'{"strategy": ',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"strategy": "neuro_mean_reversion", "overrides": {"learning_rate": NaN}}',
+        b'{"strategy": "neuro_mean_reversion", "overrides": {"learning_rate": 1e999}}',
+        b'{"strategy": "neuro_mean_reversion", "extra": -Infinity}',
+        b'{"strategy": "neuro_mean_reversion", "user_id": "\\ud800"}',
+        b'{"strategy": "neuro_\xff\xfe"}',
+        b'{"strategy": "x", "overrides": {"epochs": 1' + b"0" * 5000 + b"}}",
+        b"[" * 50_000,
+        b'{"strategy": ',
+    ],
+)
 def test_invalid_json_is_422_and_never_500(hostile_server: Server, raw: bytes) -> None:
-    response = httpx.post(hostile_server.url + "/api/v1/trainings", content=raw,
-                          headers={"Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        hostile_server.url + "/api/v1/trainings",
+        content=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     body = assert_error_shape(response, 422)
     assert body["message"].startswith("invalid request: ")
 
 
 def test_validation_errors_never_echo_the_input(hostile_server: Server) -> None:
     marker = "Z" * 300
-    body = {"strategy": f"../{marker}", "user_id": f"u{marker}", "symbols": [f"/{marker}"],
-            "start_date": marker[:40], f"k{marker}": 1, "overrides": {f"o{marker}": 2}}
-    answer = assert_error_shape(httpx.post(hostile_server.url + "/api/v1/trainings", json=body,
-                                           timeout=10), 422)
+    body = {
+        "strategy": f"../{marker}",
+        "user_id": f"u{marker}",
+        "symbols": [f"/{marker}"],
+        "start_date": marker[:40],
+        f"k{marker}": 1,
+        "overrides": {f"o{marker}": 2},
+    }
+    answer = assert_error_shape(
+        httpx.post(hostile_server.url + "/api/v1/trainings", json=body, timeout=10), 422
+    )
     assert "ZZZZ" not in json.dumps(answer)
 
 
 @pytest.mark.parametrize("user_id", ["ali\u200bce", "bob\u202e", "eve\x07", "x\ufeff"])
 def test_invisible_characters_in_user_ids_are_refused(hostile_server: Server, user_id: str) -> None:
-    answer = assert_error_shape(httpx.post(hostile_server.url + "/api/v1/trainings",
-                                           json={"strategy": "neuro_mean_reversion", "user_id": user_id},
-                                           timeout=10), 422)
+    answer = assert_error_shape(
+        httpx.post(
+            hostile_server.url + "/api/v1/trainings",
+            json={"strategy": "neuro_mean_reversion", "user_id": user_id},
+            timeout=10,
+        ),
+        422,
+    )
     assert "U+" in answer["message"]
 
 
@@ -108,22 +129,38 @@ def test_every_error_status_has_the_one_shape(hostile_server: Server) -> None:
     url = hostile_server.url
     assert_error_shape(httpx.get(url + "/api/v1/nope", timeout=10), 404)
     assert_error_shape(httpx.delete(url + "/api/v1/health", timeout=10), 405)
-    assert_error_shape(httpx.post(url + "/api/v1/trainings", content=b"strategy=x",
-                                  headers={"Content-Type": "text/plain"}, timeout=10), 415)
-    assert_error_shape(httpx.post(url + "/api/v1/trainings", content=b'{"strategy": "x"}',
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"},
-                                  timeout=10), 415)
+    assert_error_shape(
+        httpx.post(
+            url + "/api/v1/trainings",
+            content=b"strategy=x",
+            headers={"Content-Type": "text/plain"},
+            timeout=10,
+        ),
+        415,
+    )
+    assert_error_shape(
+        httpx.post(
+            url + "/api/v1/trainings",
+            content=b'{"strategy": "x"}',
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        ),
+        415,
+    )
     assert_error_shape(httpx.get(url + "/api/v1/trainings/unknown-id", timeout=10), 404)
 
 
 def test_a_foreign_host_header_is_refused(hostile_server: Server) -> None:
     for host in ("evil.example", "attacker.test:8000", "127.0.0.1.nip.io"):
-        answer = assert_error_shape(httpx.get(hostile_server.url + "/api/v1/trainings", timeout=10,
-                                              headers={"Host": host}), 400)
+        answer = assert_error_shape(
+            httpx.get(hostile_server.url + "/api/v1/trainings", timeout=10, headers={"Host": host}), 400
+        )
         assert "Host header" in answer["message"] and host not in answer["message"]
     for host in ("localhost", f"127.0.0.1:{hostile_server.port}"):
-        assert httpx.get(hostile_server.url + "/api/v1/health", headers={"Host": host},
-                         timeout=10).status_code == 200
+        assert (
+            httpx.get(hostile_server.url + "/api/v1/health", headers={"Host": host}, timeout=10).status_code
+            == 200
+        )
 
 
 def _raw(port: int) -> socket.socket:
@@ -136,12 +173,14 @@ def test_slow_clients_are_dropped(hostile_server: Server) -> None:
     headers_slow = _raw(hostile_server.port)
     headers_slow.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     body_slow = _raw(hostile_server.port)
-    body_slow.sendall(b"POST /api/v1/trainings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"strat")
+    body_slow.sendall(
+        b"POST /api/v1/trainings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"strat'
+    )
     t0 = time.monotonic()
     assert httpx.get(hostile_server.url + "/api/v1/health", timeout=5).status_code == 200  # not blocked
     headers_slow.settimeout(timeout + 20)
-    assert headers_slow.recv(1024) == b""                    # closed by the server
+    assert headers_slow.recv(1024) == b""  # closed by the server
     assert time.monotonic() - t0 < timeout + 20
     body_slow.settimeout(timeout + 20)
     answer = body_slow.recv(4096)
@@ -212,8 +251,9 @@ def test_sigkill_during_save_leaves_a_folder_the_next_start_sweeps(tmp_path: Pat
     home = tmp_path / "home-save"
     flag = tmp_path / "killed-in-save"
     env = {**os.environ, "KTRDR_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, str(flag)], env=env, timeout=120,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SAVE, str(flag)], env=env, timeout=120, capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert flag.exists()
     strategy_dir = home / "models" / "neuro_mean_reversion"
@@ -269,7 +309,9 @@ def test_a_disk_filled_mid_run_fails_the_run_clearly_and_loses_nothing(tiny_tmpf
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             # small batches: epochs of about a second, so it is still training when the disk fills
-            run = start(c, {**QUICK, "user_id": "full", "overrides": {"epochs": 40, "seed": 7, "batch_size": 8}})
+            run = start(
+                c, {**QUICK, "user_id": "full", "overrides": {"epochs": 40, "seed": 7, "batch_size": 8}}
+            )
             wait_for_progress(c, run["id"])
             with open(filler, "wb", buffering=0) as handle:  # fill the disk while it trains
                 try:
@@ -329,8 +371,9 @@ def test_corrupt_files_and_a_held_lock_are_clear_503s_and_never_stall_health(tmp
                     import threading
 
                     answers: list[httpx.Response] = []
-                    puts = [threading.Thread(target=lambda: answers.append(other.send(change)))
-                            for _ in range(4)]
+                    puts = [
+                        threading.Thread(target=lambda: answers.append(other.send(change))) for _ in range(4)
+                    ]
                     for put in puts:
                         put.start()
                     for _ in range(20):

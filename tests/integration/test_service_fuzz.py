@@ -45,8 +45,9 @@ class SleepyMode:
     def health(self) -> ModeHealth:
         return ModeHealth.ok()
 
-    def execute(self, request: TrainingRequest, progress: ProgressCallback,
-                cancel: CancellationToken) -> TrainingResult:
+    def execute(
+        self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
+    ) -> TrainingResult:
         epochs = min(int(request.overrides.get("epochs", 1)), 20)
         for epoch in range(1, epochs + 1):
             if cancel.is_cancelled():
@@ -76,10 +77,17 @@ def live_url(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(plugin_manager=fake_pm(), api_token=TOKEN, max_concurrent=2, queue_size=4,
-                     metrics=False, preload=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    app = create_app(
+        plugin_manager=fake_pm(),
+        api_token=TOKEN,
+        max_concurrent=2,
+        queue_size=4,
+        metrics=False,
+        preload=False,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -104,22 +112,28 @@ def test_no_generated_request_gives_a_server_error(live_url: str) -> None:
         """Valid and invalid cases (schemathesis' positive and negative modes) for one operation."""
         label = f"{operation.method.upper()} {operation.path}"
 
-        strategy = operation.as_strategy(schemathesis.GenerationMode.POSITIVE) | \
-            operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
+        strategy = operation.as_strategy(schemathesis.GenerationMode.POSITIVE) | operation.as_strategy(
+            schemathesis.GenerationMode.NEGATIVE
+        )
 
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=strategy)
         def run(case: schemathesis.Case) -> None:
             headers = {"Authorization": f"Bearer {TOKEN}"} if case.method.upper() == "PUT" else None
             response = case.call(base_url=live_url, headers=headers, timeout=10)
             counts[label] = counts.get(label, 0) + 1
             statuses.setdefault(label, set()).add(response.status_code)
-            if response.status_code >= 500 and not (
-                    response.status_code == 503 and "/health" in label):
-                failures.append(f"{label} -> {response.status_code}: {response.text[:300]} "
-                                f"(body {case.body!r}, path {case.path_parameters!r})")
+            if response.status_code >= 500 and not (response.status_code == 503 and "/health" in label):
+                failures.append(
+                    f"{label} -> {response.status_code}: {response.text[:300]} "
+                    f"(body {case.body!r}, path {case.path_parameters!r})"
+                )
 
         run()
 

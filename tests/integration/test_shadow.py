@@ -22,8 +22,9 @@ WAIT = 300  # a spawned process imports torch before it trains: generous on a lo
 
 
 def request(epochs: int = 2, **extra: object) -> TrainingRequest:
-    return TrainingRequest(strategy=STRATEGY, user_id="alice", overrides={"epochs": epochs, "seed": 7},
-                           **SHORT, **extra)
+    return TrainingRequest(
+        strategy=STRATEGY, user_id="alice", overrides={"epochs": epochs, "seed": 7}, **SHORT, **extra
+    )
 
 
 @pytest.fixture

@@ -14,16 +14,35 @@ from ktrdr_core.training.strategy import BUILTIN_STRATEGIES_DIR
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "tb_focal_plateau_clip": {
-        "labels": {"source": "triple_barrier", "pt_multiplier": 2.0, "sl_multiplier": 1.5,
-                   "max_holding_period": 24, "vol_span": 30, "vol_method": "atr"},
-        "training": {"loss": "focal", "focal_gamma": 2.0, "class_weights": "balanced", "gradient_clip": 0.5,
-                     "lr_scheduler": {"type": "reduce_on_plateau", "factor": 0.5, "patience": 0}},
+        "labels": {
+            "source": "triple_barrier",
+            "pt_multiplier": 2.0,
+            "sl_multiplier": 1.5,
+            "max_holding_period": 24,
+            "vol_span": 30,
+            "vol_method": "atr",
+        },
+        "training": {
+            "loss": "focal",
+            "focal_gamma": 2.0,
+            "class_weights": "balanced",
+            "gradient_clip": 0.5,
+            "lr_scheduler": {"type": "reduce_on_plateau", "factor": 0.5, "patience": 0},
+        },
     },
     "tb_close_step_weights": {
-        "labels": {"source": "triple_barrier", "pt_multiplier": 1.0, "sl_multiplier": 1.0,
-                   "max_holding_period": 12, "vol_span": 20, "vol_method": "close"},
-        "training": {"class_weights": [1.0, 0.5, 1.0], "lr_scheduler": {"type": "step", "step_size": 1,
-                                                                        "gamma": 0.5}},
+        "labels": {
+            "source": "triple_barrier",
+            "pt_multiplier": 1.0,
+            "sl_multiplier": 1.0,
+            "max_holding_period": 12,
+            "vol_span": 20,
+            "vol_method": "close",
+        },
+        "training": {
+            "class_weights": [1.0, 0.5, 1.0],
+            "lr_scheduler": {"type": "step", "step_size": 1, "gamma": 0.5},
+        },
     },
     "zigzag_fixed_exponential": {
         "labels": {"source": "zigzag", "zigzag_threshold": 0.01, "label_lookahead": 12},
@@ -51,8 +70,9 @@ def test_legacy_and_unified_agree_exactly(name: str, options_strategies: Path, k
     manager = TrainingManager()
     results = {}
     for mode in ("legacy", "unified"):
-        request = TrainingRequest(strategy=name, user_id="opts",
-                                  overrides={"epochs": 3, "seed": 5, "save_model": False}, **SHORT)
+        request = TrainingRequest(
+            strategy=name, user_id="opts", overrides={"epochs": 3, "seed": 5, "save_model": False}, **SHORT
+        )
         results[mode] = manager.train(request, mode=mode)
         assert results[mode].success, results[mode].error
     legacy, unified = results["legacy"], results["unified"]
@@ -71,9 +91,17 @@ def test_both_modes_apply_the_same_settings(ktrdr_home: Path) -> None:
     """A whole section may be set: here the labels become triple barrier for this run only."""
     results = {}
     for mode in ("legacy", "unified"):
-        request = TrainingRequest(strategy=STRATEGY, user_id="opts", overrides={
-            "epochs": 2, "seed": 5, "save_model": False,
-            "set": {"training.labels": {"source": "triple_barrier", "max_holding_period": 12}}}, **SHORT)
+        request = TrainingRequest(
+            strategy=STRATEGY,
+            user_id="opts",
+            overrides={
+                "epochs": 2,
+                "seed": 5,
+                "save_model": False,
+                "set": {"training.labels": {"source": "triple_barrier", "max_holding_period": 12}},
+            },
+            **SHORT,
+        )
         results[mode] = TrainingManager().train(request, mode=mode)
         assert results[mode].success, results[mode].error
     legacy, unified = results["legacy"], results["unified"]

@@ -53,9 +53,12 @@ def builtin_raw(name: str = "neuro_mean_reversion") -> dict[str, Any]:
 def write_strategy(strategies_dir: Path) -> Callable[..., Path]:
     """Write a strategy file: ``write_strategy(name, data=None, edit=None, text=None)``."""
 
-    def write(name: str, data: dict[str, Any] | None = None,
-              edit: Callable[[dict[str, Any]], None] | None = None,
-              text: str | None = None) -> Path:
+    def write(
+        name: str,
+        data: dict[str, Any] | None = None,
+        edit: Callable[[dict[str, Any]], None] | None = None,
+        text: str | None = None,
+    ) -> Path:
         path = strategies_dir / f"{name}.yaml"
         if text is None:
             raw = copy.deepcopy(data) if data is not None else {**builtin_raw(), "name": name}
@@ -68,17 +71,27 @@ def write_strategy(strategies_dir: Path) -> Callable[..., Path]:
     return write
 
 
-def write_csv(folder: Path, symbol: str, timeframe: str = "1h", *, bars: int = 50,
-              rows: list[str] | None = None, header: str = "timestamp,open,high,low,close,volume",
-              start: str = "2024-01-01T00:00:00", seed: int = 0) -> Path:
+def write_csv(
+    folder: Path,
+    symbol: str,
+    timeframe: str = "1h",
+    *,
+    bars: int = 50,
+    rows: list[str] | None = None,
+    header: str = "timestamp,open,high,low,close,volume",
+    start: str = "2024-01-01T00:00:00",
+    seed: int = 0,
+) -> Path:
     """A small, valid OHLCV CSV (or the given rows) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if rows is None:
         rng = np.random.default_rng(seed)
         close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))
         stamps = np.datetime64(start, "s") + np.arange(bars) * np.timedelta64(3600, "s")
-        rows = [f"{np.datetime_as_string(t)}Z,{c:.4f},{c * 1.01:.4f},{c * 0.99:.4f},{c:.4f},100"
-                for t, c in zip(stamps, close, strict=True)]
+        rows = [
+            f"{np.datetime_as_string(t)}Z,{c:.4f},{c * 1.01:.4f},{c * 0.99:.4f},{c:.4f},100"
+            for t, c in zip(stamps, close, strict=True)
+        ]
     path = folder / f"{symbol}_{timeframe}.csv"
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     return path
@@ -100,6 +113,9 @@ def real_prices(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.C
     from real_prices import fetch_real_prices
 
     cache = getattr(pytestconfig, "cache", None)
-    wheels = cache.mkdir("backtesting-wheel") if cache is not None else \
-        tmp_path_factory.mktemp("backtesting-wheel")
+    wheels = (
+        cache.mkdir("backtesting-wheel")
+        if cache is not None
+        else tmp_path_factory.mktemp("backtesting-wheel")
+    )
     return fetch_real_prices(wheels, tmp_path_factory.mktemp("real-prices"))

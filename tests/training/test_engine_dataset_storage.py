@@ -15,12 +15,18 @@ from ktrdr_core.training.dataset import SeriesSamples, balance_series, split_ser
 from ktrdr_core.training.model import build_mlp
 
 
-def series(symbol: str, n: int, offset: float = 0.0, *, start: str = "2024-01-01T00:00:00",
-           step: str = "h", timeframe: str = "1h") -> SeriesSamples:
+def series(
+    symbol: str,
+    n: int,
+    offset: float = 0.0,
+    *,
+    start: str = "2024-01-01T00:00:00",
+    step: str = "h",
+    timeframe: str = "1h",
+) -> SeriesSamples:
     X = (np.arange(n, dtype=np.float32) + offset)[:, None]
     stamps = np.datetime64(start, "s") + np.arange(n) * np.timedelta64(1, step)
-    return SeriesSamples(symbol=symbol, timeframe=timeframe, X=X, y=np.arange(n) % 3,
-                         timestamps=stamps)
+    return SeriesSamples(symbol=symbol, timeframe=timeframe, X=X, y=np.arange(n) % 3, timestamps=stamps)
 
 
 def _stamp_lookup(parts: list[SeriesSamples]) -> dict[float, np.datetime64]:
@@ -51,20 +57,23 @@ def test_gap_drops_samples_before_each_boundary() -> None:
     assert split.X_train[-1, 0] == 64 and split.X_val[0, 0] == 70 and split.X_val[-1, 0] == 79
 
 
-@pytest.mark.parametrize("parts", [
-    # unequal histories: B starts a month after A, both end later than A's 70 %
-    [series("A", 1000), series("B", 400, offset=10_000, start="2024-01-31T00:00:00")],
-    # 1h next to 1d over the same number of samples: 1d spans 24 times longer
-    [series("A", 300), series("A", 300, offset=10_000, start="2023-06-01T00:00:00", step="D",
-                              timeframe="1d")],
-])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        # unequal histories: B starts a month after A, both end later than A's 70 %
+        [series("A", 1000), series("B", 400, offset=10_000, start="2024-01-31T00:00:00")],
+        # 1h next to 1d over the same number of samples: 1d spans 24 times longer
+        [
+            series("A", 300),
+            series("A", 300, offset=10_000, start="2023-06-01T00:00:00", step="D", timeframe="1d"),
+        ],
+    ],
+)
 @pytest.mark.parametrize("gap", [0, 3])
-def test_chronological_split_is_time_consistent_across_series(
-        parts: list[SeriesSamples], gap: int) -> None:
+def test_chronological_split_is_time_consistent_across_series(parts: list[SeriesSamples], gap: int) -> None:
     split = split_series(parts, 0.7, 0.15, gap=gap)
     when = _stamp_lookup(parts)
-    train, val, test = ([when[float(x)] for x in X[:, 0]]
-                        for X in (split.X_train, split.X_val, split.X_test))
+    train, val, test = ([when[float(x)] for x in X[:, 0]] for X in (split.X_train, split.X_val, split.X_test))
     assert train and val and test
     assert max(train) < min(val) and max(val) < min(test)
     total = sum(len(s) for s in parts)
@@ -75,8 +84,9 @@ def test_chronological_split_is_time_consistent_across_series(
 
 def test_chronological_split_allows_a_series_outside_a_part() -> None:
     # B lies entirely after A: A falls wholly in the training part
-    split = split_series([series("A", 60), series("B", 40, offset=1000,
-                                                   start="2024-02-01T00:00:00")], 0.7, 0.15)
+    split = split_series(
+        [series("A", 60), series("B", 40, offset=1000, start="2024-02-01T00:00:00")], 0.7, 0.15
+    )
     assert split.X_train[:60, 0].tolist() == list(range(60))
     assert split.X_val[:, 0].min() >= 1000 and split.X_test[:, 0].min() >= 1000
     assert split.sizes() == {"train": 70, "validation": 15, "test": 15}
@@ -106,12 +116,16 @@ def _model() -> torch.nn.Module:
 
 def _save(home: Path, model: torch.nn.Module | None = None) -> storage.SavedModel:
     return storage.save_model(
-        model or _model(), strategy="strat", symbols=["AAA", "BBB"], timeframes=["1h"],
-        config={"model": {"architecture": {"hidden_layers": [8], "activation": "relu",
-                                           "dropout": 0.1}}},
+        model or _model(),
+        strategy="strat",
+        symbols=["AAA", "BBB"],
+        timeframes=["1h"],
+        config={"model": {"architecture": {"hidden_layers": [8], "activation": "relu", "dropout": 0.1}}},
         metrics={"test_metrics": {"test_accuracy": 0.5}},
         features={"feature_names": ["a", "b", "c", "d"], "input_size": 4, "num_classes": 3},
-        metadata={"seed": 1}, home=home)
+        metadata={"seed": 1},
+        home=home,
+    )
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
@@ -163,8 +177,7 @@ def test_concurrent_saves_get_distinct_versions(tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     assert sorted(r.version for r in results) == [1, 2, 3, 4, 5, 6]
-    folders = sorted(p.name for p in (tmp_path / "models" / "strat").iterdir()
-                     if not p.name.startswith("."))
+    folders = sorted(p.name for p in (tmp_path / "models" / "strat").iterdir() if not p.name.startswith("."))
     assert folders == [f"AAA-BBB_1h_v{i}" for i in range(1, 7)]
 
 

@@ -49,8 +49,10 @@ def test_a_model_that_predicts_one_class() -> None:
     warnings = model_warnings(_test_metrics([0, 1, 1, 2, 1], [1, 1, 1, 1, 1]))
     assert "the model predicts HOLD for every one of the 5 test samples" in warnings
     # always HOLD scores exactly the HOLD share: no gain either
-    assert any("no gain over the majority baseline: test accuracy 0.600 vs 0.600 for always "
-               "predicting HOLD" in w for w in warnings)
+    assert any(
+        "no gain over the majority baseline: test accuracy 0.600 vs 0.600 for always predicting HOLD" in w
+        for w in warnings
+    )
 
 
 def test_no_gain_over_the_baseline_with_varied_predictions() -> None:
@@ -71,7 +73,8 @@ def test_zero_and_constant_feature_columns_are_named() -> None:
     assert warnings == [
         "1 of 4 feature columns are all zero in the training data: rsi_never (do their fuzzy sets "
         "cover the indicator's values?)",
-        "1 of 4 feature columns are constant in the training data: bb_always = 1"]
+        "1 of 4 feature columns are constant in the training data: bb_always = 1",
+    ]
     assert feature_warnings(rng.random((50, 4)), ["a", "b", "c", "d"]) == []
 
 
@@ -87,31 +90,46 @@ def test_small_validation_and_test_parts() -> None:
         "the validation part has only 99 samples (under 100): its metrics are noise-prone; use a "
         "longer date range or a larger share",
         "the test part has only 40 samples (under 100): its metrics are noise-prone; use a longer "
-        "date range or a larger share"]
+        "date range or a larger share",
+    ]
     assert split_warnings({"train": 900, "validation": 100, "test": 100}) == []
 
 
 def test_result_warnings_reads_the_whole_split() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 400)
-    split = DatasetSplit(X_train=rng.random((300, 2)), y_train=y[:300], X_val=rng.random((50, 2)),
-                         y_val=y[300:350], X_test=rng.random((50, 2)), y_test=y[350:])
+    split = DatasetSplit(
+        X_train=rng.random((300, 2)),
+        y_train=y[:300],
+        X_val=rng.random((50, 2)),
+        y_val=y[300:350],
+        X_test=rng.random((50, 2)),
+        y_test=y[350:],
+    )
     warnings = result_warnings(split, ["a", "b"], _test_metrics(list(y[350:]), list(y[350:])))
     assert [w.split(" part")[0] for w in warnings] == ["the validation", "the test"]
 
 
 def test_a_run_on_hopeless_labels_warns_and_still_completes(
-        write_strategy: Callable[..., Path], ktrdr_home: Path) -> None:
+    write_strategy: Callable[..., Path], ktrdr_home: Path
+) -> None:
     def hopeless(raw: dict[str, Any]) -> None:
         raw["training"]["labels"] = {"source": "zigzag", "zigzag_threshold": 0.5, "label_lookahead": 2}
         raw["fuzzy_sets"]["rsi"]["never"] = {"type": "gaussian", "parameters": [500, 1]}
-        raw["fuzzy_sets"]["rsi"]["always"] = {"type": "trapezoidal",
-                                              "parameters": [float("-inf"), float("-inf"), 1000, 2000]}
+        raw["fuzzy_sets"]["rsi"]["always"] = {
+            "type": "trapezoidal",
+            "parameters": [float("-inf"), float("-inf"), 1000, 2000],
+        }
         raw["model"]["features"]["lookback_periods"] = 0
 
     write_strategy("hopeless", edit=hopeless)
-    request = TrainingRequest(strategy="hopeless", symbols=("SYNTH_A", "SYNTH_B"), start_date="2023-01-02",
-                              end_date="2023-01-12", overrides={"epochs": 1, "save_model": False})
+    request = TrainingRequest(
+        strategy="hopeless",
+        symbols=("SYNTH_A", "SYNTH_B"),
+        start_date="2023-01-02",
+        end_date="2023-01-12",
+        overrides={"epochs": 1, "save_model": False},
+    )
     result = pipeline.run_training(request)
     assert result.success
     warnings = result.metadata["warnings"]
@@ -124,7 +142,11 @@ def test_a_run_on_hopeless_labels_warns_and_still_completes(
 
 
 def test_a_sound_run_has_no_warnings(ktrdr_home: Path) -> None:
-    request = TrainingRequest(strategy="neuro_mean_reversion", start_date="2023-01-02", end_date="2023-06-30",
-                              overrides={"epochs": 3, "save_model": False})
+    request = TrainingRequest(
+        strategy="neuro_mean_reversion",
+        start_date="2023-01-02",
+        end_date="2023-06-30",
+        overrides={"epochs": 3, "save_model": False},
+    )
     result = pipeline.run_training(request)
     assert result.metadata["warnings"] == [], result.metadata["warnings"]

@@ -45,40 +45,54 @@ def upstream(strategies_dir: Path) -> Path:
     return strategies_dir
 
 
-@pytest.mark.parametrize(("name", "fmt", "symbols", "timeframes"), [
-    ("v3_single", "v3", ("EURUSD",), ("1h",)),
-    ("eurusd_mtf", "v3", ("EURUSD",), ("1h", "4h", "1d")),
-    ("v3_multi_symbol", "v3", ("EURUSD", "GOOG"), ("1d",)),
-    ("goog_v1", "v1", ("GOOG",), ("1d",)),
-    ("eurusd_v15", "v1.5", ("EURUSD",), ("1h",)),
-])
-def test_each_format_loads(name: str, fmt: str, symbols: tuple[str, ...],
-                           timeframes: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("name", "fmt", "symbols", "timeframes"),
+    [
+        ("v3_single", "v3", ("EURUSD",), ("1h",)),
+        ("eurusd_mtf", "v3", ("EURUSD",), ("1h", "4h", "1d")),
+        ("v3_multi_symbol", "v3", ("EURUSD", "GOOG"), ("1d",)),
+        ("goog_v1", "v1", ("GOOG",), ("1d",)),
+        ("eurusd_v15", "v1.5", ("EURUSD",), ("1h",)),
+    ],
+)
+def test_each_format_loads(
+    name: str, fmt: str, symbols: tuple[str, ...], timeframes: tuple[str, ...]
+) -> None:
     config = load_strategy_file(FILES / f"{name}.yaml")
-    assert (config.source_format, config.training_data.symbols,
-            config.training_data.timeframes) == (fmt, symbols, timeframes)
+    assert (config.source_format, config.training_data.symbols, config.training_data.timeframes) == (
+        fmt,
+        symbols,
+        timeframes,
+    )
 
 
 def test_v3_keys_become_the_native_ones() -> None:
     config = load_strategy_file(FILES / "v3_single.yaml")
     assert [(i.feature_id, i.name) for i in config.indicators] == [
-        ("rsi_14", "rsi"), ("macd_12_26_9", "macd"), ("adx_14", "adx")]
-    assert config.fuzzy_inputs == {"macd_momentum": "macd_12_26_9.histogram",
-                                   "di_plus": "adx_14.plus_di"}
+        ("rsi_14", "rsi"),
+        ("macd_12_26_9", "macd"),
+        ("adx_14", "adx"),
+    ]
+    assert config.fuzzy_inputs == {"macd_momentum": "macd_12_26_9.histogram", "di_plus": "adx_14.plus_di"}
     oversold = config.fuzzy_sets["rsi_14"][0]
-    assert (oversold.name, oversold.type, oversold.parameters) == ("oversold", "triangular",
-                                                                  (0.0, 30.0, 45.0))
+    assert (oversold.name, oversold.type, oversold.parameters) == (
+        "oversold",
+        "triangular",
+        (0.0, 30.0, 45.0),
+    )
     assert sorted(config.not_used) == ["decisions", "hypothesis", "risk_management"]
     assert any(n.startswith("model.features.scale_features") for n in config.notes)
     mtf = load_strategy_file(FILES / "eurusd_mtf.yaml")
     assert mtf.training_data.base_timeframe == "1h"
     assert mtf.inputs_on("1d") == ("rsi_14",) and mtf.inputs_on("4h") == ("rsi_14", "trend")
     v15 = load_strategy_file(FILES / "eurusd_v15.yaml")
-    assert (v15.training_data.start_date, v15.training_data.end_date) == ("2017-06-01",
-                                                                          "2018-02-01")
+    assert (v15.training_data.start_date, v15.training_data.end_date) == ("2017-06-01", "2018-02-01")
     v1 = load_strategy_file(FILES / "goog_v1.yaml")
-    assert (v1.model.dropout, v1.model.lookback_periods,
-            v1.model.training.early_stopping.patience) == (0.1, 1, 5)
+    assert (v1.model.dropout, v1.model.lookback_periods, v1.model.training.early_stopping.patience) == (
+        0.1,
+        1,
+        5,
+    )
 
 
 def test_refusal_lists_every_unsupported_item() -> None:
@@ -110,10 +124,10 @@ def test_unknown_key_in_a_training_section_is_still_an_error(strategies_dir: Pat
 
 
 @pytest.mark.parametrize("name", ["v3_single", "v3_multi_symbol", "goog_v1", "eurusd_v15"])
-def test_each_format_trains_on_real_prices(name: str, upstream: Path, prices: Path,
-                                           ktrdr_home: Path) -> None:
-    result = pipeline.run_training(TrainingRequest(
-        strategy=name, overrides={"data_dir": str(prices), "save_model": False}))
+def test_each_format_trains_on_real_prices(name: str, upstream: Path, prices: Path, ktrdr_home: Path) -> None:
+    result = pipeline.run_training(
+        TrainingRequest(strategy=name, overrides={"data_dir": str(prices), "save_model": False})
+    )
     assert result.training_metrics["epochs_trained"] == 2
     assert np.isfinite(result.training_metrics["val_loss"])
     meta = result.metadata
@@ -124,22 +138,23 @@ def test_each_format_trains_on_real_prices(name: str, upstream: Path, prices: Pa
         assert result.data_summary["series"][0]["first"].startswith("2017-06-01")
 
 
-def test_multi_symbol_balances_across_symbols(upstream: Path, prices: Path,
-                                              ktrdr_home: Path) -> None:
-    result = pipeline.run_training(TrainingRequest(
-        strategy="v3_multi_symbol", overrides={"data_dir": str(prices), "save_model": False}))
+def test_multi_symbol_balances_across_symbols(upstream: Path, prices: Path, ktrdr_home: Path) -> None:
+    result = pipeline.run_training(
+        TrainingRequest(strategy="v3_multi_symbol", overrides={"data_dir": str(prices), "save_model": False})
+    )
     series = result.data_summary["series"]
     assert [s["samples_used"] for s in series] == [min(s["samples"] for s in series)] * 2
     goog = next(s for s in series if s["symbol"] == "GOOG")
-    balance = [d for d in result.metadata["discarded"]
-               if d["symbol"] == "GOOG" and d["reason"].startswith("balancing")]
+    balance = [
+        d
+        for d in result.metadata["discarded"]
+        if d["symbol"] == "GOOG" and d["reason"].startswith("balancing")
+    ]
     assert balance and balance[0]["count"] == goog["samples"] - goog["samples_used"]
 
 
-def test_multi_timeframe_one_sample_per_base_bar(upstream: Path, prices: Path,
-                                                 ktrdr_home: Path) -> None:
-    request = TrainingRequest(strategy="eurusd_mtf",
-                              overrides={"data_dir": str(prices), "save_model": False})
+def test_multi_timeframe_one_sample_per_base_bar(upstream: Path, prices: Path, ktrdr_home: Path) -> None:
+    request = TrainingRequest(strategy="eurusd_mtf", overrides={"data_dir": str(prices), "save_model": False})
     result = pipeline.run_training(request)
     names = list(result.feature_names)
     assert names[:2] == ["1h_rsi_14_low", "1h_rsi_14_high"]
@@ -168,10 +183,16 @@ def _perturbed_after(bars: OHLCV, cutoff: np.datetime64, factor: float) -> OHLCV
     length = {"1h": 1, "4h": 4, "1d": 24}[bars.timeframe] * HOUR
     later = bars.timestamps.astype("datetime64[s]") + length > cutoff
     scale = np.where(later, factor, 1.0)
-    return OHLCV(symbol=bars.symbol, timeframe=bars.timeframe, timestamps=bars.timestamps,
-                 open=bars.open * scale, high=bars.high * scale * np.where(later, 1.001, 1.0),
-                 low=bars.low * scale,
-                 close=bars.close * scale, volume=bars.volume)
+    return OHLCV(
+        symbol=bars.symbol,
+        timeframe=bars.timeframe,
+        timestamps=bars.timestamps,
+        open=bars.open * scale,
+        high=bars.high * scale * np.where(later, 1.001, 1.0),
+        low=bars.low * scale,
+        close=bars.close * scale,
+        volume=bars.volume,
+    )
 
 
 def test_multi_timeframe_has_no_look_ahead(prices: Path) -> None:
@@ -183,7 +204,7 @@ def test_multi_timeframe_has_no_look_ahead(prices: Path) -> None:
         cutoff = data[0].timestamps[t].astype("datetime64[s]") + HOUR  # base bar t's close
         after, _ = _features(path, [_perturbed_after(s, cutoff, 1.03) for s in data])
         np.testing.assert_array_equal(before[: t + 1], after[: t + 1])
-        assert not np.allclose(before[t + 30:], after[t + 30:], equal_nan=True)
+        assert not np.allclose(before[t + 30 :], after[t + 30 :], equal_nan=True)
     daily = [i for i, n in enumerate(names) if n.startswith("1d_")]
     assert np.isfinite(before[-1, daily]).all()
 
@@ -208,8 +229,7 @@ def test_check_and_migrate(upstream: Path, tmp_path: Path) -> None:
     assert bad.output.count("\n  - ") == 5
     for name in ("goog_v1", "eurusd_v15"):
         out = tmp_path / f"{name}_v3.yaml"
-        done = runner.invoke(strategies, ["migrate", str(upstream / f"{name}.yaml"), "-o",
-                                          str(out)])
+        done = runner.invoke(strategies, ["migrate", str(upstream / f"{name}.yaml"), "-o", str(out)])
         assert done.exit_code == 0, done.output
         text = out.read_text()
         assert text.startswith("# Migrated to the v3 format") and "# Dropped or rewritten" in text
@@ -218,9 +238,9 @@ def test_check_and_migrate(upstream: Path, tmp_path: Path) -> None:
         assert migrated.source_format == "v3" and migrated.name == f"{name}_v3"
         assert migrated.to_dict() | {"name": name} == original.to_dict()
         assert migrated.not_used == original.not_used
-    same = runner.invoke(strategies, ["migrate", str(upstream / "goog_v1.yaml"), "-o",
-                                      str(upstream / "goog_v1.yaml")])
-    assert same.exit_code != 0 and "never overwrites its input" in str(same.exception or
-                                                                         same.output)
+    same = runner.invoke(
+        strategies, ["migrate", str(upstream / "goog_v1.yaml"), "-o", str(upstream / "goog_v1.yaml")]
+    )
+    assert same.exit_code != 0 and "never overwrites its input" in str(same.exception or same.output)
     again = runner.invoke(strategies, ["migrate", str(upstream / "v3_single.yaml")])
     assert "already in the v3 format" in str(again.exception)

@@ -49,14 +49,21 @@ def test_gaussian_points() -> None:
 
 
 def test_nan_stays_nan() -> None:
-    for values in (fuzzy.triangular([np.nan], 0, 1, 2), fuzzy.trapezoidal([np.nan], 0, 1, 2, 3),
-                   fuzzy.gaussian([np.nan], 0, 1)):
+    for values in (
+        fuzzy.triangular([np.nan], 0, 1, 2),
+        fuzzy.trapezoidal([np.nan], 0, 1, 2, 3),
+        fuzzy.gaussian([np.nan], 0, 1),
+    ):
         assert np.isnan(values[0])
 
 
 def test_fuzzify_names_columns_and_zeroes_tiny_tails() -> None:
-    sets = {"rsi": (FuzzySetConfig("low", "triangular", (0, 0, 50)),
-                    FuzzySetConfig("mid", "gaussian", (50.0, 1.0)))}
+    sets = {
+        "rsi": (
+            FuzzySetConfig("low", "triangular", (0, 0, 50)),
+            FuzzySetConfig("mid", "gaussian", (50.0, 1.0)),
+        )
+    }
     out = fuzzy.fuzzify({"rsi": np.array([0.0, 25.0, 100.0])}, sets)
     assert list(out) == ["rsi_low", "rsi_mid"]
     assert_array_equal(out["rsi_low"], [1, 0.5, 0])
@@ -64,13 +71,17 @@ def test_fuzzify_names_columns_and_zeroes_tiny_tails() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=20),
-       st.lists(st.floats(-100, 100), min_size=4, max_size=4))
+@given(
+    st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=20),
+    st.lists(st.floats(-100, 100), min_size=4, max_size=4),
+)
 def test_memberships_are_between_0_and_1(x: list[float], params: list[float]) -> None:
     a, b, c, d = sorted(params)
-    for values in (fuzzy.triangular(x, a, b, d) if a < d else np.zeros(1),
-                   fuzzy.trapezoidal(x, a, b, c, d),
-                   fuzzy.gaussian(x, b, abs(c - b) + 0.1)):
+    for values in (
+        fuzzy.triangular(x, a, b, d) if a < d else np.zeros(1),
+        fuzzy.trapezoidal(x, a, b, c, d),
+        fuzzy.gaussian(x, b, abs(c - b) + 0.1),
+    ):
         assert ((values >= 0) & (values <= 1)).all()
 
 
@@ -102,8 +113,7 @@ def test_zigzag_first_crossing_wins_and_encoding() -> None:
     assert zigzag_labels([100, 97, 103], 0.02, 2)[0] == SELL
     assert zigzag_labels([100, 103, 97], 0.02, 2)[0] == BUY
     # no move within the horizon and a complete window -> HOLD; incomplete -> UNKNOWN
-    assert_array_equal(zigzag_labels([100, 100.5, 100.2, 100.1], 0.02, 2),
-                       [HOLD, HOLD, UNKNOWN, UNKNOWN])
+    assert_array_equal(zigzag_labels([100, 100.5, 100.2, 100.1], 0.02, 2), [HOLD, HOLD, UNKNOWN, UNKNOWN])
     assert label_distribution(np.array([0, 0, 1, 2, -1])) == {"BUY": 2, "HOLD": 1, "SELL": 1}
 
 
@@ -131,7 +141,10 @@ def test_feature_matrix_with_fewer_rows_than_lags(rows: int) -> None:
     matrix, names = feature_matrix(columns, 3)
     assert matrix.shape == (rows, 4) and names[1:] == ["a_lag_1", "a_lag_2", "a_lag_3"]
     lagged = add_lags(columns, 3)
-    expected = np.column_stack([lagged[n] for n in names]).astype(np.float32) if rows else \
-        np.empty((0, 4), dtype=np.float32)
+    expected = (
+        np.column_stack([lagged[n] for n in names]).astype(np.float32)
+        if rows
+        else np.empty((0, 4), dtype=np.float32)
+    )
     np.testing.assert_array_equal(matrix, expected)
     assert np.isnan(matrix[:, 3]).all()  # the third lag exists in no row

@@ -43,15 +43,15 @@ def every_indicator_strategy(series: OHLCV) -> StrategyConfig:
     registry = default_registry()
     indicators = [{"name": name, "feature_id": f"{name}_x"} for name in registry.names()]
     placeholder = {"m": {"type": "gaussian", "parameters": [0.0, 1.0]}}
-    draft = parse_strategy(raw_strategy(indicators, {f"{name}_x": placeholder
-                                                     for name in registry.names()}), "draft")
+    draft = parse_strategy(
+        raw_strategy(indicators, {f"{name}_x": placeholder for name in registry.names()}), "draft"
+    )
     values = features.indicator_values(draft, series.columns())
     fuzzy: dict[str, Any] = {}
     for reference, column in values.items():
         finite = column[np.isfinite(column)]
         sigma = float(np.std(finite)) or 1.0
-        fuzzy[reference] = {"m": {"type": "gaussian",
-                                  "parameters": [float(np.median(finite)), sigma]}}
+        fuzzy[reference] = {"m": {"type": "gaussian", "parameters": [float(np.median(finite)), sigma]}}
     return parse_strategy(raw_strategy(indicators, fuzzy), "every_indicator")
 
 
@@ -66,12 +66,18 @@ def perturbed_after(series: OHLCV, t: int, seed: int) -> OHLCV:
     """The same bars up to ``t``; every bar after it scaled by its own random factor."""
     rng = np.random.default_rng(seed)
     factor = np.ones(len(series))
-    factor[t + 1:] = rng.uniform(0.6, 1.6, len(series) - t - 1)
+    factor[t + 1 :] = rng.uniform(0.6, 1.6, len(series) - t - 1)
     volume = series.volume.copy() if series.volume is not None else None
     if volume is not None:
-        volume[t + 1:] *= rng.uniform(0.1, 5.0, len(series) - t - 1)
-    return attrs.evolve(series, open=series.open * factor, high=series.high * factor,
-                        low=series.low * factor, close=series.close * factor, volume=volume)
+        volume[t + 1 :] *= rng.uniform(0.1, 5.0, len(series) - t - 1)
+    return attrs.evolve(
+        series,
+        open=series.open * factor,
+        high=series.high * factor,
+        low=series.low * factor,
+        close=series.close * factor,
+        volume=volume,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +97,29 @@ def test_talib_types_match_talib_on_real_prices(eurusd: OHLCV) -> None:
     h, lo, c, v = eurusd.high, eurusd.low, eurusd.close, eurusd.volume
     assert v is not None
     expected = {
-        "rsi": {"rsi": talib.RSI(c, 14)}, "sma": {"sma": talib.SMA(c, 20)},
-        "ema": {"ema": talib.EMA(c, 20)}, "wma": {"wma": talib.WMA(c, 20)},
+        "rsi": {"rsi": talib.RSI(c, 14)},
+        "sma": {"sma": talib.SMA(c, 20)},
+        "ema": {"ema": talib.EMA(c, 20)},
+        "wma": {"wma": talib.WMA(c, 20)},
         "macd": dict(zip(("line", "signal", "histogram"), talib.MACD(c, 12, 26, 9), strict=True)),
-        "momentum": {"momentum": talib.MOM(c, 10)}, "roc": {"roc": talib.ROC(c, 10)},
-        "cci": {"cci": talib.CCI(h, lo, c, 20)}, "williams_r": {"williams_r": talib.WILLR(h, lo, c, 14)},
+        "momentum": {"momentum": talib.MOM(c, 10)},
+        "roc": {"roc": talib.ROC(c, 10)},
+        "cci": {"cci": talib.CCI(h, lo, c, 20)},
+        "williams_r": {"williams_r": talib.WILLR(h, lo, c, 14)},
         "stochastic": dict(zip(("k", "d"), talib.STOCH(h, lo, c, 14, 3, 0, 3, 0), strict=True)),
         "aroon": dict(zip(("down", "up"), talib.AROON(h, lo, 14), strict=True)),
-        "adx": {"adx": talib.ADX(h, lo, c, 14), "plus_di": talib.PLUS_DI(h, lo, c, 14),
-                "minus_di": talib.MINUS_DI(h, lo, c, 14)},
+        "adx": {
+            "adx": talib.ADX(h, lo, c, 14),
+            "plus_di": talib.PLUS_DI(h, lo, c, 14),
+            "minus_di": talib.MINUS_DI(h, lo, c, 14),
+        },
         "atr": {"atr": talib.ATR(h, lo, c, 14)},
-        "bollinger_bands": dict(zip(("upper", "middle", "lower"), talib.BBANDS(c, 20, 2.0, 2.0, 0),
-                                    strict=True)),
+        "bollinger_bands": dict(
+            zip(("upper", "middle", "lower"), talib.BBANDS(c, 20, 2.0, 2.0, 0), strict=True)
+        ),
         "parabolic_sar": {"sar": talib.SAR(h, lo, 0.02, 0.2)},
-        "obv": {"obv": talib.OBV(c, v)}, "mfi": {"mfi": talib.MFI(h, lo, c, v, 14)},
+        "obv": {"obv": talib.OBV(c, v)},
+        "mfi": {"mfi": talib.MFI(h, lo, c, v, 14)},
         "ad_line": {"ad_line": talib.AD(h, lo, c, v)},
     }
     data = eurusd.columns()
@@ -144,7 +159,7 @@ def test_no_feature_up_to_t_depends_on_bars_after_t(eurusd: OHLCV, t: int) -> No
     after, _ = feature_rows(strategy, perturbed_after(eurusd, t, seed=t))
     assert_array_equal(after[: t + 1], before[: t + 1])
     # the perturbation is real: the bars after t do change (so the check above could fail)
-    changed = ~np.isclose(after[t + 1:], before[t + 1:], equal_nan=True)
+    changed = ~np.isclose(after[t + 1 :], before[t + 1 :], equal_nan=True)
     changed_columns = {names[j] for j in np.flatnonzero(changed.any(axis=0))}
     assert len(changed_columns) > 0.9 * len(names)
 
@@ -152,20 +167,28 @@ def test_no_feature_up_to_t_depends_on_bars_after_t(eurusd: OHLCV, t: int) -> No
 def test_an_indicator_that_needs_volume_names_itself_and_the_file(tmp_path: Path, eurusd: OHLCV) -> None:
     lines = [",Open,High,Low,Close"] + [
         f"{np.datetime_as_string(ts)},{o},{h},{lo},{c}"
-        for ts, o, h, lo, c in zip(eurusd.timestamps[:200], eurusd.open, eurusd.high, eurusd.low,
-                                   eurusd.close, strict=False)]
+        for ts, o, h, lo, c in zip(
+            eurusd.timestamps[:200], eurusd.open, eurusd.high, eurusd.low, eurusd.close, strict=False
+        )
+    ]
     path = tmp_path / "NOVOL_1h.csv"
     path.write_text("\n".join(lines) + "\n")
     series = load_ohlcv("NOVOL", "1h", tmp_path)
     assert series.volume is None
     gauss = {"m": {"type": "gaussian", "parameters": [0.0, 1.0]}}
-    price_only = parse_strategy(raw_strategy([{"name": "rsi", "feature_id": "rsi"}], {"rsi": gauss}),
-                                "price_only")
+    price_only = parse_strategy(
+        raw_strategy([{"name": "rsi", "feature_id": "rsi"}], {"rsi": gauss}), "price_only"
+    )
     assert np.isfinite(pipeline.compute_indicators(price_only, [series])[0]["rsi"][20:]).all()
-    needs_volume = parse_strategy(raw_strategy(
-        [{"name": "rsi", "feature_id": "rsi"}, {"name": "OBV", "feature_id": "obv_flow"}],
-        {"rsi": gauss, "obv_flow": gauss}), "needs_volume")
+    needs_volume = parse_strategy(
+        raw_strategy(
+            [{"name": "rsi", "feature_id": "rsi"}, {"name": "OBV", "feature_id": "obv_flow"}],
+            {"rsi": gauss, "obv_flow": gauss},
+        ),
+        "needs_volume",
+    )
     with pytest.raises(BadInputError) as err:
         pipeline.compute_indicators(needs_volume, [series])
-    assert str(err.value) == (f"indicator 'obv_flow' (obv) needs the volume column, which {path} "
-                              "does not have")
+    assert str(err.value) == (
+        f"indicator 'obv_flow' (obv) needs the volume column, which {path} does not have"
+    )

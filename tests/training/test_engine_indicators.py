@@ -26,19 +26,37 @@ from ktrdr_core.training.indicators.registry import collect_indicators
 
 #: Every type upstream ktrdr registers, with the outputs its strategy files use.
 EXPECTED_OUTPUTS = {
-    "rsi": ("rsi",), "sma": ("sma",), "ema": ("ema",), "wma": ("wma",),
-    "macd": ("line", "signal", "histogram"), "momentum": ("momentum",), "roc": ("roc",),
-    "cci": ("cci",), "williams_r": ("williams_r",), "stochastic": ("k", "d"),
-    "rvi": ("rvi", "signal"), "fisher_transform": ("fisher", "signal"),
-    "aroon": ("up", "down", "oscillator"), "adx": ("adx", "plus_di", "minus_di"),
-    "atr": ("atr",), "bollinger_bands": ("middle", "upper", "lower", "percent_b", "width"),
-    "bollinger_band_width": ("width",), "keltner": ("middle", "upper", "lower"),
+    "rsi": ("rsi",),
+    "sma": ("sma",),
+    "ema": ("ema",),
+    "wma": ("wma",),
+    "macd": ("line", "signal", "histogram"),
+    "momentum": ("momentum",),
+    "roc": ("roc",),
+    "cci": ("cci",),
+    "williams_r": ("williams_r",),
+    "stochastic": ("k", "d"),
+    "rvi": ("rvi", "signal"),
+    "fisher_transform": ("fisher", "signal"),
+    "aroon": ("up", "down", "oscillator"),
+    "adx": ("adx", "plus_di", "minus_di"),
+    "atr": ("atr",),
+    "bollinger_bands": ("middle", "upper", "lower", "percent_b", "width"),
+    "bollinger_band_width": ("width",),
+    "keltner": ("middle", "upper", "lower"),
     "donchian": ("middle", "upper", "lower", "width", "position"),
-    "supertrend": ("trend", "direction"), "parabolic_sar": ("sar",),
-    "ichimoku": ("tenkan", "kijun", "senkou_a", "senkou_b", "chikou"), "obv": ("obv",),
-    "vwap": ("vwap",), "mfi": ("mfi",), "cmf": ("cmf",), "ad_line": ("ad_line",),
-    "volume_ratio": ("volume_ratio",), "distance_from_ma": ("distance_from_ma",),
-    "squeeze_intensity": ("squeeze_intensity",), "zigzag": ("zigzag", "direction"),
+    "supertrend": ("trend", "direction"),
+    "parabolic_sar": ("sar",),
+    "ichimoku": ("tenkan", "kijun", "senkou_a", "senkou_b", "chikou"),
+    "obv": ("obv",),
+    "vwap": ("vwap",),
+    "mfi": ("mfi",),
+    "cmf": ("cmf",),
+    "ad_line": ("ad_line",),
+    "volume_ratio": ("volume_ratio",),
+    "distance_from_ma": ("distance_from_ma",),
+    "squeeze_intensity": ("squeeze_intensity",),
+    "zigzag": ("zigzag", "direction"),
 }
 
 
@@ -48,8 +66,13 @@ def bars(n: int = 600, seed: int = 0) -> dict[str, np.ndarray]:
     open_ = np.concatenate(([close[0]], close[:-1])) * (1 + rng.normal(0, 0.002, n))
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.006, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.006, n))
-    return {"open": open_, "high": high, "low": low, "close": close,
-            "volume": rng.uniform(100, 1000, n).round()}
+    return {
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": rng.uniform(100, 1000, n).round(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +85,9 @@ def ohlcv() -> dict[str, np.ndarray]:
     return bars()
 
 
-def compute(registry: IndicatorRegistry, name: str, data: dict[str, np.ndarray],
-            **params: Any) -> dict[str, np.ndarray]:
+def compute(
+    registry: IndicatorRegistry, name: str, data: dict[str, np.ndarray], **params: Any
+) -> dict[str, np.ndarray]:
     spec = registry.get(name)
     assert spec is not None, name
     return spec.compute(data, params)
@@ -88,22 +112,48 @@ def test_builtins_register_through_the_hook(registry: IndicatorRegistry) -> None
     assert registry.errors == {}
 
 
-@pytest.mark.parametrize(("spelling", "canonical"), [
-    ("RSI", "rsi"), ("RSIIndicator", "rsi"), ("BollingerBands", "bollinger_bands"),
-    ("bbands", "bollinger_bands"), ("BollingerBandWidth", "bollinger_band_width"),
-    ("WilliamsR", "williams_r"), ("ParabolicSAR", "parabolic_sar"), ("psar", "parabolic_sar"),
-    ("DonchianChannels", "donchian"), ("KeltnerChannels", "keltner"), ("ADLine", "ad_line"),
-    ("AccumulationDistribution", "ad_line"), ("CMF", "cmf"), ("ChaikinMoneyFlow", "cmf"),
-    ("AverageDirectionalIndex", "adx"), ("SuperTrend", "supertrend"),
-    ("FisherTransform", "fisher_transform"), ("VolumeRatio", "volume_ratio"),
-    ("SqueezeIntensity", "squeeze_intensity"), ("DistanceFromMA", "distance_from_ma"),
-    ("ZigZag", "zigzag"), ("stoch", "stochastic"), ("StochasticIndicator", "stochastic"),
-    ("SimpleMovingAverage", "sma"), ("ExponentialMovingAverage", "ema"), ("Ichimoku", "ichimoku"),
-    ("MACD", "macd"), ("Momentum", "momentum"), ("OBV", "obv"), ("VWAP", "vwap"), ("MFI", "mfi"),
-    ("RVI", "rvi"), ("Aroon", "aroon"), ("ATR", "atr"), ("CCI", "cci"), ("ROC", "roc"),
-])
-def test_upstream_spellings_resolve(registry: IndicatorRegistry, spelling: str,
-                                    canonical: str) -> None:
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("RSI", "rsi"),
+        ("RSIIndicator", "rsi"),
+        ("BollingerBands", "bollinger_bands"),
+        ("bbands", "bollinger_bands"),
+        ("BollingerBandWidth", "bollinger_band_width"),
+        ("WilliamsR", "williams_r"),
+        ("ParabolicSAR", "parabolic_sar"),
+        ("psar", "parabolic_sar"),
+        ("DonchianChannels", "donchian"),
+        ("KeltnerChannels", "keltner"),
+        ("ADLine", "ad_line"),
+        ("AccumulationDistribution", "ad_line"),
+        ("CMF", "cmf"),
+        ("ChaikinMoneyFlow", "cmf"),
+        ("AverageDirectionalIndex", "adx"),
+        ("SuperTrend", "supertrend"),
+        ("FisherTransform", "fisher_transform"),
+        ("VolumeRatio", "volume_ratio"),
+        ("SqueezeIntensity", "squeeze_intensity"),
+        ("DistanceFromMA", "distance_from_ma"),
+        ("ZigZag", "zigzag"),
+        ("stoch", "stochastic"),
+        ("StochasticIndicator", "stochastic"),
+        ("SimpleMovingAverage", "sma"),
+        ("ExponentialMovingAverage", "ema"),
+        ("Ichimoku", "ichimoku"),
+        ("MACD", "macd"),
+        ("Momentum", "momentum"),
+        ("OBV", "obv"),
+        ("VWAP", "vwap"),
+        ("MFI", "mfi"),
+        ("RVI", "rvi"),
+        ("Aroon", "aroon"),
+        ("ATR", "atr"),
+        ("CCI", "cci"),
+        ("ROC", "roc"),
+    ],
+)
+def test_upstream_spellings_resolve(registry: IndicatorRegistry, spelling: str, canonical: str) -> None:
     spec = registry.get(spelling)
     assert spec is not None and spec.type == canonical
 
@@ -117,9 +167,15 @@ def test_unknown_names(registry: IndicatorRegistry) -> None:
 
 
 def _spec(name: str, aliases: tuple[str, ...] = ()) -> IndicatorSpec:
-    return IndicatorSpec(name, ("value",), (ParamSpec("period", "int", 3, minimum=1),), ("close",),
-                         aliases, compute_fn=lambda a, p: {"value": a["close"] * 2},
-                         lookback_fn=lambda p: 0)
+    return IndicatorSpec(
+        name,
+        ("value",),
+        (ParamSpec("period", "int", 3, minimum=1),),
+        ("close",),
+        aliases,
+        compute_fn=lambda a, p: {"value": a["close"] * 2},
+        lookback_fn=lambda p: 0,
+    )
 
 
 def test_duplicate_type_or_alias_names_both() -> None:
@@ -127,8 +183,11 @@ def test_duplicate_type_or_alias_names_both() -> None:
     registry.register(_spec("double", aliases=("twice",)), plugin="first-plugin")
     with pytest.raises(ValueError, match=r"'double'.*already registered.*first-plugin"):
         registry.register(_spec("double"))
-    with pytest.raises(ValueError, match=r"'Twice' of 'other' is already taken by 'double' by "
-                                         r"first-plugin"):
+    with pytest.raises(
+        ValueError,
+        match=r"'Twice' of 'other' is already taken by 'double' by "
+        r"first-plugin",
+    ):
         registry.register(_spec("other", aliases=("Twice",)))
     assert registry.names() == ["double"]
 
@@ -170,10 +229,14 @@ def test_a_broken_plugin_is_isolated() -> None:
     assert "raises: RuntimeError: boom" in registry.unknown_message("half")
 
 
-@pytest.mark.parametrize(("ref", "parsed"), [
-    ("adx_14.plus_di", ("adx_14", "plus_di")), ("rsi_14", ("rsi_14", None)),
-    ("macd_12_26_9.histogram", ("macd_12_26_9", "histogram")),
-])
+@pytest.mark.parametrize(
+    ("ref", "parsed"),
+    [
+        ("adx_14.plus_di", ("adx_14", "plus_di")),
+        ("rsi_14", ("rsi_14", None)),
+        ("macd_12_26_9.histogram", ("macd_12_26_9", "histogram")),
+    ],
+)
 def test_parse_reference(ref: str, parsed: tuple[str, str | None]) -> None:
     assert parse_reference(ref) == parsed
 
@@ -190,8 +253,13 @@ def test_parse_reference_refuses(ref: str) -> None:
 def test_validate_fills_defaults(registry: IndicatorRegistry) -> None:
     clean, problems = registry.get("macd").validate({"fast_period": 8})  # type: ignore[union-attr]
     assert problems == []
-    assert clean == {"fast_period": 8, "slow_period": 26, "signal_period": 9, "source": "close",
-                     "relative": False}
+    assert clean == {
+        "fast_period": 8,
+        "slow_period": 26,
+        "signal_period": 9,
+        "source": "close",
+        "relative": False,
+    }
 
 
 def test_validate_reports_every_problem(registry: IndicatorRegistry) -> None:
@@ -206,22 +274,26 @@ def test_validate_reports_every_problem(registry: IndicatorRegistry) -> None:
     ]
 
 
-@pytest.mark.parametrize(("name", "params", "problem"), [
-    ("rsi", {"period": 2.5}, "period must be an integer, got 2.5"),
-    ("rsi", {"period": True}, "period must be an integer, got True"),
-    ("macd", {"fast_period": 30}, "fast_period must be less than slow_period (30 >= 26)"),
-    ("zigzag", {"threshold": 0}, "threshold must be between 0 and 1"),
-    ("parabolic_sar", {"acceleration": 0.5, "maximum": 0.2}, "acceleration must not exceed maximum"),
-    ("aroon", {"include_oscillator": "yes"}, "include_oscillator must be true or false"),
-    ("distance_from_ma", {"ma_type": "WMA"}, "ma_type must be one of SMA, EMA, got 'WMA'"),
-    ("atr", {"source": "open"}, "source is not a parameter of atr (it reads high, low, close)"),
-    ("sma", {"period": 10, "length": 3}, "length is not a parameter of sma"),
-    ("bollinger_bands", {"multiplier": 2, "num_std": 3}, "num_std and multiplier are the same"),
-    ("ema", {"period": float("nan")}, "period must be an integer"),
-    ("keltner", {"multiplier": float("inf")}, "multiplier must be a finite number"),
-])
-def test_validate_problems(registry: IndicatorRegistry, name: str, params: dict[str, Any],
-                           problem: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "params", "problem"),
+    [
+        ("rsi", {"period": 2.5}, "period must be an integer, got 2.5"),
+        ("rsi", {"period": True}, "period must be an integer, got True"),
+        ("macd", {"fast_period": 30}, "fast_period must be less than slow_period (30 >= 26)"),
+        ("zigzag", {"threshold": 0}, "threshold must be between 0 and 1"),
+        ("parabolic_sar", {"acceleration": 0.5, "maximum": 0.2}, "acceleration must not exceed maximum"),
+        ("aroon", {"include_oscillator": "yes"}, "include_oscillator must be true or false"),
+        ("distance_from_ma", {"ma_type": "WMA"}, "ma_type must be one of SMA, EMA, got 'WMA'"),
+        ("atr", {"source": "open"}, "source is not a parameter of atr (it reads high, low, close)"),
+        ("sma", {"period": 10, "length": 3}, "length is not a parameter of sma"),
+        ("bollinger_bands", {"multiplier": 2, "num_std": 3}, "num_std and multiplier are the same"),
+        ("ema", {"period": float("nan")}, "period must be an integer"),
+        ("keltner", {"multiplier": float("inf")}, "multiplier must be a finite number"),
+    ],
+)
+def test_validate_problems(
+    registry: IndicatorRegistry, name: str, params: dict[str, Any], problem: str
+) -> None:
     _, problems = registry.get(name).validate(params)  # type: ignore[union-attr]
     assert len(problems) == 1 and problems[0].startswith(problem), problems
 
@@ -236,8 +308,9 @@ def test_other_tools_spellings_of_parameters(registry: IndicatorRegistry) -> Non
     assert registry.get("rsi").validate({"period": 14.0})[0]["period"] == 14  # type: ignore[union-attr]
 
 
-def test_compute_refuses_bad_params_and_missing_columns(registry: IndicatorRegistry,
-                                                        ohlcv: dict[str, np.ndarray]) -> None:
+def test_compute_refuses_bad_params_and_missing_columns(
+    registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]
+) -> None:
     with pytest.raises(ValueError, match=r"rsi: period must be at least 2"):
         compute(registry, "rsi", ohlcv, period=1)
     without_volume = {k: v for k, v in ohlcv.items() if k != "volume"}
@@ -251,8 +324,9 @@ def test_compute_refuses_bad_params_and_missing_columns(registry: IndicatorRegis
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUTS))
-def test_warmup_is_the_first_defined_bar(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray],
-                                         name: str) -> None:
+def test_warmup_is_the_first_defined_bar(
+    registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray], name: str
+) -> None:
     spec = registry.get(name)
     assert spec is not None
     out = spec.compute(ohlcv, {})
@@ -260,9 +334,16 @@ def test_warmup_is_the_first_defined_bar(registry: IndicatorRegistry, ohlcv: dic
     assert set(out) == set(spec.outputs)
     for output, values in out.items():
         assert values.dtype == np.float64 and values.shape == (600,)
-        assert np.isnan(values[:warmup]).all() or output in ("chikou", "plus_di", "minus_di",
-                                                             "tenkan", "kijun", "senkou_a", "rvi",
-                                                             "fisher"), output
+        assert np.isnan(values[:warmup]).all() or output in (
+            "chikou",
+            "plus_di",
+            "minus_di",
+            "tenkan",
+            "kijun",
+            "senkou_a",
+            "rvi",
+            "fisher",
+        ), output
     first_full = min(i for i in range(600) if all(np.isfinite(v[i:]).all() for v in out.values()))
     if name == "zigzag":
         assert first_full >= warmup  # depends on the data: a lower bound
@@ -271,8 +352,9 @@ def test_warmup_is_the_first_defined_bar(registry: IndicatorRegistry, ohlcv: dic
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUTS))
-def test_no_value_depends_on_later_bars(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray],
-                                        name: str) -> None:
+def test_no_value_depends_on_later_bars(
+    registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray], name: str
+) -> None:
     """The value at bar t is the same whether or not the bars after t exist."""
     spec = registry.get(name)
     assert spec is not None
@@ -280,8 +362,14 @@ def test_no_value_depends_on_later_bars(registry: IndicatorRegistry, ohlcv: dict
     for t in (90, 200, 417):
         prefix = spec.compute({k: v[: t + 1] for k, v in ohlcv.items()}, {})
         for output in spec.outputs:
-            assert_allclose(prefix[output], full[output][: t + 1], rtol=1e-9, atol=1e-12,
-                            equal_nan=True, err_msg=f"{name}.{output} at t={t}")
+            assert_allclose(
+                prefix[output],
+                full[output][: t + 1],
+                rtol=1e-9,
+                atol=1e-12,
+                equal_nan=True,
+                err_msg=f"{name}.{output} at t={t}",
+            )
 
 
 def test_short_input_is_all_nan(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) -> None:
@@ -297,37 +385,75 @@ TALIB_CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, np.ndarray]], d
     ("sma", {"period": 7, "source": "high"}, lambda d: {"sma": talib.SMA(d["high"], 7)}),
     ("ema", {"period": 12}, lambda d: {"ema": talib.EMA(d["close"], 12)}),
     ("wma", {"period": 10}, lambda d: {"wma": talib.WMA(d["close"], 10)}),
-    ("macd", {"fast_period": 8, "slow_period": 21, "signal_period": 5},
-     lambda d: dict(zip(("line", "signal", "histogram"), talib.MACD(d["close"], 8, 21, 5), strict=True))),
+    (
+        "macd",
+        {"fast_period": 8, "slow_period": 21, "signal_period": 5},
+        lambda d: dict(zip(("line", "signal", "histogram"), talib.MACD(d["close"], 8, 21, 5), strict=True)),
+    ),
     ("momentum", {"period": 5}, lambda d: {"momentum": talib.MOM(d["close"], 5)}),
     ("roc", {"period": 12}, lambda d: {"roc": talib.ROC(d["close"], 12)}),
     ("cci", {"period": 20}, lambda d: {"cci": talib.CCI(d["high"], d["low"], d["close"], 20)}),
-    ("williams_r", {"period": 14},
-     lambda d: {"williams_r": talib.WILLR(d["high"], d["low"], d["close"], 14)}),
-    ("stochastic", {"k_period": 14, "d_period": 3, "smooth_k": 3},
-     lambda d: dict(zip(("k", "d"), talib.STOCH(d["high"], d["low"], d["close"], 14, 3, 0, 3, 0),
-                        strict=True))),
-    ("aroon", {"period": 25},
-     lambda d: {"down": talib.AROON(d["high"], d["low"], 25)[0],
-                "up": talib.AROON(d["high"], d["low"], 25)[1],
-                "oscillator": talib.AROONOSC(d["high"], d["low"], 25)}),
-    ("adx", {"period": 14},
-     lambda d: {"adx": talib.ADX(d["high"], d["low"], d["close"], 14),
-                "plus_di": talib.PLUS_DI(d["high"], d["low"], d["close"], 14),
-                "minus_di": talib.MINUS_DI(d["high"], d["low"], d["close"], 14)}),
+    (
+        "williams_r",
+        {"period": 14},
+        lambda d: {"williams_r": talib.WILLR(d["high"], d["low"], d["close"], 14)},
+    ),
+    (
+        "stochastic",
+        {"k_period": 14, "d_period": 3, "smooth_k": 3},
+        lambda d: dict(
+            zip(("k", "d"), talib.STOCH(d["high"], d["low"], d["close"], 14, 3, 0, 3, 0), strict=True)
+        ),
+    ),
+    (
+        "aroon",
+        {"period": 25},
+        lambda d: {
+            "down": talib.AROON(d["high"], d["low"], 25)[0],
+            "up": talib.AROON(d["high"], d["low"], 25)[1],
+            "oscillator": talib.AROONOSC(d["high"], d["low"], 25),
+        },
+    ),
+    (
+        "adx",
+        {"period": 14},
+        lambda d: {
+            "adx": talib.ADX(d["high"], d["low"], d["close"], 14),
+            "plus_di": talib.PLUS_DI(d["high"], d["low"], d["close"], 14),
+            "minus_di": talib.MINUS_DI(d["high"], d["low"], d["close"], 14),
+        },
+    ),
     ("atr", {"period": 10}, lambda d: {"atr": talib.ATR(d["high"], d["low"], d["close"], 10)}),
-    ("bollinger_bands", {"period": 20, "multiplier": 2.5},
-     lambda d: dict(zip(("upper", "middle", "lower"), talib.BBANDS(d["close"], 20, 2.5, 2.5, 0),
-                        strict=True))),
-    ("donchian", {"period": 20},
-     lambda d: {"upper": talib.MAX(d["high"], 20), "lower": talib.MIN(d["low"], 20),
-                "middle": talib.MIDPRICE(d["high"], d["low"], 20)}),
-    ("parabolic_sar", {"acceleration": 0.03, "maximum": 0.25},
-     lambda d: {"sar": talib.SAR(d["high"], d["low"], 0.03, 0.25)}),
-    ("ichimoku", {"displacement": 0},
-     lambda d: {"tenkan": talib.MIDPRICE(d["high"], d["low"], 9),
-                "kijun": talib.MIDPRICE(d["high"], d["low"], 26),
-                "senkou_b": talib.MIDPRICE(d["high"], d["low"], 52)}),
+    (
+        "bollinger_bands",
+        {"period": 20, "multiplier": 2.5},
+        lambda d: dict(
+            zip(("upper", "middle", "lower"), talib.BBANDS(d["close"], 20, 2.5, 2.5, 0), strict=True)
+        ),
+    ),
+    (
+        "donchian",
+        {"period": 20},
+        lambda d: {
+            "upper": talib.MAX(d["high"], 20),
+            "lower": talib.MIN(d["low"], 20),
+            "middle": talib.MIDPRICE(d["high"], d["low"], 20),
+        },
+    ),
+    (
+        "parabolic_sar",
+        {"acceleration": 0.03, "maximum": 0.25},
+        lambda d: {"sar": talib.SAR(d["high"], d["low"], 0.03, 0.25)},
+    ),
+    (
+        "ichimoku",
+        {"displacement": 0},
+        lambda d: {
+            "tenkan": talib.MIDPRICE(d["high"], d["low"], 9),
+            "kijun": talib.MIDPRICE(d["high"], d["low"], 26),
+            "senkou_b": talib.MIDPRICE(d["high"], d["low"], 52),
+        },
+    ),
     ("obv", {}, lambda d: {"obv": talib.OBV(d["close"], d["volume"])}),
     ("mfi", {"period": 14}, lambda d: {"mfi": talib.MFI(d["high"], d["low"], d["close"], d["volume"], 14)}),
     ("ad_line", {}, lambda d: {"ad_line": talib.AD(d["high"], d["low"], d["close"], d["volume"])}),
@@ -335,8 +461,13 @@ TALIB_CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, np.ndarray]], d
 
 
 @pytest.mark.parametrize(("name", "params", "expected"), TALIB_CASES, ids=[c[0] for c in TALIB_CASES])
-def test_matches_talib(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray], name: str,
-                       params: dict[str, Any], expected: Callable[..., dict[str, Any]]) -> None:
+def test_matches_talib(
+    registry: IndicatorRegistry,
+    ohlcv: dict[str, np.ndarray],
+    name: str,
+    params: dict[str, Any],
+    expected: Callable[..., dict[str, Any]],
+) -> None:
     out = compute(registry, name, ohlcv, **params)
     for output, values in expected(ohlcv).items():
         assert_allclose(out[output], values, rtol=1e-12, equal_nan=True, err_msg=f"{name}.{output}")
@@ -345,14 +476,15 @@ def test_matches_talib(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]
 def test_relative_variants(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) -> None:
     close = ohlcv["close"]
     ema = talib.EMA(close, 20)
-    assert_allclose(compute(registry, "ema", ohlcv, relative=True)["ema"], (close / ema - 1) * 100,
-                    equal_nan=True)
+    assert_allclose(
+        compute(registry, "ema", ohlcv, relative=True)["ema"], (close / ema - 1) * 100, equal_nan=True
+    )
     line = talib.MACD(close, 12, 26, 9)[0]
-    assert_allclose(compute(registry, "macd", ohlcv, relative=True)["line"], line / close * 100,
-                    equal_nan=True)
+    assert_allclose(
+        compute(registry, "macd", ohlcv, relative=True)["line"], line / close * 100, equal_nan=True
+    )
     atr = talib.ATR(ohlcv["high"], ohlcv["low"], close, 14)
-    assert_allclose(compute(registry, "atr", ohlcv, relative=True)["atr"], atr / close * 100,
-                    equal_nan=True)
+    assert_allclose(compute(registry, "atr", ohlcv, relative=True)["atr"], atr / close * 100, equal_nan=True)
 
 
 def test_bollinger_percent_b_and_width(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) -> None:
@@ -360,8 +492,7 @@ def test_bollinger_percent_b_and_width(registry: IndicatorRegistry, ohlcv: dict[
     upper, middle, lower = talib.BBANDS(ohlcv["close"], 20, 2.0, 2.0, 0)
     assert_allclose(out["percent_b"], (ohlcv["close"] - lower) / (upper - lower), equal_nan=True)
     assert_allclose(out["width"], (upper - lower) / middle, equal_nan=True)
-    assert_allclose(compute(registry, "bollinger_band_width", ohlcv)["width"], out["width"],
-                    equal_nan=True)
+    assert_allclose(compute(registry, "bollinger_band_width", ohlcv)["width"], out["width"], equal_nan=True)
     flat = {k: np.full(40, 5.0) for k in ("open", "high", "low", "close", "volume")}
     assert compute(registry, "bollinger_bands", flat)["percent_b"][19:].tolist() == [0.5] * 21
 
@@ -370,8 +501,10 @@ def test_bollinger_percent_b_and_width(registry: IndicatorRegistry, ohlcv: dict[
 
 
 def sma_loop(x: list[float], n: int) -> list[float]:
-    return [float("nan") if i < n - 1 or any(np.isnan(x[i - n + 1: i + 1]))
-            else sum(x[i - n + 1: i + 1]) / n for i in range(len(x))]
+    return [
+        float("nan") if i < n - 1 or any(np.isnan(x[i - n + 1 : i + 1])) else sum(x[i - n + 1 : i + 1]) / n
+        for i in range(len(x))
+    ]
 
 
 def test_rvi_by_hand(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) -> None:
@@ -379,8 +512,9 @@ def test_rvi_by_hand(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) 
     n = len(c)
 
     def weighted(v: list[float]) -> list[float]:
-        return [float("nan") if i < 3 else (v[i - 3] + 2 * v[i - 2] + 2 * v[i - 1] + v[i]) / 6
-                for i in range(n)]
+        return [
+            float("nan") if i < 3 else (v[i - 3] + 2 * v[i - 2] + 2 * v[i - 1] + v[i]) / 6 for i in range(n)
+        ]
 
     num = sma_loop(weighted([c[i] - o[i] for i in range(n)]), 10)
     den = sma_loop(weighted([h[i] - lo[i] for i in range(n)]), 10)
@@ -397,7 +531,7 @@ def test_fisher_by_hand(registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray
         if i < 9:
             raw.append(float("nan"))
             continue
-        hh, ll = max(h[i - 9: i + 1]), min(lo[i - 9: i + 1])
+        hh, ll = max(h[i - 9 : i + 1]), min(lo[i - 9 : i + 1])
         x = min(max(2 * (((h[i] + lo[i]) / 2) - ll) / (hh - ll) - 1, -0.999), 0.999)
         raw.append(0.5 * np.log((1 + x) / (1 - x)))
     out = compute(registry, "fisher_transform", ohlcv, smoothing=1)
@@ -427,35 +561,39 @@ def test_volume_indicators_by_hand(registry: IndicatorRegistry, ohlcv: dict[str,
     h, lo, c, v = (ohlcv[k].tolist() for k in ("high", "low", "close", "volume"))
     i = 321
     typical = [(h[j] + lo[j] + c[j]) / 3 for j in range(i - 19, i + 1)]
-    vwap = sum(p * q for p, q in zip(typical, v[i - 19: i + 1], strict=True)) / sum(v[i - 19: i + 1])
+    vwap = sum(p * q for p, q in zip(typical, v[i - 19 : i + 1], strict=True)) / sum(v[i - 19 : i + 1])
     assert compute(registry, "vwap", ohlcv)["vwap"][i] == pytest.approx(vwap)
     cumulative = compute(registry, "vwap", ohlcv, period=0, use_typical_price=False)["vwap"]
     assert cumulative[i] == pytest.approx(sum(c[j] * v[j] for j in range(i + 1)) / sum(v[: i + 1]))
     mfm = [((c[j] - lo[j]) - (h[j] - c[j])) / (h[j] - lo[j]) for j in range(i - 19, i + 1)]
-    cmf = sum(m * q for m, q in zip(mfm, v[i - 19: i + 1], strict=True)) / sum(v[i - 19: i + 1])
+    cmf = sum(m * q for m, q in zip(mfm, v[i - 19 : i + 1], strict=True)) / sum(v[i - 19 : i + 1])
     assert compute(registry, "cmf", ohlcv)["cmf"][i] == pytest.approx(cmf)
-    ratio = v[i] / (sum(v[i - 19: i + 1]) / 20)
+    ratio = v[i] / (sum(v[i - 19 : i + 1]) / 20)
     assert compute(registry, "volume_ratio", ohlcv)["volume_ratio"][i] == pytest.approx(ratio)
 
 
-def test_distance_from_ma_and_donchian_position(registry: IndicatorRegistry,
-                                                ohlcv: dict[str, np.ndarray]) -> None:
+def test_distance_from_ma_and_donchian_position(
+    registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]
+) -> None:
     c, h, lo = ohlcv["close"].tolist(), ohlcv["high"].tolist(), ohlcv["low"].tolist()
     i = 100
-    sma = sum(c[i - 19: i + 1]) / 20
+    sma = sum(c[i - 19 : i + 1]) / 20
     assert compute(registry, "distance_from_ma", ohlcv)["distance_from_ma"][i] == pytest.approx(
-        (c[i] - sma) / sma * 100)
+        (c[i] - sma) / sma * 100
+    )
     ema = talib.EMA(ohlcv["close"], 20)[i]
-    assert compute(registry, "distance_from_ma", ohlcv, ma_type="EMA")["distance_from_ma"][i] == \
-        pytest.approx((c[i] - ema) / ema * 100)
-    top, bottom = max(h[i - 19: i + 1]), min(lo[i - 19: i + 1])
+    assert compute(registry, "distance_from_ma", ohlcv, ma_type="EMA")["distance_from_ma"][
+        i
+    ] == pytest.approx((c[i] - ema) / ema * 100)
+    top, bottom = max(h[i - 19 : i + 1]), min(lo[i - 19 : i + 1])
     out = compute(registry, "donchian", ohlcv)
     assert out["position"][i] == pytest.approx((c[i] - bottom) / (top - bottom))
     assert out["width"][i] == pytest.approx(top - bottom)
 
 
 def test_ichimoku_spans_are_the_ones_computed_displacement_bars_ago(
-        registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]) -> None:
+    registry: IndicatorRegistry, ohlcv: dict[str, np.ndarray]
+) -> None:
     shifted = compute(registry, "ichimoku", ohlcv)
     now = compute(registry, "ichimoku", ohlcv, displacement=0)
     assert_allclose(shifted["senkou_a"][26:], now["senkou_a"][:-26], equal_nan=True)
@@ -466,8 +604,13 @@ def test_ichimoku_spans_are_the_ones_computed_displacement_bars_ago(
 
 def test_supertrend_by_hand(registry: IndicatorRegistry) -> None:
     close = np.array([10, 10, 10, 10, 11, 12, 13, 12, 9, 7, 6, 6.5, 8, 11, 12], dtype=float)
-    data = {"open": close, "high": close + 0.5, "low": close - 0.5, "close": close,
-            "volume": np.ones(len(close))}
+    data = {
+        "open": close,
+        "high": close + 0.5,
+        "low": close - 0.5,
+        "close": close,
+        "volume": np.ones(len(close)),
+    }
     out = compute(registry, "supertrend", data, period=3, multiplier=1.0)
     atr = talib.ATR(data["high"], data["low"], close, 3)
     mid = close  # (high + low) / 2
@@ -509,7 +652,8 @@ def test_docs_table_is_generated_from_the_registry(registry: IndicatorRegistry) 
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == markdown_table(registry), (
         "docs/engine.md's indicator table is stale: run "
-        "python -m ktrdr_core.training.indicators.doc docs/engine.md")
+        "python -m ktrdr_core.training.indicators.doc docs/engine.md"
+    )
     for name in EXPECTED_OUTPUTS:
         assert f"| `{name}`" in table
 

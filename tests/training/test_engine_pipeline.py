@@ -22,8 +22,12 @@ from ktrdr_core.training.storage import load_model
 from ktrdr_core.training.strategy import load_strategy
 
 # A quarter of the sample data, two symbols, two epochs: enough to exercise everything fast.
-SMALL = {"strategy": "neuro_mean_reversion", "symbols": ["SYNTH_A", "SYNTH_B"],
-         "start_date": "2023-03-01", "end_date": "2023-04-30"}
+SMALL = {
+    "strategy": "neuro_mean_reversion",
+    "symbols": ["SYNTH_A", "SYNTH_B"],
+    "start_date": "2023-03-01",
+    "end_date": "2023-04-30",
+}
 
 
 def small_request(**overrides: Any) -> TrainingRequest:
@@ -35,11 +39,15 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingResult, 
     """One real training on all the sample data (short: 4 epochs), saved under a tmp home."""
     home = tmp_path_factory.mktemp("home")
     steps: list[tuple[int, int, str]] = []
-    request = TrainingRequest(strategy="neuro_mean_reversion",
-                              overrides={"epochs": 4, "batch_size": 64})
-    result = pipeline.run_training(request, None, ThreadingCancellationToken(),
-                                   on_step=lambda *step: steps.append(step), environ={},
-                                   home=home)
+    request = TrainingRequest(strategy="neuro_mean_reversion", overrides={"epochs": 4, "batch_size": 64})
+    result = pipeline.run_training(
+        request,
+        None,
+        ThreadingCancellationToken(),
+        on_step=lambda *step: steps.append(step),
+        environ={},
+        home=home,
+    )
     assert steps == [(i, 13, name) for i, name in enumerate(pipeline.STEP_NAMES, start=1)]
     return result, home
 
@@ -58,11 +66,17 @@ def test_result_has_the_design_keys(full_run: tuple[TrainingResult, Path]) -> No
     json.dumps(data)  # JSON-ready
     metrics = data["training_metrics"]
     assert {"val_loss", "val_accuracy", "epochs_trained", "history", "best_epoch"} <= set(metrics)
-    assert set(metrics["history"]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                                       "learning_rate"}
+    assert set(metrics["history"]) == {
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+    }
     assert metrics["val_loss"] == metrics["history"]["val_loss"][metrics["best_epoch"] - 1]
-    assert {"test_accuracy", "test_loss", "precision", "recall", "f1",
-            "baseline_accuracy"} <= set(data["test_metrics"])
+    assert {"test_accuracy", "test_loss", "precision", "recall", "f1", "baseline_accuracy"} <= set(
+        data["test_metrics"]
+    )
     meta = data["metadata"]
     assert meta["seed"] == 42 and meta["device"] == "cpu"
     assert meta["duration_seconds"] > 0 and meta["samples_per_second"] > 0
@@ -138,7 +152,8 @@ def test_cancel_between_steps(ktrdr_home: Path) -> None:
 
 
 def test_raising_progress_callback_does_not_kill_training(
-        ktrdr_home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ktrdr_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     calls = []
 
     def broken(epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
@@ -162,17 +177,19 @@ def test_overrides_are_checked_and_unknown_ones_reported(ktrdr_home: Path) -> No
     assert result.training_metrics["epochs_trained"] == 1 and result.model_path is None
 
 
-def test_data_dir_override_and_env(ktrdr_home: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch,
-                                   write_csv: Callable[..., Path]) -> None:
+def test_data_dir_override_and_env(
+    ktrdr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_csv: Callable[..., Path]
+) -> None:
     monkeypatch.setenv("KTRDR_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(BadInputError, match=r"empty does not exist.*SYNTH_A_1h.csv.*KTRDR_DATA_DIR"):
         pipeline.run_training(small_request())
     mine = tmp_path / "mine"
     write_csv(mine, "OWN", bars=800, seed=3)
-    request = TrainingRequest(strategy="neuro_mean_reversion", symbols=["OWN"],
-                              overrides={"epochs": 1, "data_dir": str(mine),
-                                         "save_model": False})
+    request = TrainingRequest(
+        strategy="neuro_mean_reversion",
+        symbols=["OWN"],
+        overrides={"epochs": 1, "data_dir": str(mine), "save_model": False},
+    )
     result = pipeline.run_training(request)
     assert result.data_summary["data_source"] == "overrides.data_dir"
     assert result.data_summary["series"][0]["bars"] == 800
@@ -182,36 +199,38 @@ def test_bad_request_inputs(ktrdr_home: Path) -> None:
     with pytest.raises(BadInputError, match="invalid strategy name"):
         pipeline.run_training(TrainingRequest(strategy="../etc/passwd"))
     with pytest.raises(BadInputError, match="invalid symbol"):
-        pipeline.run_training(TrainingRequest(strategy="neuro_mean_reversion",
-                                              symbols=["../x"]))
+        pipeline.run_training(TrainingRequest(strategy="neuro_mean_reversion", symbols=["../x"]))
     with pytest.raises(BadInputError, match="end_date 2023-01-01 is before start_date"):
-        pipeline.run_training(TrainingRequest(strategy="neuro_mean_reversion",
-                                              start_date="2023-02-01", end_date="2023-01-01"))
+        pipeline.run_training(
+            TrainingRequest(strategy="neuro_mean_reversion", start_date="2023-02-01", end_date="2023-01-01")
+        )
     with pytest.raises(BadInputError, match="too few for a"):
-        pipeline.run_training(TrainingRequest(strategy="neuro_mean_reversion",
-                                              start_date="2023-03-01", end_date="2023-03-03"))
+        pipeline.run_training(
+            TrainingRequest(strategy="neuro_mean_reversion", start_date="2023-03-01", end_date="2023-03-03")
+        )
 
 
-@pytest.mark.parametrize(("symbols", "timeframes", "pattern"), [
-    (["SYNTH_A\n"], [], "invalid symbol"),
-    ([], ["1h\n"], "invalid timeframe"),
-])
+@pytest.mark.parametrize(
+    ("symbols", "timeframes", "pattern"),
+    [
+        (["SYNTH_A\n"], [], "invalid symbol"),
+        ([], ["1h\n"], "invalid timeframe"),
+    ],
+)
 def test_request_names_with_a_trailing_newline_are_refused(
-        symbols: list[str], timeframes: list[str], pattern: str) -> None:
-    request = TrainingRequest(strategy="neuro_mean_reversion", symbols=symbols,
-                              timeframes=timeframes)
+    symbols: list[str], timeframes: list[str], pattern: str
+) -> None:
+    request = TrainingRequest(strategy="neuro_mean_reversion", symbols=symbols, timeframes=timeframes)
     with pytest.raises(BadInputError, match=pattern):
         pipeline.select_series(request, load_strategy("neuro_mean_reversion"))
 
 
-def test_unexpected_errors_become_training_failed(ktrdr_home: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_become_training_failed(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("numerical meltdown")
 
     monkeypatch.setattr(pipeline, "evaluate_model", boom)
-    with pytest.raises(TrainingFailedError, match="step 'evaluate' failed: RuntimeError: "
-                                                  "numerical meltdown"):
+    with pytest.raises(TrainingFailedError, match="step 'evaluate' failed: RuntimeError: numerical meltdown"):
         pipeline.run_training(small_request(epochs=1))
     models = ktrdr_home / "models"
     assert not models.exists() or not any(models.rglob("*_v*"))
@@ -220,8 +239,9 @@ def test_unexpected_errors_become_training_failed(ktrdr_home: Path,
 def test_steps_compose_by_hand() -> None:
     """The legacy mode composes the step functions itself; they work on their own."""
     strategy = pipeline.load_strategy_step(small_request(), pipeline.resolve_options({}))
-    data = pipeline.load_data(["SYNTH_C"], ["1h"], pipeline.resolve_data_dir({}, {})[0],
-                              end_date="2023-02-15")
+    data = pipeline.load_data(
+        ["SYNTH_C"], ["1h"], pipeline.resolve_data_dir({}, {})[0], end_date="2023-02-15"
+    )
     values = pipeline.compute_indicators(strategy, data)
     members = pipeline.compute_memberships(strategy, values)
     matrices, names = pipeline.build_features(strategy, members, data)

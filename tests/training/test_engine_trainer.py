@@ -15,18 +15,24 @@ from ktrdr_core.errors import CancellationError
 from ktrdr_core.training.model import build_mlp
 from ktrdr_core.training.trainer import ModelTrainer
 
-BATCH_KEYS = {"progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss",
-              "train_accuracy"}
-EPOCH_KEYS = {"progress_type", "epoch", "total_batches_per_epoch", "train_loss",
-              "train_accuracy", "val_loss", "val_accuracy"}
+BATCH_KEYS = {"progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss", "train_accuracy"}
+EPOCH_KEYS = {
+    "progress_type",
+    "epoch",
+    "total_batches_per_epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+}
 
 
-def data(n: int = 200, seed: int = 0, learnable: bool = True
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def data(
+    n: int = 200, seed: int = 0, learnable: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 4)).astype(np.float32)
-    y = (np.digitize(X[:, 0], [-0.5, 0.5]) if learnable else rng.integers(0, 3, n)).astype(
-        np.int64)
+    y = (np.digitize(X[:, 0], [-0.5, 0.5]) if learnable else rng.integers(0, 3, n)).astype(np.int64)
     cut = int(n * 0.75)
     return X[:cut], y[:cut], X[cut:], y[cut:]
 
@@ -46,8 +52,7 @@ class Recorder:
 
 def test_progress_contract() -> None:
     record = Recorder()
-    config = {"epochs": 3, "batch_size": 32, "learning_rate": 0.05,
-              "early_stopping": {"enabled": False}}
+    config = {"epochs": 3, "batch_size": 32, "learning_rate": 0.05, "early_stopping": {"enabled": False}}
     result = ModelTrainer(config, record, None).train(model(), *data())
     batches = [c for c in record.calls if c[2]["progress_type"] == "batch"]
     epochs = [c for c in record.calls if c[2]["progress_type"] == "epoch"]
@@ -65,8 +70,12 @@ def test_progress_contract() -> None:
 
 def test_learns_and_restores_the_best_epoch() -> None:
     X, y, Xv, yv = data(600, learnable=False)
-    config = {"epochs": 40, "batch_size": 16, "learning_rate": 0.05,
-              "early_stopping": {"enabled": True, "patience": 3}}
+    config = {
+        "epochs": 40,
+        "batch_size": 16,
+        "learning_rate": 0.05,
+        "early_stopping": {"enabled": True, "patience": 3},
+    }
     net = model()
     trainer = ModelTrainer(config, None, None)
     result = trainer.train(net, X, y, Xv, yv)

@@ -15,8 +15,9 @@ from ktrdr_core.training.model import build_mlp
 from ktrdr_core.training.trainer import ModelTrainer
 
 
-def data(n: int = 240, seed: int = 0, learnable: bool = True, scale: float = 1.0
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def data(
+    n: int = 240, seed: int = 0, learnable: bool = True, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 4)).astype(np.float32)
     y = (np.digitize(X[:, 0], [-0.5, 0.5]) if learnable else rng.integers(0, 3, n)).astype(np.int64)
@@ -38,10 +39,14 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero() -> None:
     logits = torch.randn(50, 3) * 3
     target = torch.randint(0, 3, (50,))
     weight = torch.tensor([0.5, 2.0, 1.0])
-    assert torch.allclose(focal_loss(logits, target, 0.0),
-                          torch.nn.functional.cross_entropy(logits, target), atol=1e-6)
-    assert torch.allclose(focal_loss(logits, target, 0.0, weight),
-                          torch.nn.functional.cross_entropy(logits, target, weight=weight), atol=1e-6)
+    assert torch.allclose(
+        focal_loss(logits, target, 0.0), torch.nn.functional.cross_entropy(logits, target), atol=1e-6
+    )
+    assert torch.allclose(
+        focal_loss(logits, target, 0.0, weight),
+        torch.nn.functional.cross_entropy(logits, target, weight=weight),
+        atol=1e-6,
+    )
     assert focal_loss(logits, target, 2.0) < focal_loss(logits, target, 0.0)
 
 
@@ -68,14 +73,27 @@ def test_balanced_class_weights() -> None:
 
 
 def test_validation_loss_is_the_training_loss() -> None:
-    config = {"epochs": 3, "batch_size": 32, "learning_rate": 0.02, "loss": "focal", "focal_gamma": 2.0,
-              "class_weights": "balanced", "early_stopping": False}
+    config = {
+        "epochs": 3,
+        "batch_size": 32,
+        "learning_rate": 0.02,
+        "loss": "focal",
+        "focal_gamma": 2.0,
+        "class_weights": "balanced",
+        "early_stopping": False,
+    }
     X, y, Xv, yv = data()
     net = model()
     trainer = ModelTrainer(config)
     result = trainer.train(net, X, y, Xv, yv)
-    loss = Loss("focal", gamma=2.0, class_weights="balanced", y_train=torch.as_tensor(y), num_classes=3,
-                device=torch.device("cpu"))
+    loss = Loss(
+        "focal",
+        gamma=2.0,
+        class_weights="balanced",
+        y_train=torch.as_tensor(y),
+        num_classes=3,
+        device=torch.device("cpu"),
+    )
     focal, _ = trainer.evaluate(net, torch.as_tensor(Xv), torch.as_tensor(yv), loss)
     plain, _ = trainer.evaluate(net, torch.as_tensor(Xv), torch.as_tensor(yv))
     assert result["val_loss"] == pytest.approx(focal, rel=1e-6)
@@ -124,8 +142,13 @@ def test_gradient_clip_bounds_the_gradient_norm() -> None:
 
 
 def test_reduce_on_plateau_lowers_the_learning_rate_down_to_min_lr() -> None:
-    config = {"epochs": 12, "batch_size": 16, "learning_rate": 0.05, "early_stopping": False,
-              "lr_scheduler": {"type": "reduce_on_plateau", "factor": 0.5, "patience": 0, "min_lr": 0.01}}
+    config = {
+        "epochs": 12,
+        "batch_size": 16,
+        "learning_rate": 0.05,
+        "early_stopping": False,
+        "lr_scheduler": {"type": "reduce_on_plateau", "factor": 0.5, "patience": 0, "min_lr": 0.01},
+    }
     result = ModelTrainer(config).train(model(), *data(learnable=False))
     rates = result["history"]["learning_rate"]
     assert rates[0] == 0.05
@@ -143,9 +166,12 @@ def test_reduce_on_plateau_lowers_the_learning_rate_down_to_min_lr() -> None:
 def test_step_and_exponential_schedules() -> None:
     base = {"epochs": 4, "batch_size": 32, "learning_rate": 0.01, "early_stopping": False}
     step = ModelTrainer({**base, "lr_scheduler": {"type": "step", "step_size": 2, "gamma": 0.5}}).train(
-        model(), *data())
+        model(), *data()
+    )
     assert step["history"]["learning_rate"] == pytest.approx([0.01, 0.01, 0.005, 0.005])
-    exp = ModelTrainer({**base, "lr_scheduler": {"type": "exponential", "gamma": 0.9}}).train(model(), *data())
+    exp = ModelTrainer({**base, "lr_scheduler": {"type": "exponential", "gamma": 0.9}}).train(
+        model(), *data()
+    )
     assert exp["history"]["learning_rate"] == pytest.approx([0.01, 0.009, 0.0081, 0.00729])
     plain = ModelTrainer(base).train(model(), *data())
     assert plain["history"]["learning_rate"] == [0.01] * 4
@@ -153,7 +179,11 @@ def test_step_and_exponential_schedules() -> None:
 
 def test_lr_scheduler_true_is_reduce_on_plateau() -> None:
     trainer = ModelTrainer({"lr_scheduler": True})
-    assert trainer.config["lr_scheduler"] == {"type": "reduce_on_plateau", "factor": 0.5, "patience": 5,
-                                              "min_lr": 0.0}
+    assert trainer.config["lr_scheduler"] == {
+        "type": "reduce_on_plateau",
+        "factor": 0.5,
+        "patience": 5,
+        "min_lr": 0.0,
+    }
     with pytest.raises(BadInputError, match="lr_scheduler type 'cosine' is not supported"):
         ModelTrainer({"lr_scheduler": {"type": "cosine"}})

@@ -31,13 +31,15 @@ def test_atr_barriers_by_hand() -> None:
     # every bar spans exactly 1.0 and moves at most 0.5: the true range, hence ATR(3), is 1.0,
     # so pt 1.9 / sl 0.9 ATRs put the barriers at close + 1.9 and close - 0.9
     close = np.array([100, 100.5, 100, 100.5, 101, 101.5, 102, 102.5, 102, 101.5, 101, 100.5, 100, 100, 100])
-    labels = triple_barrier_labels(close, close + 0.5, close - 0.5, pt=1.9, sl=0.9, horizon=4,
-                                   vol_method="atr", vol_span=3)
+    labels = triple_barrier_labels(
+        close, close + 0.5, close - 0.5, pt=1.9, sl=0.9, horizon=4, vol_method="atr", vol_span=3
+    )
     # t<3: ATR still warming up; t=3: 102.5 >= 102.4 at t+4; t=4, 5: neither; t=6..10: a close
     # 0.9 below within the horizon; the last 4 bars: no label
     assert labels.tolist() == [U, U, U, BUY, HOLD, HOLD, SELL, SELL, SELL, SELL, SELL, U, U, U, U]
-    np.testing.assert_allclose(barrier_volatility(close, close + 0.5, close - 0.5, "atr", 3)[3:],
-                               1.0 / close[3:])
+    np.testing.assert_allclose(
+        barrier_volatility(close, close + 0.5, close - 0.5, "atr", 3)[3:], 1.0 / close[3:]
+    )
 
 
 def test_close_volatility_is_the_ewm_std_of_returns() -> None:
@@ -58,17 +60,26 @@ def test_no_look_ahead_beyond_the_horizon() -> None:
     horizon = 10
     for method in ("atr", "close", "fixed"):
         pt, sl = (0.02, 0.02) if method == "fixed" else (2.0, 1.5)
-        base = triple_barrier_labels(close, high, low, pt=pt, sl=sl, horizon=horizon, vol_method=method,
-                                     vol_span=20)
+        base = triple_barrier_labels(
+            close, high, low, pt=pt, sl=sl, horizon=horizon, vol_method=method, vol_span=20
+        )
         assert {BUY, HOLD, SELL} <= set(base.tolist())
         for cut in (100, 333, 550):
             changed = close.copy()
             changed[cut:] *= rng.uniform(0.5, 1.5, len(close) - cut)
-            other = triple_barrier_labels(changed, changed * 1.004, changed * 0.996, pt=pt, sl=sl,
-                                          horizon=horizon, vol_method=method, vol_span=20)
+            other = triple_barrier_labels(
+                changed,
+                changed * 1.004,
+                changed * 0.996,
+                pt=pt,
+                sl=sl,
+                horizon=horizon,
+                vol_method=method,
+                vol_span=20,
+            )
             # a bar's label reads only the bars up to its time barrier
-            assert (other[:cut - horizon] == base[:cut - horizon]).all(), (method, cut)
-            assert (other[cut - horizon:] != base[cut - horizon:]).any()  # the change does matter
+            assert (other[: cut - horizon] == base[: cut - horizon]).all(), (method, cut)
+            assert (other[cut - horizon :] != base[cut - horizon :]).any()  # the change does matter
         assert (base[-horizon:] == UNKNOWN).all()
 
 

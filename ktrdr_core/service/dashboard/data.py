@@ -57,8 +57,11 @@ def _bucket_metrics(runs: Sequence[RunRecord]) -> dict[str, Any]:
     """One point of every plotted line: the same quantities the gate judges, for these runs."""
     errors = sum(1 for r in runs if r.status in FAILED_STATUSES)
     durations = [r.duration_seconds for r in runs if r.status == "success" and r.duration_seconds is not None]
-    latencies = [r.cancellation_latency_seconds * 1000 for r in runs
-                 if r.status == "cancelled" and r.cancellation_latency_seconds is not None]
+    latencies = [
+        r.cancellation_latency_seconds * 1000
+        for r in runs
+        if r.status == "cancelled" and r.cancellation_latency_seconds is not None
+    ]
     intervals = [r.interval_p50 for r in runs if r.interval_p50 is not None]
     return {
         "runs": len(runs),
@@ -70,8 +73,14 @@ def _bucket_metrics(runs: Sequence[RunRecord]) -> dict[str, Any]:
     }
 
 
-def window_series(ledger: RunLedger, gate: StageGate, *, now: float | None = None,
-                  window_seconds: float | None = None, buckets: int = SERIES_BUCKETS) -> dict[str, Any]:
+def window_series(
+    ledger: RunLedger,
+    gate: StageGate,
+    *,
+    now: float | None = None,
+    window_seconds: float | None = None,
+    buckets: int = SERIES_BUCKETS,
+) -> dict[str, Any]:
     """Per mode, the gate's quantities over the window in ``buckets`` equal time slices.
 
     A slice with no run of a mode has ``runs: 0`` and ``null`` values (a gap
@@ -82,8 +91,14 @@ def window_series(ledger: RunLedger, gate: StageGate, *, now: float | None = Non
     span = gate.window_seconds if window_seconds is None else window_seconds
     since = until - span
     width = span / buckets
-    runs = ledger.runs(status=FINISHED_STATUSES, since=since, until=until,
-                       exclude_error_kind=NOT_COUNTED_KINDS, shadow=False, newest_first=False)
+    runs = ledger.runs(
+        status=FINISHED_STATUSES,
+        since=since,
+        until=until,
+        exclude_error_kind=NOT_COUNTED_KINDS,
+        shadow=False,
+        newest_first=False,
+    )
     by_mode: dict[str, list[list[RunRecord]]] = {}
     for run in runs:
         index = min(buckets - 1, max(0, math.floor((run.started_epoch - since) / width)))
@@ -94,8 +109,10 @@ def window_series(ledger: RunLedger, gate: StageGate, *, now: float | None = Non
         "bucket_seconds": width,
         "starts": [iso_utc(since + i * width) for i in range(buckets)],
         "modes": {mode: [_bucket_metrics(slot) for slot in slots] for mode, slots in sorted(by_mode.items())},
-        "totals": {mode: _bucket_metrics([r for slot in slots for r in slot])
-                   for mode, slots in sorted(by_mode.items())},
+        "totals": {
+            mode: _bucket_metrics([r for slot in slots for r in slot])
+            for mode, slots in sorted(by_mode.items())
+        },
         "thresholds": {
             "error_rate_pct": gate.error_rate_pct,
             "cancel_p95_ms": gate.cancel_p95_ms,
@@ -127,8 +144,9 @@ def _curves(side: Any) -> dict[str, list[float]]:
     out = {}
     for key in CURVE_KEYS:
         values = history.get(key)
-        if isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                            and math.isfinite(v) for v in values):
+        if isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        ):
             out[key] = [float(v) for v in values]
     return out
 
@@ -138,8 +156,10 @@ def comparison_summary(record: ComparisonRecord) -> dict[str, Any]:
     report = _report_of(record)
     curves = None
     if report is not None:
-        curves = {role: {"mode": report.get(role, {}).get("mode"), **_curves(report.get(role))}
-                  for role in ("control", "candidate")}
+        curves = {
+            role: {"mode": report.get(role, {}).get("mode"), **_curves(report.get(role))}
+            for role in ("control", "candidate")
+        }
     return {**record.to_dict(), "report_path": None, "has_report": report is not None, "curves": curves}
 
 

@@ -36,9 +36,11 @@ from ktrdr_core.service.dashboard import data
 from ktrdr_core.service.guard import http_roots, redact_paths
 from ktrdr_core.service.sessions import TrainingService
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -46,8 +48,12 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-cache",
 }
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 STATIC_PREFIX = "/dashboard/static/"
 API_PREFIX = "/dashboard/api"
 GATE_TTL_SECONDS = 5.0
@@ -91,8 +97,7 @@ class _Recent:
 def _problem(status: int, message: str) -> JSONResponse:
     # the API's rule: files are named relative to the configured folders, never by server path
     message = redact_paths(message, http_roots())
-    return JSONResponse({"detail": message, "message": message}, status_code=status,
-                        headers=SECURITY_HEADERS)
+    return JSONResponse({"detail": message, "message": message}, status_code=status, headers=SECURITY_HEADERS)
 
 
 def _json(body: Any) -> JSONResponse:
@@ -128,14 +133,19 @@ def dashboard_router(
     @router.get(API_PREFIX + "/rollout")
     async def rollout() -> JSONResponse:
         """The rollout in force, each setting's source, the shadow share, last change, auto-rollback."""
+
         def read() -> dict[str, Any]:
             policy = policy_provider()
             store = RolloutStore()
             history = store.history()
-            return {**policy.describe(), "env": dict(ENV_FOR_FIELD),
-                    "shadow": attrs.asdict(ShadowConfig.read(store)),
-                    "last_change": history[-1].to_dict() if history else None,
-                    "auto_rollback": auto_rollback_state(store)}
+            return {
+                **policy.describe(),
+                "env": dict(ENV_FOR_FIELD),
+                "shadow": attrs.asdict(ShadowConfig.read(store)),
+                "last_change": history[-1].to_dict() if history else None,
+                "auto_rollback": auto_rollback_state(store),
+            }
+
         try:
             return _json(await asyncio.to_thread(read))
         except ConfigurationError as exc:
@@ -144,16 +154,20 @@ def dashboard_router(
     @router.get(API_PREFIX + "/gate")
     async def gate() -> JSONResponse:
         """The current stage's gate, as ``ktrdr rollout gate --json`` says it."""
+
         def judge() -> dict[str, Any]:
             policy = policy_provider()
             stage = policy.settings.stage
             note = None
             if stage == "custom":
                 stage = threshold_stage(policy.settings) or "off"
-                note = (f"the rollout is at {policy.settings.percentage} %, between stages: judged "
-                        f"with the gate of {stage}")
+                note = (
+                    f"the rollout is at {policy.settings.percentage} %, between stages: judged "
+                    f"with the gate of {stage}"
+                )
             report = evaluate_current(policy, stage=stage)
             return {**report.to_dict(), "summary": report.summary(), "note": note}
+
         try:
             return _json(await recent_gate.get(None, judge))
         except (ConfigurationError, BadInputError) as exc:
@@ -171,8 +185,12 @@ def dashboard_router(
             policy = policy_provider()
             stage = threshold_stage(policy.settings) or "off"
             stage_gate = gate_config(RolloutStore())[stage]
-            return {"stage": stage, "window": window or stage_gate.window,
-                    **data.window_series(RunLedger(), stage_gate, window_seconds=seconds)}
+            return {
+                "stage": stage,
+                "window": window or stage_gate.window,
+                **data.window_series(RunLedger(), stage_gate, window_seconds=seconds),
+            }
+
         try:
             return _json(await recent_series.get(window, read))
         except ConfigurationError as exc:
@@ -200,8 +218,9 @@ def dashboard_router(
         """The rollout's audit log, newest first."""
         return _json({"entries": await asyncio.to_thread(data.audit_history, RolloutStore(), limit)})
 
-    @router.post(API_PREFIX + "/trainings/{training_id}/cancel", status_code=202,
-                 dependencies=[Depends(require_token)])
+    @router.post(
+        API_PREFIX + "/trainings/{training_id}/cancel", status_code=202, dependencies=[Depends(require_token)]
+    )
     async def cancel(training_id: str) -> JSONResponse:
         """The page's cancel button: like the API's cancel, but only with the token."""
         session = service.cancel(training_id, reason="cancelled from the dashboard")

@@ -58,8 +58,9 @@ def translate(raw: Any, display: str) -> Translation:
     return Translation(format=name, native=module.translate(raw, notes), notes=notes)
 
 
-def parse_document(raw: Any, display: str, *, expected_name: str | None = None,
-                   source_path: str | None = None) -> Any:
+def parse_document(
+    raw: Any, display: str, *, expected_name: str | None = None, source_path: str | None = None
+) -> Any:
     """Translate and validate one strategy file's data into a ``StrategyConfig``."""
     from ktrdr_core.training.strategy import StrategyProblems, parse_strategy
 
@@ -67,16 +68,21 @@ def parse_document(raw: Any, display: str, *, expected_name: str | None = None,
     named = tr.native.get("name")
     if tr.format != native.NAME and expected_name is not None and named != expected_name:
         # upstream files often carry a name other than their file's; ktrdr resolves by file
-        tr.notes.drop("name", f"{named!r} differs from the file name; the strategy is "
-                      f"{expected_name!r}")
+        tr.notes.drop("name", f"{named!r} differs from the file name; the strategy is {expected_name!r}")
         tr.native["name"] = expected_name
     try:
-        config = parse_strategy(tr.native, display, expected_name=expected_name,
-                                source_path=source_path, problems=tr.notes.unsupported)
+        config = parse_strategy(
+            tr.native,
+            display,
+            expected_name=expected_name,
+            source_path=source_path,
+            problems=tr.notes.unsupported,
+        )
     except StrategyProblems as exc:
         if any(p.startswith("data: ") for p in tr.notes.unsupported):
             kept = [p for p in exc.problems if p != "training_data is required"]
             raise StrategyProblems(display, kept) from None
         raise
-    return attrs.evolve(config, source_format=tr.format, not_used=dict(tr.notes.not_used),
-                        notes=tuple(tr.notes.dropped))
+    return attrs.evolve(
+        config, source_format=tr.format, not_used=dict(tr.notes.not_used), notes=tuple(tr.notes.dropped)
+    )

@@ -15,14 +15,40 @@ from typing import Any
 
 import attrs
 
-__all__ = ["NOT_FOR_TRAINING", "Notes", "dates_from", "fuzzy_sets_from", "indicators_from",
-           "model_from", "placeholders", "prune_unused", "split_sections", "symbols_from",
-           "timeframes_from", "training_from"]
+__all__ = [
+    "NOT_FOR_TRAINING",
+    "Notes",
+    "dates_from",
+    "fuzzy_sets_from",
+    "indicators_from",
+    "model_from",
+    "placeholders",
+    "prune_unused",
+    "split_sections",
+    "symbols_from",
+    "timeframes_from",
+    "training_from",
+]
 
 #: Top-level sections that do not affect training: kept in the model's metadata.
-NOT_FOR_TRAINING = ("decisions", "orchestrator", "risk_management", "backtesting", "analytics",
-                    "deployment", "scope", "hypothesis", "metadata", "author", "tags", "notes",
-                    "created", "created_at", "research", "rationale")
+NOT_FOR_TRAINING = (
+    "decisions",
+    "orchestrator",
+    "risk_management",
+    "backtesting",
+    "analytics",
+    "deployment",
+    "scope",
+    "hypothesis",
+    "metadata",
+    "author",
+    "tags",
+    "notes",
+    "created",
+    "created_at",
+    "research",
+    "rationale",
+)
 
 #: A shorthand parameter list's length -> the membership type it means.
 SHORTHAND = {3: "triangular", 4: "trapezoidal", 2: "gaussian"}
@@ -49,8 +75,10 @@ def placeholders(value: Any, key: str = "") -> list[str]:
     """Every template placeholder (``{{symbol}}``, ``{indicator_name}``) in the file, by key."""
     found: list[str] = []
     if isinstance(value, str):
-        found.extend(f"{key or 'the file'}: not supported: template placeholder {m!r} (fill "
-                     "it in before training)" for m in _PLACEHOLDER.findall(value))
+        found.extend(
+            f"{key or 'the file'}: not supported: template placeholder {m!r} (fill it in before training)"
+            for m in _PLACEHOLDER.findall(value)
+        )
     elif isinstance(value, Mapping):
         for name, item in value.items():
             found.extend(placeholders(item, f"{key}.{name}" if key else str(name)))
@@ -72,8 +100,10 @@ def split_sections(raw: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
     if isinstance(decisions, Mapping):
         fmt = decisions.get("output_format", "classification")
         if fmt != "classification":
-            notes.refuse("decisions.output_format", f"{fmt!r} (ktrdr trains BUY/HOLD/SELL "
-                         "classifiers only, not a regression target)")
+            notes.refuse(
+                "decisions.output_format",
+                f"{fmt!r} (ktrdr trains BUY/HOLD/SELL classifiers only, not a regression target)",
+            )
     return out
 
 
@@ -93,8 +123,7 @@ def symbols_from(value: Any, key: str, notes: Notes) -> Any:
     if mode in ("single", "single_symbol"):
         symbols = [value["symbol"]] if "symbol" in value else _listed(value.get("list"))
         if isinstance(symbols, list) and len(symbols) > 1:
-            notes.refuse(f"{key}.list", f"mode {mode} with {len(symbols)} symbols "
-                         "(use mode: multi_symbol)")
+            notes.refuse(f"{key}.list", f"mode {mode} with {len(symbols)} symbols (use mode: multi_symbol)")
         return symbols
     if mode == "multi_symbol":
         return _listed(value.get("list"))
@@ -158,9 +187,13 @@ def indicators_from(value: Any, notes: Notes) -> Any:
             continue
         params = {k: v for k, v in spec.items() if k not in ("name", "feature_id", "params")}
         params.update(spec.get("params") or {})
-        entries.append({"name": spec.get("name"),
-                        "feature_id": spec.get("feature_id", spec.get("name")),
-                        "params": params})
+        entries.append(
+            {
+                "name": spec.get("name"),
+                "feature_id": spec.get("feature_id", spec.get("name")),
+                "params": params,
+            }
+        )
     return entries
 
 
@@ -178,8 +211,11 @@ def fuzzy_sets_from(value: Any, notes: Notes) -> Any:
             if name != "indicator" and isinstance(spec, list):
                 kind = SHORTHAND.get(len(spec))
                 if kind is None:
-                    notes.refuse(f"fuzzy_sets.{key}.{name}", f"a shorthand list of {len(spec)} "
-                                 "numbers (3: triangular, 4: trapezoidal, 2: gaussian)")
+                    notes.refuse(
+                        f"fuzzy_sets.{key}.{name}",
+                        f"a shorthand list of {len(spec)} "
+                        "numbers (3: triangular, 4: trapezoidal, 2: gaussian)",
+                    )
                     continue
                 spec = {"type": kind, "parameters": spec}
             entry[name] = spec
@@ -187,8 +223,14 @@ def fuzzy_sets_from(value: Any, notes: Notes) -> Any:
     return out
 
 
-_INCLUDES = ("include_price_context", "include_volume_context", "include_raw_indicators",
-             "include_price_features", "include_technical_features", "include_volume_features")
+_INCLUDES = (
+    "include_price_context",
+    "include_volume_context",
+    "include_raw_indicators",
+    "include_price_features",
+    "include_technical_features",
+    "include_volume_features",
+)
 
 
 def _rename(section: dict[str, Any], where: str, old: str, new: str, notes: Notes) -> None:
@@ -209,8 +251,10 @@ def model_from(value: Any, notes: Notes) -> Any:
         act = arch.pop("output_activation", None)
         if act is not None:
             if str(act).lower() == "softmax":
-                notes.drop("model.architecture.output_activation", "softmax is how ktrdr reads "
-                           "the model's outputs already")
+                notes.drop(
+                    "model.architecture.output_activation",
+                    "softmax is how ktrdr reads the model's outputs already",
+                )
             else:
                 notes.refuse("model.architecture.output_activation", f"{act!r} (only softmax)")
         _rename(arch, "model.architecture", "dropout_rate", "dropout", notes)
@@ -221,17 +265,23 @@ def model_from(value: Any, notes: Notes) -> Any:
         for key in _INCLUDES:
             if key in feats:
                 if feats.pop(key):
-                    notes.refuse(f"model.features.{key}", "raw price, volume or indicator "
-                                 "inputs (ktrdr feeds the model fuzzy memberships only)")
+                    notes.refuse(
+                        f"model.features.{key}",
+                        "raw price, volume or indicator "
+                        "inputs (ktrdr feeds the model fuzzy memberships only)",
+                    )
                 else:
                     notes.drop(f"model.features.{key}", "false, which is what ktrdr does")
         if feats.pop("include_fuzzy_features", True) is False:
-            notes.refuse("model.features.include_fuzzy_features", "false (ktrdr's inputs are "
-                         "the fuzzy memberships)")
+            notes.refuse(
+                "model.features.include_fuzzy_features", "false (ktrdr's inputs are the fuzzy memberships)"
+            )
         if "scale_features" in feats:
             feats.pop("scale_features")
-            notes.drop("model.features.scale_features", "memberships are already in [0, 1]; "
-                       "ktrdr does not rescale them")
+            notes.drop(
+                "model.features.scale_features",
+                "memberships are already in [0, 1]; ktrdr does not rescale them",
+            )
         _rename(feats, "model.features", "lookback_window", "lookback_periods", notes)
         model["features"] = feats
     tr = model.get("training")
@@ -243,16 +293,13 @@ def model_from(value: Any, notes: Notes) -> Any:
         if "early_stopping_patience" in tr:
             patience = tr.pop("early_stopping_patience")
             es = tr.get("early_stopping")
-            tr["early_stopping"] = {**(es if isinstance(es, Mapping) else {}),
-                                    "patience": patience}
-            notes.drop("model.training.early_stopping_patience",
-                       "read as early_stopping.patience")
+            tr["early_stopping"] = {**(es if isinstance(es, Mapping) else {}), "patience": patience}
+            notes.drop("model.training.early_stopping_patience", "read as early_stopping.patience")
         model["training"] = tr
     return model
 
 
-REGRESSION_SOURCES = ("forward_return", "forward_returns", "return", "returns", "regression",
-                      "price")
+REGRESSION_SOURCES = ("forward_return", "forward_returns", "return", "returns", "regression", "price")
 
 
 def training_from(value: Any, notes: Notes) -> tuple[Any, dict[str, Any]]:
@@ -266,8 +313,11 @@ def training_from(value: Any, notes: Notes) -> tuple[Any, dict[str, Any]]:
     else:
         if "method" in value:
             notes.drop("training.method", "supervised, the only method")
-    dates = dates_from(training.pop("date_range"), "training.date_range", notes) \
-        if "date_range" in training else {}
+    dates = (
+        dates_from(training.pop("date_range"), "training.date_range", notes)
+        if "date_range" in training
+        else {}
+    )
     labels = training.get("labels")
     if isinstance(labels, Mapping):
         labels = dict(labels)
@@ -275,8 +325,11 @@ def training_from(value: Any, notes: Notes) -> tuple[Any, dict[str, Any]]:
             labels["source"] = labels.pop("method")
             notes.drop("training.labels.method", "read as source")
         if str(labels.get("source", "")).lower() in REGRESSION_SOURCES:
-            notes.refuse("training.labels.source", f"{labels['source']!r} is a regression "
-                         "target (ktrdr trains BUY/HOLD/SELL labels: zigzag or triple_barrier)")
+            notes.refuse(
+                "training.labels.source",
+                f"{labels['source']!r} is a regression "
+                "target (ktrdr trains BUY/HOLD/SELL labels: zigzag or triple_barrier)",
+            )
             labels.pop("source")
             for key in ("horizon",):
                 labels.pop(key, None)

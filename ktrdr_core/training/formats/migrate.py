@@ -24,12 +24,20 @@ def _training_data(td: Mapping[str, Any]) -> dict[str, Any]:
     symbols = list(td["symbols"]) if isinstance(td["symbols"], list) else [td["symbols"]]
     tfs = list(td["timeframes"]) if isinstance(td["timeframes"], list) else [td["timeframes"]]
     out: dict[str, Any] = {
-        "symbols": ({"mode": "single", "symbol": symbols[0]} if len(symbols) == 1
-                    else {"mode": "multi_symbol", "list": symbols}),
-        "timeframes": ({"mode": "single", "timeframe": tfs[0]} if len(tfs) == 1
-                       else {"mode": "multi_timeframe", "list": tfs,
-                             "base_timeframe": base_timeframe(tuple(tfs),
-                                                              td.get("base_timeframe"))}),
+        "symbols": (
+            {"mode": "single", "symbol": symbols[0]}
+            if len(symbols) == 1
+            else {"mode": "multi_symbol", "list": symbols}
+        ),
+        "timeframes": (
+            {"mode": "single", "timeframe": tfs[0]}
+            if len(tfs) == 1
+            else {
+                "mode": "multi_timeframe",
+                "list": tfs,
+                "base_timeframe": base_timeframe(tuple(tfs), td.get("base_timeframe")),
+            }
+        ),
     }
     dates = {k: td[f"{k}_date"] for k in ("start", "end") if td.get(f"{k}_date") is not None}
     if dates:
@@ -59,22 +67,22 @@ def to_v3(raw: Any, display: str, *, name: str | None = None) -> str:
         out["description"] = config.description
     out["training_data"] = _training_data(native["training_data"])
     out["indicators"] = _indicators(native["indicators"])
-    out["fuzzy_sets"] = {key: {"indicator": config.reference_of(key),
-                               **{k: v for k, v in sets.items() if k != "indicator"}}
-                         for key, sets in native["fuzzy_sets"].items()}
+    out["fuzzy_sets"] = {
+        key: {"indicator": config.reference_of(key), **{k: v for k, v in sets.items() if k != "indicator"}}
+        for key, sets in native["fuzzy_sets"].items()
+    }
     out["nn_inputs"] = native.get("nn_inputs") or [
-        {"fuzzy_set": key, "timeframes": "all"} for key in native["fuzzy_sets"]]
+        {"fuzzy_set": key, "timeframes": "all"} for key in native["fuzzy_sets"]
+    ]
     model = dict(native["model"])
     unused = dict(tr.notes.not_used)
     if "model.training.analytics" in unused:
-        model["training"] = {**model.get("training", {}),
-                             "analytics": unused.pop("model.training.analytics")}
+        model["training"] = {**model.get("training", {}), "analytics": unused.pop("model.training.analytics")}
     out["model"] = model
     if "training" in native:
         out["training"] = native["training"]
     out.update(unused)
-    header = [f"Migrated to the v3 format by `ktrdr strategies migrate` from the "
-              f"{tr.format} file {display}."]
+    header = [f"Migrated to the v3 format by `ktrdr strategies migrate` from the {tr.format} file {display}."]
     if name and name != config.name:
         header.append(f"name: was {config.name!r}; it must equal the file name.")
     if tr.notes.dropped:

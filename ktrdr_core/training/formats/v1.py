@@ -35,6 +35,9 @@ def translate(raw: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
     elif "training_data" in native:
         native["training_data"] = v3.training_data(native["training_data"], notes)
     else:
-        notes.refuse("data", "missing: name the symbols and timeframes to train on "
-                     "(data: {symbols: [...], timeframes: [...]})")
+        notes.refuse(
+            "data",
+            "missing: name the symbols and timeframes to train on "
+            "(data: {symbols: [...], timeframes: [...]})",
+        )
     return v3.finish(native, notes)

@@ -20,8 +20,9 @@ NAME = "v1.5"
 def detect(raw: Mapping[str, Any]) -> bool:
     version = str(raw.get("version", "")).strip()
     td = raw.get("training_data")
-    shaped = isinstance(td, Mapping) and (isinstance(td.get("symbols"), Mapping)
-                                          or isinstance(td.get("timeframes"), Mapping))
+    shaped = isinstance(td, Mapping) and (
+        isinstance(td.get("symbols"), Mapping) or isinstance(td.get("timeframes"), Mapping)
+    )
     return shaped or version.startswith("2") or version == "1.5"
 
 

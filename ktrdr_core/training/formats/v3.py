@@ -18,8 +18,7 @@ NAME = "v3"
 
 
 def detect(raw: Mapping[str, Any]) -> bool:
-    return (str(raw.get("version", "")).strip().startswith("3")
-            or isinstance(raw.get("indicators"), Mapping))
+    return str(raw.get("version", "")).strip().startswith("3") or isinstance(raw.get("indicators"), Mapping)
 
 
 def training_data(td: Any, notes: Notes, key: str = "training_data") -> Any:

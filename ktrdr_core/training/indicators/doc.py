@@ -18,16 +18,22 @@ END = "<!-- end of indicator table -->"
 
 def markdown_table(registry: IndicatorRegistry) -> str:
     """One row per type: names, parameters with defaults, outputs, inputs, implementation."""
-    rows = ["| type (aliases) | params (default, bounds) | outputs (first = primary) | reads | computed by |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| type (aliases) | params (default, bounds) | outputs (first = primary) | reads | computed by |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for spec in registry.specs():
         aliases = f" ({', '.join(spec.aliases)})" if spec.aliases else ""
-        params = ", ".join(f"`{p.describe()}`" + (f" (or {', '.join(p.aliases)})" if p.aliases else "")
-                           for p in spec.params) or "—"
+        params = (
+            ", ".join(
+                f"`{p.describe()}`" + (f" (or {', '.join(p.aliases)})" if p.aliases else "")
+                for p in spec.params
+            )
+            or "—"
+        )
         outputs = ", ".join(f"`{o}`" for o in spec.outputs)
         reads = ", ".join(("source",) * (spec.param("source") is not None) + spec.inputs)
-        rows.append(f"| `{spec.type}`{aliases} | {params} | {outputs} | {reads} | "
-                    f"{spec.library} |")
+        rows.append(f"| `{spec.type}`{aliases} | {params} | {outputs} | {reads} | {spec.library} |")
     return "\n".join(rows)
 
 

@@ -21,8 +21,9 @@ def weighted_4(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def supertrend(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray,
-               multiplier: float) -> tuple[np.ndarray, np.ndarray]:
+def supertrend(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray, multiplier: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(trend line, direction)``: the band that trails price, +1 up / -1 down.
 
     Basic bands are ``(high + low) / 2 ± multiplier * atr``; the final upper

@@ -145,10 +145,10 @@ class IndicatorSpec:
     inputs: tuple[str, ...]
     aliases: tuple[str, ...] = ()
     compute_fn: Compute = attrs.field(kw_only=True, eq=False, repr=False)
-    lookback_fn: Callable[[Mapping[str, Any]], int] = attrs.field(kw_only=True, eq=False,
-                                                                   repr=False)
+    lookback_fn: Callable[[Mapping[str, Any]], int] = attrs.field(kw_only=True, eq=False, repr=False)
     checks: Callable[[Mapping[str, Any]], list[str]] = attrs.field(
-        kw_only=True, default=_no_checks, eq=False, repr=False)
+        kw_only=True, default=_no_checks, eq=False, repr=False
+    )
     library: str = attrs.field(kw_only=True, default="own code")
     description: str = attrs.field(kw_only=True, default="")
 
@@ -201,8 +201,7 @@ class IndicatorSpec:
                 clean[spec.name] = cleaned
         source = self.param("source")
         if source is not None and not problems and clean["source"] not in SOURCE_COLUMNS:
-            problems.append(f"source must be one of {', '.join(SOURCE_COLUMNS)}, "
-                            f"got {clean['source']!r}")
+            problems.append(f"source must be one of {', '.join(SOURCE_COLUMNS)}, got {clean['source']!r}")
         if not problems:
             problems.extend(self.checks(clean))
         return clean, problems
@@ -210,8 +209,7 @@ class IndicatorSpec:
     def _unknown(self, key: str) -> str:
         known = ", ".join(p.name for p in self.params) or "none"
         if key == "source":
-            return (f"source is not a parameter of {self.type} (it reads "
-                    f"{', '.join(self.inputs)})")
+            return f"source is not a parameter of {self.type} (it reads {', '.join(self.inputs)})"
         return f"{key} is not a parameter of {self.type} (parameters: {known})"
 
     def clean(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,8 +232,7 @@ class IndicatorSpec:
         """Bars before the first defined value (used to ship/trim data and drop warm-up rows)."""
         return int(self.lookback_fn(self.clean(params)))
 
-    def compute(self, ohlcv: Mapping[str, np.ndarray], params: Mapping[str, Any]
-                ) -> dict[str, np.ndarray]:
+    def compute(self, ohlcv: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """{output_name: float64 array of len(bars)}, NaN during warm-up; uses only bars <= t for value t."""
         clean = self.clean(params)
         needed = self.columns(clean)
@@ -297,8 +294,7 @@ class IndicatorRegistry:
             if owner is not None:
                 entry = self._entries[owner]
                 source = f" by {entry.plugin}" if entry.plugin else ""
-                yield (f"indicator name {name!r} of {spec.type!r} is already taken by "
-                       f"{owner!r}{source}")
+                yield (f"indicator name {name!r} of {spec.type!r} is already taken by {owner!r}{source}")
 
     def get(self, name: str) -> IndicatorSpec | None:
         """The spec for a type name or alias (case-insensitive), or ``None``."""

@@ -53,9 +53,11 @@ class RayConnection:
             if ray.is_initialized():
                 return
             started = time.monotonic()
-            options: dict[str, Any] = {"namespace": NAMESPACE,
-                                       "log_to_driver": settings.log_to_driver,
-                                       "configure_logging": False}
+            options: dict[str, Any] = {
+                "namespace": NAMESPACE,
+                "log_to_driver": settings.log_to_driver,
+                "configure_logging": False,
+            }
             if settings.address:
                 probe = probe_address(settings.address, settings.connect_timeout)
                 if not probe.reachable:
@@ -63,17 +65,18 @@ class RayConnection:
                 try:
                     ray.init(address=settings.address, **options)
                 except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here
-                    raise TrainingFailedError(f"cannot connect to the Ray cluster at "
-                                              f"{settings.address}: {type(exc).__name__}: {exc}"
-                                              ) from exc
+                    raise TrainingFailedError(
+                        f"cannot connect to the Ray cluster at "
+                        f"{settings.address}: {type(exc).__name__}: {exc}"
+                    ) from exc
             else:
                 try:
                     # "local": a new instance even when RAY_ADDRESS is set in the environment
-                    ray.init(address="local", num_cpus=settings.num_cpus,
-                             include_dashboard=False, **options)
+                    ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False, **options)
                 except Exception as exc:  # noqa: BLE001
-                    raise TrainingFailedError(f"cannot start a local Ray instance: "
-                                              f"{type(exc).__name__}: {exc}") from exc
+                    raise TrainingFailedError(
+                        f"cannot start a local Ray instance: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self.started_here = True
             self.connect_seconds = time.monotonic() - started
             self.address = settings.address
@@ -100,12 +103,11 @@ class RayConnection:
         with self._lock:
             session = self._session()
             if self._control is None or renew or session != self._control_session:
-                name = f"ktrdr-cloud-control-{socket.gethostname()}-{os.getpid()}-" \
-                       f"{uuid.uuid4().hex[:6]}"
+                name = f"ktrdr-cloud-control-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
                 actor_class = ray.remote(ControlActor)
                 self._control = actor_class.options(
-                    name=name, namespace=NAMESPACE, num_cpus=0, max_restarts=0,
-                    max_concurrency=1000).remote()
+                    name=name, namespace=NAMESPACE, num_cpus=0, max_restarts=0, max_concurrency=1000
+                ).remote()
                 self._control_session = session
                 self._remote_run = None
             return self._control

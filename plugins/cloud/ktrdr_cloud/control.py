@@ -72,8 +72,7 @@ class ControlActor:
             job.cancel_event.set()
         return True
 
-    async def pull(self, job_id: str, timeout: float) -> list[tuple[int, float, int, int,
-                                                                    dict[str, Any]]]:
+    async def pull(self, job_id: str, timeout: float) -> list[tuple[int, float, int, int, dict[str, Any]]]:
         """The updates pushed since the last pull, waiting up to ``timeout`` for one."""
         job = self._job(job_id)
         if job is None:
@@ -94,10 +93,17 @@ class ControlActor:
 
     async def jobs(self) -> dict[str, dict[str, Any]]:
         """What is known of every open job (for operators and tests)."""
-        return {job_id: {"request_id": job.request_id, "opened_at": job.opened_at,
-                         "cancelled": job.cancel_event.is_set(), "reason": job.reason,
-                         "pushed": job.pushed, **job.info}
-                for job_id, job in self._jobs.items()}
+        return {
+            job_id: {
+                "request_id": job.request_id,
+                "opened_at": job.opened_at,
+                "cancelled": job.cancel_event.is_set(),
+                "reason": job.reason,
+                "pushed": job.pushed,
+                **job.info,
+            }
+            for job_id, job in self._jobs.items()
+        }
 
     async def is_started(self, job_id: str) -> bool:
         """Whether the job's task has started on a worker (it reported its pid)."""
@@ -111,8 +117,9 @@ class ControlActor:
         if job is not None:
             job.info.update(info)
 
-    async def push(self, job_id: str, seq: int, sent_at: float, epoch: int, total_epochs: int,
-                   metrics: dict[str, Any]) -> None:
+    async def push(
+        self, job_id: str, seq: int, sent_at: float, epoch: int, total_epochs: int, metrics: dict[str, Any]
+    ) -> None:
         job = self._job(job_id)
         if job is None:
             return
@@ -127,8 +134,10 @@ class ControlActor:
         if job is None:
             return CLOSED, None
         if not job.cancel_event.is_set() and not job.finished_event.is_set() and timeout > 0:
-            waiters = [asyncio.ensure_future(job.cancel_event.wait()),
-                       asyncio.ensure_future(job.finished_event.wait())]
+            waiters = [
+                asyncio.ensure_future(job.cancel_event.wait()),
+                asyncio.ensure_future(job.finished_event.wait()),
+            ]
             try:
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:

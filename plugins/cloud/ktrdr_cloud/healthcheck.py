@@ -41,24 +41,41 @@ def driver_version() -> str:
     return importlib.metadata.version("ktrdr-cloud")
 
 
-def run_check(address: str, task_cpus: float, timeout: float,
-              expected_version: str | None = None) -> CheckResult:
+def run_check(
+    address: str, task_cpus: float, timeout: float, expected_version: str | None = None
+) -> CheckResult:
     """Run the check in a child; at most ``timeout + HEADROOM_SECONDS`` seconds, whatever Ray does."""
     started = time.monotonic()
     bound = timeout + HEADROOM_SECONDS
     version = expected_version or driver_version()
-    command = [sys.executable, "-m", "ktrdr_cloud.healthcheck", address, repr(task_cpus),
-               repr(timeout), version]
+    command = [
+        sys.executable,
+        "-m",
+        "ktrdr_cloud.healthcheck",
+        address,
+        repr(task_cpus),
+        repr(timeout),
+        version,
+    ]
     # own session: a Ctrl-C meant for ktrdr does not hit the child, and on timeout the
     # whole group goes (a grandchild holding the pipe would otherwise block communicate)
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = child.communicate(timeout=bound)
     except subprocess.TimeoutExpired:
         _kill_group(child)
-        return CheckResult(False, f"the Ray cluster at {address} did not answer within "
-                           f"{bound:g} s (is it a Ray head node?)", time.monotonic() - started)
+        return CheckResult(
+            False,
+            f"the Ray cluster at {address} did not answer within {bound:g} s (is it a Ray head node?)",
+            time.monotonic() - started,
+        )
     except BaseException:  # KeyboardInterrupt included: never leave the child behind
         _kill_group(child)
         raise
@@ -69,8 +86,7 @@ def run_check(address: str, task_cpus: float, timeout: float,
         return CheckResult(bool(answer["healthy"]), str(answer["detail"]), seconds)
     except (ValueError, KeyError, TypeError):
         last = err.strip().splitlines()[-1] if err.strip() else f"exit status {child.returncode}"
-        return CheckResult(False, f"the health check of the Ray cluster at {address} failed: "
-                           f"{last}", seconds)
+        return CheckResult(False, f"the health check of the Ray cluster at {address} failed: {last}", seconds)
 
 
 def _kill_group(child: subprocess.Popen[str]) -> None:
@@ -105,8 +121,13 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
     import ray
 
     try:
-        ray.init(address=address, namespace="ktrdr", log_to_driver=False,
-                 configure_logging=False, logging_level=logging.ERROR)
+        ray.init(
+            address=address,
+            namespace="ktrdr",
+            log_to_driver=False,
+            configure_logging=False,
+            logging_level=logging.ERROR,
+        )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here
         return False, f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}"
     try:
@@ -114,22 +135,28 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
         cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
         if not cpus or max(cpus) < task_cpus:
             largest = f"the largest has {max(cpus):g}" if cpus else "there is none"
-            return False, (f"no alive node of the Ray cluster at {address} has "
-                           f"{task_cpus:g} CPU(s) (KTRDR_CLOUD_TASK_CPUS); {largest}")
+            return False, (
+                f"no alive node of the Ray cluster at {address} has "
+                f"{task_cpus:g} CPU(s) (KTRDR_CLOUD_TASK_CPUS); {largest}"
+            )
         ref = ray.remote(_worker_version).options(num_cpus=0, max_retries=0).remote()
         try:
             version = ray.get(ref, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
-            return False, (f"the Ray cluster at {address} did not run a trivial task within "
-                           f"{timeout:g} s")
+            return False, (f"the Ray cluster at {address} did not run a trivial task within {timeout:g} s")
         if version is None:
-            return False, (f"ktrdr-cloud cannot be imported on the workers of the Ray cluster "
-                           f"at {address}: install ktrdr-cloud {expected} there")
+            return False, (
+                f"ktrdr-cloud cannot be imported on the workers of the Ray cluster "
+                f"at {address}: install ktrdr-cloud {expected} there"
+            )
         if version != expected:
-            return False, (f"version mismatch: the Ray cluster at {address} runs ktrdr-cloud "
-                           f"{version}, this driver {expected}; install the same version on both")
-        return True, (f"Ray cluster {address}: {len(nodes)} alive node(s), ktrdr-cloud "
-                      f"{version} on the workers")
+            return False, (
+                f"version mismatch: the Ray cluster at {address} runs ktrdr-cloud "
+                f"{version}, this driver {expected}; install the same version on both"
+            )
+        return True, (
+            f"Ray cluster {address}: {len(nodes)} alive node(s), ktrdr-cloud {version} on the workers"
+        )
     except Exception as exc:  # noqa: BLE001
         return False, f"the Ray cluster at {address} failed the health check: {_first_line(exc)}"
     finally:

@@ -73,8 +73,12 @@ class ProgressPacer:
     update of a run goes out at once (``flush``), as in the unified mode.
     """
 
-    def __init__(self, callback: ProgressCallback | None, min_interval: float = MIN_INTERVAL,
-                 on_cancel_request: Any = None) -> None:
+    def __init__(
+        self,
+        callback: ProgressCallback | None,
+        min_interval: float = MIN_INTERVAL,
+        on_cancel_request: Any = None,
+    ) -> None:
         self._callback = callback
         self._min_interval = min_interval
         self._queue: collections.deque[tuple[int, int, Mapping[str, Any]]] = collections.deque()
@@ -89,8 +93,7 @@ class ProgressPacer:
 
     def pump(self) -> None:
         """Deliver whatever is due now."""
-        while self._queue and (self._last is None
-                               or time.monotonic() - self._last >= self._min_interval):
+        while self._queue and (self._last is None or time.monotonic() - self._last >= self._min_interval):
             self._deliver(*self._queue.popleft())
 
     def flush(self) -> None:
@@ -115,8 +118,10 @@ class ProgressPacer:
         except Exception:  # noqa: BLE001 - a progress consumer's bug is not the training's
             if not self._failed:
                 self._failed = True
-                logger.exception("progress callback %r raised; training continues and its "
-                                 "later errors are not logged", self._callback)
+                logger.exception(
+                    "progress callback %r raised; training continues and its later errors are not logged",
+                    self._callback,
+                )
 
 
 def _ray_initialised() -> bool:
@@ -155,8 +160,7 @@ class CloudMode:
             nodes = [n for n in ray.nodes() if n.get("Alive")]
         except Exception:  # noqa: BLE001 - capacity is advisory
             return
-        slots = sum(int(float(n.get("Resources", {}).get("CPU", 0)) // settings.task_cpus)
-                    for n in nodes)
+        slots = sum(int(float(n.get("Resources", {}).get("CPU", 0)) // settings.task_cpus) for n in nodes)
         self._slots = slots if slots >= 1 else None
 
     def settings(self) -> CloudSettings:
@@ -197,12 +201,14 @@ class CloudMode:
         if settings.address is None:
             if _ray_initialised():
                 return ModeHealth.ok("runs on this process's Ray connection")
-            return ModeHealth.ok(f"runs on a local Ray instance ({settings.num_cpus} CPUs), "
-                                 "started on first use")
+            return ModeHealth.ok(
+                f"runs on a local Ray instance ({settings.num_cpus} CPUs), started on first use"
+            )
         if settings.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
             return ModeHealth.unhealthy(
                 f"KTRDR_RAY_ADDRESS {settings.address} needs the Ray client, which is not "
-                "installed: pip install 'ktrdr-cloud[client]' (Ray's ray[client] extra)")
+                "installed: pip install 'ktrdr-cloud[client]' (Ray's ray[client] extra)"
+            )
         # a refused port or an unknown host is answered here at once, without a child process
         probe = probe_address(settings.address, settings.connect_timeout)
         if not probe.reachable:
@@ -215,14 +221,14 @@ class CloudMode:
 
     # -- execute -----------------------------------------------------------------------------
 
-    def execute(self, request: TrainingRequest, progress: ProgressCallback,
-                cancel: CancellationToken) -> TrainingResult:
+    def execute(
+        self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken
+    ) -> TrainingResult:
         settings = self.settings()
         _raise_if_cancelled(cancel)
         from ktrdr_cloud.payload import build_payload
 
-        payload = build_payload(request, torch_threads=settings.torch_threads,
-                                environ=self._environ)
+        payload = build_payload(request, torch_threads=settings.torch_threads, environ=self._environ)
         from ktrdr_cloud.cluster import get_connection
 
         connection = get_connection()
@@ -240,8 +246,15 @@ def _raise_if_cancelled(cancel: CancellationToken) -> None:
 class _DriverJob:
     """One job seen from the driver: submit, pump progress, forward cancel, collect, save."""
 
-    def __init__(self, connection: Any, settings: CloudSettings, request: TrainingRequest,
-                 payload: Any, progress: ProgressCallback, cancel: CancellationToken) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        settings: CloudSettings,
+        request: TrainingRequest,
+        payload: Any,
+        progress: ProgressCallback,
+        cancel: CancellationToken,
+    ) -> None:
         self.connection = connection
         self.settings = settings
         self.request = request
@@ -283,8 +296,9 @@ class _DriverJob:
                 self.control.cancel.remote(self.job_id, self.cancel_reason)
                 return
             except Exception:  # noqa: BLE001 - fall through to force
-                logger.warning("cloud job %s: cannot reach the control actor to cancel",
-                               self.job_id, exc_info=True)
+                logger.warning(
+                    "cloud job %s: cannot reach the control actor to cancel", self.job_id, exc_info=True
+                )
         self._force("cannot be told to stop (its control actor is gone)")
 
     def _force(self, why: str) -> None:
@@ -316,8 +330,7 @@ class _DriverJob:
         deadline = time.monotonic() + DRAIN_SECONDS
         while self.control_alive and self.next_seq <= expected and time.monotonic() < deadline:
             try:
-                ref = pull_ref if pull_ref is not None else \
-                    self.control.pull.remote(self.job_id, 0.2)
+                ref = pull_ref if pull_ref is not None else self.control.pull.remote(self.job_id, 0.2)
                 pull_ref = None
                 self._take(ray.get(ref, timeout=max(0.1, deadline - time.monotonic())))
             except Exception:  # noqa: BLE001
@@ -336,12 +349,16 @@ class _DriverJob:
         for attempt in (1, 2):
             self.control = self.connection.control(renew=attempt == 2)
             try:
-                ray.get(self.control.open.remote(self.job_id, self.request.request_id),
-                        timeout=max(30.0, self.settings.connect_timeout))
+                ray.get(
+                    self.control.open.remote(self.job_id, self.request.request_id),
+                    timeout=max(30.0, self.settings.connect_timeout),
+                )
                 return
             except ray.exceptions.GetTimeoutError:
-                raise TrainingFailedError("the Ray cluster did not start the ktrdr control actor "
-                                          "within 30 s (is it out of resources?)") from None
+                raise TrainingFailedError(
+                    "the Ray cluster did not start the ktrdr control actor "
+                    "within 30 s (is it out of resources?)"
+                ) from None
             except ray.exceptions.RayActorError:
                 if attempt == 2:
                     raise TrainingFailedError("the ktrdr control actor died twice in a row") from None
@@ -367,8 +384,11 @@ class _DriverJob:
         if self.cancel.is_cancelled():
             raise CancellationError(self.cancel.reason or "cancelled")
         remote = self.connection.remote_run().options(
-            num_cpus=self.settings.task_cpus, max_retries=0, retry_exceptions=False,
-            name=f"ktrdr-train-{self.request.strategy}-{self.request.request_id}")
+            num_cpus=self.settings.task_cpus,
+            max_retries=0,
+            retry_exceptions=False,
+            name=f"ktrdr-train-{self.request.strategy}-{self.request.request_id}",
+        )
         self.ref = remote.remote(self.payload, self.control, self.job_id)
         self._submitted_at = time.monotonic()
         pull_ref: Any = self.control.pull.remote(self.job_id, PULL_SECONDS)
@@ -380,12 +400,14 @@ class _DriverJob:
             if self.cancel_sent_at is not None:
                 waited = time.monotonic() - self.cancel_sent_at
                 if self.forced_at is None and waited > self.settings.grace_seconds:
-                    self._force(f"did not stop within {self.settings.grace_seconds:g} s of its "
-                                "cancellation")
-                if self.forced_at is not None and \
-                        time.monotonic() - self.forced_at > FORCE_WAIT_SECONDS:
-                    logger.error("cloud job %s: Ray did not confirm the forced cancellation "
-                                 "within %g s; giving up on it", self.job_id, FORCE_WAIT_SECONDS)
+                    self._force(f"did not stop within {self.settings.grace_seconds:g} s of its cancellation")
+                if self.forced_at is not None and time.monotonic() - self.forced_at > FORCE_WAIT_SECONDS:
+                    logger.error(
+                        "cloud job %s: Ray did not confirm the forced cancellation "
+                        "within %g s; giving up on it",
+                        self.job_id,
+                        FORCE_WAIT_SECONDS,
+                    )
                     raise CancellationError(self.cancel_reason or "cancelled")
             waiting = [self.ref] if pull_ref is None else [self.ref, pull_ref]
             ready, _ = ray.wait(waiting, num_returns=1, timeout=TICK_SECONDS)
@@ -396,8 +418,11 @@ class _DriverJob:
                     self._take(updates)
                     pull_ref = self.control.pull.remote(self.job_id, PULL_SECONDS)
                 except ray.exceptions.RayActorError:
-                    logger.warning("cloud job %s: the control actor died; progress stops and "
-                                   "a cancel will force-stop the task", self.job_id)
+                    logger.warning(
+                        "cloud job %s: the control actor died; progress stops and "
+                        "a cancel will force-stop the task",
+                        self.job_id,
+                    )
                     self.control_alive = False
                     pull_ref = None
             self.pacer.pump()
@@ -418,8 +443,7 @@ class _DriverJob:
         self._last_start_check = now
         if self.control_alive:
             with contextlib.suppress(Exception):
-                self.started = bool(ray.get(self.control.is_started.remote(self.job_id),
-                                            timeout=5))
+                self.started = bool(ray.get(self.control.is_started.remote(self.job_id), timeout=5))
         if self.started or now - self._submitted_at < self.settings.start_timeout:
             return
         with contextlib.suppress(Exception):
@@ -427,7 +451,8 @@ class _DriverJob:
         raise TrainingFailedError(
             f"the Ray cluster did not start the training within "
             f"{self.settings.start_timeout:g} s (KTRDR_CLOUD_START_TIMEOUT): no node has "
-            f"{self.settings.task_cpus:g} free CPU(s) (KTRDR_CLOUD_TASK_CPUS)?")
+            f"{self.settings.task_cpus:g} free CPU(s) (KTRDR_CLOUD_TASK_CPUS)?"
+        )
 
     def _log_cancel_timing(self, output: dict[str, Any]) -> None:
         """How long the cancel took to reach the worker, and the worker to stop (DEBUG)."""
@@ -435,11 +460,13 @@ class _DriverJob:
             return
         seen = output.get("cancel_seen_at") if isinstance(output, dict) else None
         reach = (seen - self.cancel_sent_wall) * 1000 if seen else None
-        logger.debug("cloud job %s: cancel reached the worker in %s, job returned %.1f ms after "
-                     "the cancel was sent", self.job_id,
-                     f"{reach:.1f} ms" if reach is not None else "(before it started)",
-                     (time.monotonic() - self.cancel_sent_at) * 1000,
-                     extra={"ktrdr_cancel_reach_ms": reach})
+        logger.debug(
+            "cloud job %s: cancel reached the worker in %s, job returned %.1f ms after the cancel was sent",
+            self.job_id,
+            f"{reach:.1f} ms" if reach is not None else "(before it started)",
+            (time.monotonic() - self.cancel_sent_at) * 1000,
+            extra={"ktrdr_cancel_reach_ms": reach},
+        )
 
     def _collect(self) -> dict[str, Any]:
         import ray
@@ -450,8 +477,12 @@ class _DriverJob:
             if self.cancel.is_cancelled():
                 raise CancellationError(self.cancel.reason or "cancelled") from None
             raise TrainingFailedError("the Ray task was cancelled from outside ktrdr") from None
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.OutOfMemoryError, ray.exceptions.ObjectLostError) as exc:
+        except (
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.OutOfMemoryError,
+            ray.exceptions.ObjectLostError,
+        ) as exc:
             if self.cancel.is_cancelled():
                 raise CancellationError(self.cancel.reason or "cancelled") from None
             raise TrainingFailedError(f"the Ray worker died: {_first_line(exc)}") from None
@@ -459,13 +490,15 @@ class _DriverJob:
             if self.cancel.is_cancelled():
                 raise CancellationError(self.cancel.reason or "cancelled") from None
             cause = getattr(exc, "cause", None) or exc
-            raise TrainingFailedError(f"the cloud training task failed on the worker: "
-                                      f"{type(cause).__name__}: {_first_line(cause)}") from None
+            raise TrainingFailedError(
+                f"the cloud training task failed on the worker: {type(cause).__name__}: {_first_line(cause)}"
+            ) from None
         except ray.exceptions.RayError as exc:
             if self.cancel.is_cancelled():
                 raise CancellationError(self.cancel.reason or "cancelled") from None
-            raise TrainingFailedError(f"the Ray task failed: {type(exc).__name__}: "
-                                      f"{_first_line(exc)}") from None
+            raise TrainingFailedError(
+                f"the Ray task failed: {type(exc).__name__}: {_first_line(exc)}"
+            ) from None
         if not isinstance(output, dict):
             raise TrainingFailedError(f"the cloud worker returned {type(output).__name__}")
         return output
@@ -485,19 +518,20 @@ class _DriverJob:
             if kind == "configuration":
                 raise ConfigurationError(message)
             if output.get("traceback"):
-                logger.warning("cloud job %s failed on the worker:\n%s", self.job_id,
-                               output["traceback"])
+                logger.warning("cloud job %s failed on the worker:\n%s", self.job_id, output["traceback"])
             raise TrainingFailedError(message)
         result_dict = localise_result(output["result"], self.payload)
         result = TrainingResult.from_dict(result_dict)
         worker = dict(output.get("worker") or {})
-        cloud = {"ray_address": self.settings.address or "local",
-                 "job_id": self.job_id,
-                 "worker_pid": worker.get("pid"),
-                 "worker_hostname": worker.get("hostname"),
-                 "worker_node_id": worker.get("node_id"),
-                 "worker_seconds": worker.get("seconds"),
-                 "payload_bytes": self.payload.size_bytes}
+        cloud = {
+            "ray_address": self.settings.address or "local",
+            "job_id": self.job_id,
+            "worker_pid": worker.get("pid"),
+            "worker_hostname": worker.get("hostname"),
+            "worker_node_id": worker.get("node_id"),
+            "worker_seconds": worker.get("seconds"),
+            "payload_bytes": self.payload.size_bytes,
+        }
         result = result.with_metadata(cloud=cloud, implementation="cloud", executor="unified")
         if result.status == "cancelled":
             raise CancellationError(result.error or "cancelled")
@@ -518,23 +552,36 @@ class _DriverJob:
         features, config = model["features"], model["config"]
         metadata = model["metadata"]
         try:
-            state = torch.load(io.BytesIO(model["state_dict"]), map_location="cpu",
-                               weights_only=True)
+            state = torch.load(io.BytesIO(model["state_dict"]), map_location="cpu", weights_only=True)
             arch = config.get("model", {}).get("architecture", {})
-            network = build_mlp(int(features["input_size"]), arch.get("hidden_layers", []),
-                                arch.get("activation", "relu"), float(arch.get("dropout", 0.0)),
-                                int(features.get("num_classes", 3)))
+            network = build_mlp(
+                int(features["input_size"]),
+                arch.get("hidden_layers", []),
+                arch.get("activation", "relu"),
+                float(arch.get("dropout", 0.0)),
+                int(features.get("num_classes", 3)),
+            )
             network.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001
-            raise TrainingFailedError(f"the model sent back by the Ray worker cannot be "
-                                      f"loaded: {type(exc).__name__}: {exc}") from exc
-        saved = save_model(network, strategy=str(metadata.get("strategy", self.request.strategy)),
-                           symbols=list(metadata.get("symbols", [])),
-                           timeframes=list(metadata.get("timeframes", [])),
-                           config=config, metrics=model["metrics"], features=features,
-                           metadata=localise_metadata(metadata, self.payload))
-        return attrs.evolve(result, model_path=str(saved.path), model_id=saved.model_id,
-                            metadata={**result.metadata, "model_version": saved.version})
+            raise TrainingFailedError(
+                f"the model sent back by the Ray worker cannot be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
+        saved = save_model(
+            network,
+            strategy=str(metadata.get("strategy", self.request.strategy)),
+            symbols=list(metadata.get("symbols", [])),
+            timeframes=list(metadata.get("timeframes", [])),
+            config=config,
+            metrics=model["metrics"],
+            features=features,
+            metadata=localise_metadata(metadata, self.payload),
+        )
+        return attrs.evolve(
+            result,
+            model_path=str(saved.path),
+            model_id=saved.model_id,
+            metadata={**result.metadata, "model_version": saved.version},
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,8 +31,7 @@ from ktrdr_core.request import TrainingRequest
 __all__ = ["JobPayload", "build_payload", "localise_result"]
 
 #: keys :func:`ktrdr_core.training.storage.save_model` writes into metadata.json itself
-STORAGE_METADATA_KEYS = ("model_id", "version", "strategy", "symbols", "timeframes",
-                         "created_at", "files")
+STORAGE_METADATA_KEYS = ("model_id", "version", "strategy", "symbols", "timeframes", "created_at", "files")
 
 
 @attrs.frozen
@@ -55,8 +54,9 @@ class JobPayload:
         return len(self.strategy_yaml) + sum(len(b) for b in self.data_files.values())
 
 
-def build_payload(request: TrainingRequest, *, torch_threads: int = 1,
-                  environ: Mapping[str, str] | None = None) -> JobPayload:
+def build_payload(
+    request: TrainingRequest, *, torch_threads: int = 1, environ: Mapping[str, str] | None = None
+) -> JobPayload:
     """Resolve and read what ``request`` needs; bad input is raised here, before any Ray call."""
     from ktrdr_core.training.data import data_file, parse_date_bound, resolve_data_dir
     from ktrdr_core.training.pipeline import load_strategy_step, resolve_options, select_series
@@ -97,8 +97,11 @@ def worker_request(payload: JobPayload, data_dir: Path) -> TrainingRequest:
     request wants a model at all) so that the files can be shipped back.
     """
     data = dict(payload.request)
-    data["overrides"] = {**dict(data.get("overrides") or {}), "data_dir": str(data_dir),
-                         "save_model": payload.save_model}
+    data["overrides"] = {
+        **dict(data.get("overrides") or {}),
+        "data_dir": str(data_dir),
+        "save_model": payload.save_model,
+    }
     return TrainingRequest.from_dict(data)
 
 

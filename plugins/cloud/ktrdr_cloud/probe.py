@@ -32,8 +32,10 @@ def resolve_auto_address() -> str | None:
     env = os.environ.get("RAY_ADDRESS", "").strip()
     if env and env != "auto":
         return env
-    candidates = [Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster",
-                  Path("/tmp/ray/ray_current_cluster")]
+    candidates = [
+        Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster",
+        Path("/tmp/ray/ray_current_cluster"),
+    ]
     for path in candidates:
         try:
             text = path.read_text().strip()
@@ -51,9 +53,13 @@ def probe_address(address: str, timeout: float) -> ProbeResult:
     if kind == "auto":
         found = resolve_auto_address()
         if found is None:
-            return ProbeResult(False, "KTRDR_RAY_ADDRESS is 'auto' but no running Ray cluster was "
-                               "found (no RAY_ADDRESS and no cluster started with `ray start` on "
-                               "this machine)", time.monotonic() - started)
+            return ProbeResult(
+                False,
+                "KTRDR_RAY_ADDRESS is 'auto' but no running Ray cluster was "
+                "found (no RAY_ADDRESS and no cluster started with `ray start` on "
+                "this machine)",
+                time.monotonic() - started,
+            )
         kind, host, port = parse_ray_address(found)
     assert port is not None
     what = "Ray client server" if kind == "client" else "Ray GCS"
@@ -61,10 +67,14 @@ def probe_address(address: str, timeout: float) -> ProbeResult:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except TimeoutError:
-        return ProbeResult(False, f"the {what} at {host}:{port} did not answer within "
-                           f"{timeout:g} s", time.monotonic() - started)
+        return ProbeResult(
+            False,
+            f"the {what} at {host}:{port} did not answer within {timeout:g} s",
+            time.monotonic() - started,
+        )
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        return ProbeResult(False, f"cannot reach the {what} at {host}:{port}: {reason}",
-                           time.monotonic() - started)
+        return ProbeResult(
+            False, f"cannot reach the {what} at {host}:{port}: {reason}", time.monotonic() - started
+        )
     return ProbeResult(True, f"the {what} at {host}:{port} answers", time.monotonic() - started)

@@ -24,8 +24,15 @@ from ktrdr_core.errors import ConfigurationError
 __all__ = ["CloudSettings", "parse_ray_address"]
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False,
-            minimum: float = 0.0, strict: bool = True) -> float:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    integer: bool = False,
+    minimum: float = 0.0,
+    strict: bool = True,
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -61,12 +68,13 @@ def parse_ray_address(address: str) -> tuple[str, str, int | None]:
     kind = "gcs"
     rest = text
     if text.startswith("ray://"):
-        kind, rest = "client", text[len("ray://"):]
+        kind, rest = "client", text[len("ray://") :]
     elif "://" in text:
         raise ConfigurationError(
             f"KTRDR_RAY_ADDRESS {address!r} is not a Ray address: use 'auto', "
             "'ray://host:port' (Ray client) or 'host:port' (the head node's GCS); "
-            "a dashboard URL (http://...:8265) does not work here")
+            "a dashboard URL (http://...:8265) does not work here"
+        )
     rest = rest.rstrip("/")
     if rest.startswith("["):  # [ipv6]:port
         host, _, tail = rest[1:].partition("]")
@@ -81,8 +89,9 @@ def parse_ray_address(address: str) -> tuple[str, str, int | None]:
     if not port_text:
         return kind, host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigurationError(f"KTRDR_RAY_ADDRESS {address!r}: port {port_text!r} is not a "
-                                 "number between 1 and 65535")
+        raise ConfigurationError(
+            f"KTRDR_RAY_ADDRESS {address!r}: port {port_text!r} is not a number between 1 and 65535"
+        )
     return kind, host, int(port_text)
 
 
@@ -123,6 +132,9 @@ class CloudSettings:
         return max(1, int(self.task_cpus))
 
     def describe(self) -> str:
-        where = f"the Ray cluster at {self.address}" if self.address else \
-            f"a local Ray instance ({self.num_cpus} CPUs)"
+        where = (
+            f"the Ray cluster at {self.address}"
+            if self.address
+            else f"a local Ray instance ({self.num_cpus} CPUs)"
+        )
         return where

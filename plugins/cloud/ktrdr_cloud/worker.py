@@ -54,8 +54,7 @@ WATCH_TIMEOUT = 1.0
 MODEL_JSON_FILES = ("config.json", "metrics.json", "features.json", "metadata.json")
 
 
-def _watch(control: Any, job_id: str, token: ThreadingCancellationToken,
-           stop: threading.Event) -> None:
+def _watch(control: Any, job_id: str, token: ThreadingCancellationToken, stop: threading.Event) -> None:
     """Block on the actor until the job is cancelled, closed, or the task ends."""
     import ray
 
@@ -64,8 +63,11 @@ def _watch(control: Any, job_id: str, token: ThreadingCancellationToken,
             state, reason = ray.get(control.wait_cancel.remote(job_id, WATCH_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - the actor is gone: nobody can cancel any more
             if not stop.is_set():
-                logger.warning("cloud job %s: lost the control actor (%s); the job can only be "
-                               "stopped by force now", job_id, exc)
+                logger.warning(
+                    "cloud job %s: lost the control actor (%s); the job can only be stopped by force now",
+                    job_id,
+                    exc,
+                )
             return
         if state == CANCELLED:
             token.cancel(reason=reason or "cancelled")
@@ -85,8 +87,9 @@ def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"status": "error", "kind": kind, "message": message, **extra}
 
 
-def _run_executor(request: Any, progress: Any, token: ThreadingCancellationToken, *,
-                  strategies: Path, home: Path) -> Any:
+def _run_executor(
+    request: Any, progress: Any, token: ThreadingCancellationToken, *, strategies: Path, home: Path
+) -> Any:
     """The unified executor, reading strategies from ``strategies`` and saving under ``home``."""
     from ktrdr_unified.executor import TrainingExecutor
 
@@ -104,8 +107,12 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
     started = time.time()
     torch.set_num_threads(max(1, payload.torch_threads))
     context = ray.get_runtime_context()
-    info = {"pid": os.getpid(), "hostname": socket.gethostname(),
-            "node_id": context.get_node_id(), "started_at": started}
+    info = {
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "node_id": context.get_node_id(),
+        "started_at": started,
+    }
     control.started.remote(job_id, info)
 
     seq = 0
@@ -131,8 +138,12 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
         # blocked in ray.get to other tasks, which would run more trainings per node than
         # KTRDR_CLOUD_TASK_CPUS allows. The watcher thread's first call sees a cancel that
         # arrived while the task was queued, and the executor checks the token before it trains.
-        watcher = threading.Thread(target=_watch, args=(control, job_id, token, stop),
-                                   name=f"ktrdr-cloud-watch-{job_id}", daemon=True)
+        watcher = threading.Thread(
+            target=_watch,
+            args=(control, job_id, token, stop),
+            name=f"ktrdr-cloud-watch-{job_id}",
+            daemon=True,
+        )
         watcher.start()
         with tempfile.TemporaryDirectory(prefix="ktrdr-cloud-") as tmp:
             root = Path(tmp)
@@ -157,8 +168,7 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
     except KtrdrError as exc:
         return finish(_error("failed", str(exc)))
     except Exception as exc:  # noqa: BLE001 - reported to the driver as a failed training
-        return finish(_error("exception", f"{type(exc).__name__}: {exc}",
-                             traceback=traceback.format_exc()))
+        return finish(_error("exception", f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()))
     finally:
         stop.set()
         with contextlib.suppress(Exception):

@@ -29,5 +29,3 @@ class ProgressRecorder:
     def intervals(self) -> list[float]:
         times = [t for t, _, _ in self.calls]
         return [b - a for a, b in zip(times, times[1:], strict=False)]
-
-

@@ -48,10 +48,10 @@ def silent_port() -> Iterator[int]:
     server.close()
 
 
-def test_a_port_that_accepts_but_is_not_ray_is_unhealthy_within_the_bound(
-        silent_port: int) -> None:
-    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{silent_port}",
-                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"})
+def test_a_port_that_accepts_but_is_not_ray_is_unhealthy_within_the_bound(silent_port: int) -> None:
+    mode = CloudMode(
+        environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{silent_port}", "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"}
+    )
     started = time.monotonic()
     health = mode.health()
     elapsed = time.monotonic() - started
@@ -79,8 +79,7 @@ def test_ray_client_address_without_the_client_extra_names_the_extra() -> None:
 
 
 def test_the_real_cluster_is_healthy_and_the_answer_is_cached(ray_cluster: str) -> None:
-    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster,
-                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "30"})
+    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster, "KTRDR_CLOUD_CONNECT_TIMEOUT": "30"})
     health = mode.health()
     assert health.healthy, health.detail
     assert "ktrdr-cloud" in health.detail and "1 alive node" in health.detail
@@ -91,9 +90,13 @@ def test_the_real_cluster_is_healthy_and_the_answer_is_cached(ray_cluster: str) 
 
 
 def test_no_node_with_enough_cpus_is_unhealthy(ray_cluster: str) -> None:
-    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster,
-                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "30",
-                              "KTRDR_CLOUD_TASK_CPUS": "64"})
+    mode = CloudMode(
+        environ={
+            "KTRDR_RAY_ADDRESS": ray_cluster,
+            "KTRDR_CLOUD_CONNECT_TIMEOUT": "30",
+            "KTRDR_CLOUD_TASK_CPUS": "64",
+        }
+    )
     health = mode.health()
     assert not health.healthy
     assert "no alive node" in health.detail and "KTRDR_CLOUD_TASK_CPUS" in health.detail
@@ -122,9 +125,12 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_interrupts_a_hanging_check_and_leaves_no_child() -> None:
-    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED], stdout=subprocess.PIPE,
-                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
-                                                                           signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "checking"
     deadline = time.monotonic() + 60

@@ -44,13 +44,17 @@ def _request(strategy: str = "neuro_mean_reversion", **overrides: Any) -> Traini
 class Background:
     """``manager.train`` on a thread, so the test can act while it runs."""
 
-    def __init__(self, request: TrainingRequest, progress: Any = None,
-                 token: ThreadingCancellationToken | None = None, mode: str = "cloud") -> None:
+    def __init__(
+        self,
+        request: TrainingRequest,
+        progress: Any = None,
+        token: ThreadingCancellationToken | None = None,
+        mode: str = "cloud",
+    ) -> None:
         self.token = token or ThreadingCancellationToken()
         self.result: TrainingResult | None = None
         self.ended_at: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(request, progress, mode),
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(request, progress, mode), daemon=True)
         self._thread.start()
 
     def _run(self, request: TrainingRequest, progress: Any, mode: str) -> None:
@@ -88,7 +92,8 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
-        ktrdr_home: Path, recorder: ProgressRecorder) -> None:
+    ktrdr_home: Path, recorder: ProgressRecorder
+) -> None:
     import torch
 
     from ktrdr_cloud.cluster import get_connection
@@ -113,7 +118,8 @@ def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
         assert abs(cloud.training_metrics[key] - unified.training_metrics[key]) <= 0.01, key
     assert cloud.training_metrics["epochs_trained"] == unified.training_metrics["epochs_trained"]
     assert cloud.test_metrics["test_accuracy"] == pytest.approx(
-        unified.test_metrics["test_accuracy"], abs=0.01)
+        unified.test_metrics["test_accuracy"], abs=0.01
+    )
     assert cloud.metadata["mode"] == "cloud"
     assert cloud.metadata["cloud"]["worker_pid"] != os.getpid()  # it really ran elsewhere
     # the driver saved it, with the core's storage, under the driver's KTRDR_HOME
@@ -129,8 +135,9 @@ def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
     # the result reads like unified's: driver-side paths, same keys
     assert set(cloud.to_dict()) == set(unified.to_dict())
     assert cloud.data_summary["data_dir"] == unified.data_summary["data_dir"]
-    assert [s["file"] for s in cloud.data_summary["series"]] == \
-        [s["file"] for s in unified.data_summary["series"]]
+    assert [s["file"] for s in cloud.data_summary["series"]] == [
+        s["file"] for s in unified.data_summary["series"]
+    ]
     assert cloud.metadata["strategy_source"] == unified.metadata["strategy_source"]
     # progress reached the driver's callback, on the thread that ran execute()
     assert recorder.calls
@@ -140,7 +147,8 @@ def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
 
 
 def test_progress_has_the_exact_signature_and_is_throttled(
-        long_strategy: str, recorder: ProgressRecorder, ktrdr_home: Path) -> None:
+    long_strategy: str, recorder: ProgressRecorder, ktrdr_home: Path
+) -> None:
     run = Background(_request(long_strategy), recorder)
     _wait_for(lambda: len(recorder.calls) >= 6, 60, "six progress updates")
     run.token.cancel(reason="enough updates")
@@ -160,7 +168,8 @@ def test_progress_has_the_exact_signature_and_is_throttled(
 
 def test_bad_input_is_reported_before_anything_runs_on_the_cluster() -> None:
     result = TrainingManager().train(
-        TrainingRequest(strategy="neuro_mean_reversion", symbols=["NOPE"]), mode="cloud")
+        TrainingRequest(strategy="neuro_mean_reversion", symbols=["NOPE"]), mode="cloud"
+    )
     assert result.status == "error"
     assert result.metadata["error_kind"] == "bad_input"
     assert "NOPE" in (result.error or "")
@@ -169,11 +178,11 @@ def test_bad_input_is_reported_before_anything_runs_on_the_cluster() -> None:
 # --------------------------------------------------------------------------- cancellation
 
 
-@settings(max_examples=5, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(delay=st.floats(min_value=0.0, max_value=1.5))
 def test_cancel_at_any_point_ends_cancelled_with_no_model(
-        delay: float, long_strategy: str, ktrdr_home: Path) -> None:
+    delay: float, long_strategy: str, ktrdr_home: Path
+) -> None:
     run = Background(_request(long_strategy))
     time.sleep(delay)
     cancelled_at = time.monotonic()
@@ -197,8 +206,11 @@ def test_cancel_before_the_task_starts_is_honoured(long_strategy: str, ktrdr_hom
         time.sleep(seconds)
 
     blockers = [occupy.remote(1.5) for _ in range(2)]  # every CPU of the cluster is busy
-    _wait_for(lambda: len(ray.wait(blockers, timeout=0)[0]) == 0 and
-              ray.available_resources().get("CPU", 0) == 0, 10, "the blockers to start")
+    _wait_for(
+        lambda: len(ray.wait(blockers, timeout=0)[0]) == 0 and ray.available_resources().get("CPU", 0) == 0,
+        10,
+        "the blockers to start",
+    )
     run = Background(_request(long_strategy))
     job = _wait_for(lambda: next(iter(_jobs().values()), None), 10, "the job to open")
     assert "pid" not in job  # queued, not started
@@ -213,8 +225,12 @@ def test_cancel_before_the_task_starts_is_honoured(long_strategy: str, ktrdr_hom
 
 
 def test_a_worker_that_cannot_be_told_is_force_cancelled_after_the_grace_period(
-        long_strategy: str, ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch,
-        recorder: ProgressRecorder, caplog: pytest.LogCaptureFixture) -> None:
+    long_strategy: str,
+    ktrdr_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: ProgressRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import ray
 
     from ktrdr_cloud.cluster import get_connection
@@ -242,11 +258,11 @@ def test_a_worker_that_cannot_be_told_is_force_cancelled_after_the_grace_period(
 
 
 def test_a_killed_worker_gives_a_failed_result_not_a_hang(
-        long_strategy: str, ktrdr_home: Path, recorder: ProgressRecorder) -> None:
+    long_strategy: str, ktrdr_home: Path, recorder: ProgressRecorder
+) -> None:
     run = Background(_request(long_strategy), recorder)
     assert recorder.first.wait(60)
-    job = _wait_for(lambda: next((j for j in _jobs().values() if "pid" in j), None), 10,
-                    "the worker pid")
+    job = _wait_for(lambda: next((j for j in _jobs().values() if "pid" in j), None), 10, "the worker pid")
     killed_at = time.monotonic()
     os.kill(job["pid"], signal.SIGKILL)
     result = run.join(60)
@@ -257,7 +273,8 @@ def test_a_killed_worker_gives_a_failed_result_not_a_hang(
 
 
 def test_a_task_the_cluster_cannot_place_fails_after_the_start_timeout(
-        monkeypatch: pytest.MonkeyPatch, ktrdr_home: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, ktrdr_home: Path
+) -> None:
     monkeypatch.setenv("KTRDR_CLOUD_TASK_CPUS", "3")  # the session cluster has 2
     monkeypatch.setenv("KTRDR_CLOUD_START_TIMEOUT", "1.5")
     started = time.monotonic()
@@ -269,22 +286,45 @@ def test_a_task_the_cluster_cannot_place_fails_after_the_start_timeout(
 
 
 def _cli_env(ktrdr_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_", "ROLLBACK_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KTRDR_", "USE_UNIFIED", "UNIFIED_", "ROLLBACK_"))
+    }
     env.update({"KTRDR_HOME": str(ktrdr_home), "RAY_AUTH_MODE": "disabled", **extra})
     return env
 
 
 def test_cli_rollout_candidate_cloud_on_a_cluster_given_by_address(
-        ray_cluster: str, ktrdr_home: Path) -> None:
-    env = _cli_env(ktrdr_home, KTRDR_RAY_ADDRESS=ray_cluster, USE_UNIFIED_TRAINING="true",
-                   UNIFIED_TRAINING_ROLLOUT_PERCENTAGE="100", KTRDR_ROLLOUT_CONTROL="unified",
-                   KTRDR_ROLLOUT_CANDIDATE="cloud")
+    ray_cluster: str, ktrdr_home: Path
+) -> None:
+    env = _cli_env(
+        ktrdr_home,
+        KTRDR_RAY_ADDRESS=ray_cluster,
+        USE_UNIFIED_TRAINING="true",
+        UNIFIED_TRAINING_ROLLOUT_PERCENTAGE="100",
+        KTRDR_ROLLOUT_CONTROL="unified",
+        KTRDR_ROLLOUT_CANDIDATE="cloud",
+    )
     proc = subprocess.run(
-        [KTRDR, "train", "neuro_mean_reversion",
-         "--epochs", "2", "--start", SMALL["start_date"], "--end", SMALL["end_date"],
-         "--no-progress", "--json"],
-        env=env, capture_output=True, text=True, timeout=180)
+        [
+            KTRDR,
+            "train",
+            "neuro_mean_reversion",
+            "--epochs",
+            "2",
+            "--start",
+            SMALL["start_date"],
+            "--end",
+            SMALL["end_date"],
+            "--no-progress",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mode: cloud" in proc.stderr
     result = json.loads(proc.stdout)
@@ -293,14 +333,16 @@ def test_cli_rollout_candidate_cloud_on_a_cluster_given_by_address(
     assert Path(result["model_path"]).is_dir()
 
 
-def test_cli_with_an_unreachable_cluster_fails_fast_with_a_clear_error(
-        ktrdr_home: Path) -> None:
+def test_cli_with_an_unreachable_cluster_fails_fast_with_a_clear_error(ktrdr_home: Path) -> None:
     env = _cli_env(ktrdr_home, KTRDR_RAY_ADDRESS="127.0.0.1:1", KTRDR_CLOUD_CONNECT_TIMEOUT="2")
     started = time.monotonic()
     proc = subprocess.run(
-        [KTRDR, "train", "neuro_mean_reversion",
-         "--mode", "cloud", "--epochs", "1", "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=120)
+        [KTRDR, "train", "neuro_mean_reversion", "--mode", "cloud", "--epochs", "1", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "unreachable" in proc.stderr and "127.0.0.1:1" in proc.stderr
     assert time.monotonic() - started < 60
@@ -312,8 +354,7 @@ def test_never_more_trainings_at_once_than_the_cluster_has_cpus(long_strategy: s
     from ktrdr_core.plugins import get_plugin_manager, mode_capacity
 
     runs = [Background(_request(long_strategy)) for _ in range(3)]
-    _wait_for(lambda: sum("pid" in job for job in _jobs().values()) >= 2, 60,
-              "two trainings to start")
+    _wait_for(lambda: sum("pid" in job for job in _jobs().values()) >= 2, 60, "two trainings to start")
     peak = 0
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # the running two never lend their CPUs to the third

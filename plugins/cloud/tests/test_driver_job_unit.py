@@ -47,8 +47,14 @@ class FakeConnection:
 
 
 def job(connection: FakeConnection) -> _DriverJob:
-    return _DriverJob(connection, CloudSettings(), TrainingRequest(strategy="neuro_mean_reversion"),
-                      None, lambda *a: None, ThreadingCancellationToken())
+    return _DriverJob(
+        connection,
+        CloudSettings(),
+        TrainingRequest(strategy="neuro_mean_reversion"),
+        None,
+        lambda *a: None,
+        ThreadingCancellationToken(),
+    )
 
 
 def test_a_job_whose_open_timed_out_is_still_closed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,8 +67,7 @@ def test_a_job_whose_open_timed_out_is_still_closed(monkeypatch: pytest.MonkeyPa
     with pytest.raises(TrainingFailedError, match="did not start the ktrdr control actor"):
         driver.run()
     [actor] = connection.actors
-    assert actor.calls == [("open", (driver.job_id, driver.request.request_id)),
-                           ("close", (driver.job_id,))]
+    assert actor.calls == [("open", (driver.job_id, driver.request.request_id)), ("close", (driver.job_id,))]
     assert driver.done
 
 

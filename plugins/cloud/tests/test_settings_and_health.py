@@ -15,14 +15,17 @@ from ktrdr_cloud.settings import CloudSettings, parse_ray_address
 from ktrdr_core import ConfigurationError, TrainingManager, TrainingRequest
 
 
-@pytest.mark.parametrize(("address", "expected"), [
-    ("auto", ("auto", "", None)),
-    ("ray://head.example:10001", ("client", "head.example", 10001)),
-    ("ray://head.example", ("client", "head.example", 10001)),
-    ("10.0.0.5:6379", ("gcs", "10.0.0.5", 6379)),
-    ("head", ("gcs", "head", 6379)),
-    ("[::1]:6380", ("gcs", "::1", 6380)),
-])
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("auto", ("auto", "", None)),
+        ("ray://head.example:10001", ("client", "head.example", 10001)),
+        ("ray://head.example", ("client", "head.example", 10001)),
+        ("10.0.0.5:6379", ("gcs", "10.0.0.5", 6379)),
+        ("head", ("gcs", "head", 6379)),
+        ("[::1]:6380", ("gcs", "::1", 6380)),
+    ],
+)
 def test_every_ray_address_form_is_understood(address: str, expected: tuple) -> None:
     assert parse_ray_address(address) == expected
 
@@ -33,10 +36,15 @@ def test_a_malformed_address_is_a_configuration_error(address: str) -> None:
         CloudSettings.from_env({"KTRDR_RAY_ADDRESS": address})
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("KTRDR_RAY_NUM_CPUS", "two"), ("KTRDR_RAY_NUM_CPUS", "0"),
-    ("KTRDR_CLOUD_GRACE_SECONDS", "-1"), ("KTRDR_CLOUD_LOG_TO_DRIVER", "maybe"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KTRDR_RAY_NUM_CPUS", "two"),
+        ("KTRDR_RAY_NUM_CPUS", "0"),
+        ("KTRDR_CLOUD_GRACE_SECONDS", "-1"),
+        ("KTRDR_CLOUD_LOG_TO_DRIVER", "maybe"),
+    ],
+)
 def test_malformed_settings_make_the_mode_unhealthy_not_crash(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         CloudSettings.from_env({name: value})
@@ -58,8 +66,9 @@ def _closed_port() -> int:
 
 
 def test_unreachable_cluster_is_unhealthy_quickly_and_cached() -> None:
-    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{_closed_port()}",
-                              "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"})
+    mode = CloudMode(
+        environ={"KTRDR_RAY_ADDRESS": f"127.0.0.1:{_closed_port()}", "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"}
+    )
     started = time.monotonic()
     health = mode.health()
     assert time.monotonic() - started < 1.5
@@ -76,8 +85,7 @@ def test_a_listening_port_counts_as_reachable_for_the_probe() -> None:
         assert probe_address(f"127.0.0.1:{port}", 1.0).reachable
 
 
-def test_auto_follows_ray_address_and_says_when_there_is_no_cluster(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_follows_ray_address_and_says_when_there_is_no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     assert resolve_auto_address() == "127.0.0.1:1"
     result = probe_address("auto", 0.5)
@@ -88,7 +96,8 @@ def test_auto_follows_ray_address_and_says_when_there_is_no_cluster(
 
 
 def test_selector_falls_back_to_control_when_the_cluster_is_unreachable(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("KTRDR_RAY_ADDRESS", "127.0.0.1:1")
     monkeypatch.setenv("KTRDR_CLOUD_CONNECT_TIMEOUT", "1")
     monkeypatch.setenv("USE_UNIFIED_TRAINING", "true")
@@ -102,7 +111,9 @@ def test_selector_falls_back_to_control_when_the_cluster_is_unreachable(
 
 
 def test_plugin_module_imports_neither_ray_nor_torch() -> None:
-    code = ("import sys, ktrdr_cloud.plugin, ktrdr_cloud.mode; "
-            "bad = [m for m in ('ray', 'torch') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, ktrdr_cloud.plugin, ktrdr_cloud.mode; "
+        "bad = [m for m in ('ray', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -22,8 +22,18 @@ from ktrdr_core import (
 
 # train_multi_symbol_strategy's own parameters: an override may not pose as one
 # (``validation_split`` may: it is an old-API knob the request can carry).
-_RESERVED = frozenset({"strategy_config_path", "symbols", "timeframes", "start_date", "end_date",
-                       "progress_callback", "cancellation_token", "request_id"})
+_RESERVED = frozenset(
+    {
+        "strategy_config_path",
+        "symbols",
+        "timeframes",
+        "start_date",
+        "end_date",
+        "progress_callback",
+        "cancellation_token",
+        "request_id",
+    }
+)
 
 
 class LegacyMode:
@@ -34,7 +44,8 @@ class LegacyMode:
     def health(self) -> ModeHealth:
         """Healthy when the engine and torch can be imported (checked without importing them)."""
         return ModeHealth.if_importable(
-            "legacy", ("torch", "ktrdr_core.training.pipeline", "ktrdr_legacy.strategy_trainer"))
+            "legacy", ("torch", "ktrdr_core.training.pipeline", "ktrdr_legacy.strategy_trainer")
+        )
 
     def execute(
         self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken

@@ -58,11 +58,14 @@ def _parse_validation_split(value: Any, test_share: float) -> float:
             raise TypeError("a bool is not a fraction")
         share = float(value)
     except (TypeError, ValueError):
-        raise BadInputError(f"validation_split must be a number between 0 and {upper:g} (exclusive), "
-                            f"got {value!r}") from None
+        raise BadInputError(
+            f"validation_split must be a number between 0 and {upper:g} (exclusive), got {value!r}"
+        ) from None
     if not 0.0 < share < upper:  # also refuses nan
-        raise BadInputError(f"validation_split must be between 0 and {upper:g} (exclusive; the "
-                            f"strategy keeps {test_share:g} for the test set), got {value!r}")
+        raise BadInputError(
+            f"validation_split must be between 0 and {upper:g} (exclusive; the "
+            f"strategy keeps {test_share:g} for the test set), got {value!r}"
+        )
     return share
 
 
@@ -113,10 +116,15 @@ class StrategyTrainer:
         try:
             # -- strategy (by name only, never a path) ---------------------------------------------
             check_strategy_name(strategy_config_path)
-            request = TrainingRequest(strategy=strategy_config_path, symbols=symbols or (),
-                                      timeframes=timeframes or (), start_date=start_date,
-                                      end_date=end_date, overrides=overrides,
-                                      **({"request_id": request_id} if request_id else {}))
+            request = TrainingRequest(
+                strategy=strategy_config_path,
+                symbols=symbols or (),
+                timeframes=timeframes or (),
+                start_date=start_date,
+                end_date=end_date,
+                overrides=overrides,
+                **({"request_id": request_id} if request_id else {}),
+            )
             options = pipeline.resolve_options(request.overrides)
             strategy = pipeline.load_strategy_step(request, options, self.environ)
             symbols_used, timeframes_used = pipeline.select_series(request, strategy)
@@ -125,16 +133,21 @@ class StrategyTrainer:
             if validation_split is not None:
                 validation_share = _parse_validation_split(validation_split, split_config.test)
                 train_share = 1.0 - split_config.test - validation_share
-            logger.info("legacy: training %s on %s %s", strategy.name, ",".join(symbols_used),
-                        ",".join(timeframes_used))
+            logger.info(
+                "legacy: training %s on %s %s",
+                strategy.name,
+                ",".join(symbols_used),
+                ",".join(timeframes_used),
+            )
             self._check_cancelled(token)
 
             # -- data --------------------------------------------------------------------------
             step = "load data"
             data_dir, data_source = resolve_data_dir({"data_dir": options.data_dir}, self.environ)
             start_date, end_date = pipeline.date_range(request, strategy)
-            data = pipeline.load_data(symbols_used, timeframes_used, data_dir,
-                                      start_date=start_date, end_date=end_date)
+            data = pipeline.load_data(
+                symbols_used, timeframes_used, data_dir, start_date=start_date, end_date=end_date
+            )
             logger.info("legacy: loaded %d series from %s", len(data), data_source)
             self._check_cancelled(token)
 
@@ -157,9 +170,14 @@ class StrategyTrainer:
             balanced = pipeline.balance_step(labelled)
             self._check_cancelled(token)
             step = "split"
-            split = split_series(balanced, train_share, validation_share,
-                                 method=split_config.method,
-                                 gap=strategy.labels.horizon, seed=options.seed)
+            split = split_series(
+                balanced,
+                train_share,
+                validation_share,
+                method=split_config.method,
+                gap=strategy.labels.horizon,
+                seed=options.seed,
+            )
             logger.info("legacy: %d features, split %s", len(feature_names), split.sizes())
             self._check_cancelled(token)
 
@@ -169,16 +187,21 @@ class StrategyTrainer:
             model = pipeline.build_model(strategy, len(feature_names), options.seed)
             self._check_cancelled(token)
             step = "train"
-            trainer = ModelTrainer(pipeline.trainer_settings(strategy, options),
-                                   progress_callback, token)
+            trainer = ModelTrainer(pipeline.trainer_settings(strategy, options), progress_callback, token)
             raw_metrics = trainer.train(model, split.X_train, split.y_train, split.X_val, split.y_val)
             # run-dependent timings go to metadata only (as in the pipeline): metrics.json
             # stays the same run to run and has the unified mode's keys
-            training_metrics = {key: value for key, value in raw_metrics.items()
-                                if key not in ("device", "samples_per_second", "training_seconds")}
-            logger.info("legacy: trained %s epochs, val_loss %.4f val_accuracy %.3f",
-                        raw_metrics["epochs_trained"], raw_metrics["val_loss"],
-                        raw_metrics["val_accuracy"])
+            training_metrics = {
+                key: value
+                for key, value in raw_metrics.items()
+                if key not in ("device", "samples_per_second", "training_seconds")
+            }
+            logger.info(
+                "legacy: trained %s epochs, val_loss %.4f val_accuracy %.3f",
+                raw_metrics["epochs_trained"],
+                raw_metrics["val_loss"],
+                raw_metrics["val_accuracy"],
+            )
             self._check_cancelled(token)
 
             # -- evaluation and feature importance --------------------------------------------
@@ -190,8 +213,8 @@ class StrategyTrainer:
             self._check_cancelled(token)
             step = "feature importance"
             importance = pipeline.feature_importance_step(
-                model, split, feature_names, options.seed, device,
-                check=lambda: self._check_cancelled(token))
+                model, split, feature_names, options.seed, device, check=lambda: self._check_cancelled(token)
+            )
             self._check_cancelled(token)
 
             # -- metadata, then the (atomic, versioned) save -----------------------------------
@@ -225,17 +248,26 @@ class StrategyTrainer:
             step = "save model"
             saved = None
             if options.save_model:
-                saved = pipeline.save_step(model, strategy, symbols_used, timeframes_used,
-                                           feature_names, training_metrics=training_metrics,
-                                           test_metrics=test_metrics, feature_importance=importance,
-                                           metadata=metadata, home=self.home)
+                saved = pipeline.save_step(
+                    model,
+                    strategy,
+                    symbols_used,
+                    timeframes_used,
+                    feature_names,
+                    training_metrics=training_metrics,
+                    test_metrics=test_metrics,
+                    feature_importance=importance,
+                    metadata=metadata,
+                    home=self.home,
+                )
                 metadata["model_version"] = saved.version
                 logger.info("legacy: saved %s", saved.path)
         except KtrdrError:
             raise
         except Exception as exc:
-            raise TrainingFailedError(f"legacy training failed at '{step}': "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            raise TrainingFailedError(
+                f"legacy training failed at '{step}': {type(exc).__name__}: {exc}"
+            ) from exc
 
         series = pipeline.series_summary(data, labelled, balanced)
         metadata["duration_seconds"] = time.perf_counter() - started

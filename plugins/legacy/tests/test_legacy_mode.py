@@ -44,12 +44,20 @@ class Recorder:
         return [u for u in self.updates if u[2]["progress_type"] == kind]
 
 
-def train(recorder: Recorder | None = None, token: Any = None, home: Path | None = None,
-          **overrides: Any) -> dict[str, Any]:
+def train(
+    recorder: Recorder | None = None, token: Any = None, home: Path | None = None, **overrides: Any
+) -> dict[str, Any]:
     overrides = {"epochs": 2, **overrides}
     return StrategyTrainer(home=home).train_multi_symbol_strategy(
-        STRATEGY, None, None, SHORT["start_date"], SHORT["end_date"],
-        progress_callback=recorder, cancellation_token=token, **overrides)
+        STRATEGY,
+        None,
+        None,
+        SHORT["start_date"],
+        SHORT["end_date"],
+        progress_callback=recorder,
+        cancellation_token=token,
+        **overrides,
+    )
 
 
 def test_every_batch_reaches_the_callback_unthrottled(ktrdr_home: Path) -> None:
@@ -97,8 +105,9 @@ def test_validation_split_given_as_a_string_is_parsed(ktrdr_home: Path) -> None:
     as_number = train(epochs=1, save_model=False, validation_split=0.3)["data_summary"]["split_sizes"]
     as_text = train(epochs=1, save_model=False, validation_split="0.3")["data_summary"]["split_sizes"]
     assert as_text == as_number
-    request = TrainingRequest(strategy=STRATEGY, overrides={"epochs": 1, "save_model": False,
-                                                            "validation_split": "0.3"}, **SHORT)
+    request = TrainingRequest(
+        strategy=STRATEGY, overrides={"epochs": 1, "save_model": False, "validation_split": "0.3"}, **SHORT
+    )
     result = LegacyMode().execute(request, Recorder(), ThreadingCancellationToken())
     assert result.data_summary["split_sizes"] == as_number
     assert result.metadata["validation_split"] == 0.3
@@ -131,8 +140,7 @@ def test_strategy_config_path_must_be_a_name(name: str, ktrdr_home: Path) -> Non
 
 def test_mode_adapts_request_and_result(ktrdr_home: Path) -> None:
     recorder = Recorder()
-    request = TrainingRequest(strategy=STRATEGY, user_id="alice", overrides={"epochs": 1, "seed": 7},
-                              **SHORT)
+    request = TrainingRequest(strategy=STRATEGY, user_id="alice", overrides={"epochs": 1, "seed": 7}, **SHORT)
     result = LegacyMode().execute(request, recorder, ThreadingCancellationToken())
     assert isinstance(result, TrainingResult)
     assert result.success and result.status == "success"
@@ -150,8 +158,10 @@ def test_mode_refuses_overrides_that_pose_as_parameters(ktrdr_home: Path) -> Non
 
 
 def test_health_is_ok_and_does_not_import_torch() -> None:
-    code = ("import sys; from ktrdr_legacy.mode import LegacyMode; h = LegacyMode().health(); "
-            "assert h.healthy, h; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from ktrdr_legacy.mode import LegacyMode; h = LegacyMode().health(); "
+        "assert h.healthy, h; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -187,8 +197,9 @@ cancel_points = st.one_of(
 @given(point=cancel_points)
 def test_cancellation_at_any_point_raises_and_leaves_no_model(point: tuple[str, int]) -> None:
     kind, value = point
-    token: ThreadingCancellationToken = CancelAtCheck(value) if kind == "check" \
-        else ThreadingCancellationToken()
+    token: ThreadingCancellationToken = (
+        CancelAtCheck(value) if kind == "check" else ThreadingCancellationToken()
+    )
     seen = [0]
 
     def progress(epoch: int, total: int, metrics: Any) -> None:

@@ -75,22 +75,29 @@ class TrainingExecutor:
             now = time.perf_counter()
             if current:
                 done_index, done_total, done_name, done_at = current[-1]
-                logger.debug("step %d/%d: %s done in %.3f s", done_index, done_total, done_name,
-                             now - done_at)
+                logger.debug(
+                    "step %d/%d: %s done in %.3f s", done_index, done_total, done_name, now - done_at
+                )
             current.append((index, total, name, now))
             logger.info("step %d/%d: %s", index, total, name)
             if name == "evaluate" and bridge is not None:
                 bridge.flush()  # training is over: nothing may stay folded
 
-        logger.info("unified: training %s for user %s (request %s)", request.strategy,
-                    request.user_id, request.request_id)
+        logger.info(
+            "unified: training %s for user %s (request %s)",
+            request.strategy,
+            request.user_id,
+            request.request_id,
+        )
         try:
-            result = run_training(request, bridge, cancellation_token, on_step=on_step,
-                                  environ=self._environ, home=self._home)
+            result = run_training(
+                request, bridge, cancellation_token, on_step=on_step, environ=self._environ, home=self._home
+            )
         except CancellationError as exc:
             where = f"step {current[-1][0]}/{current[-1][1]} ({current[-1][2]})" if current else "start"
-            logger.info("unified: cancelled at %s after %.2f s: %s", where,
-                        time.perf_counter() - started, exc.reason)
+            logger.info(
+                "unified: cancelled at %s after %.2f s: %s", where, time.perf_counter() - started, exc.reason
+            )
             raise
         finally:
             if bridge is not None:
@@ -102,11 +109,15 @@ class TrainingExecutor:
                     logger.exception("progress sink failed while flushing the last epoch")
         duration = time.perf_counter() - started
         progress_summary = bridge.summary() if bridge is not None else {}
-        logger.info("unified: finished in %.2f s (%s epochs, val_loss %.4f, val_accuracy %.3f); "
-                    "progress: %d updates in, %d delivered, %d epochs folded",
-                    duration, result.training_metrics.get("epochs_trained"),
-                    float(result.training_metrics.get("val_loss", float("nan"))),
-                    float(result.training_metrics.get("val_accuracy", float("nan"))),
-                    progress_summary.get("received", 0), progress_summary.get("delivered", 0),
-                    progress_summary.get("folded_epochs", 0))
+        logger.info(
+            "unified: finished in %.2f s (%s epochs, val_loss %.4f, val_accuracy %.3f); "
+            "progress: %d updates in, %d delivered, %d epochs folded",
+            duration,
+            result.training_metrics.get("epochs_trained"),
+            float(result.training_metrics.get("val_loss", float("nan"))),
+            float(result.training_metrics.get("val_accuracy", float("nan"))),
+            progress_summary.get("received", 0),
+            progress_summary.get("delivered", 0),
+            progress_summary.get("folded_epochs", 0),
+        )
         return result.with_metadata(implementation="unified", progress=progress_summary)

@@ -23,7 +23,8 @@ class UnifiedMode:
     def health(self) -> ModeHealth:
         """Healthy when the engine and torch can be imported (checked without importing them)."""
         return ModeHealth.if_importable(
-            "unified", ("torch", "ktrdr_core.training.pipeline", "ktrdr_unified.executor"))
+            "unified", ("torch", "ktrdr_core.training.pipeline", "ktrdr_unified.executor")
+        )
 
     def execute(
         self, request: TrainingRequest, progress: ProgressCallback, cancel: CancellationToken

@@ -249,8 +249,9 @@ class ProgressBridge:
             self._pending_due = None
         return out
 
-    def _deliver(self, now: float, epoch: int, total_epochs: int, metrics: Mapping[str, Any],
-                 *, final: bool = False) -> None:
+    def _deliver(
+        self, now: float, epoch: int, total_epochs: int, metrics: Mapping[str, Any], *, final: bool = False
+    ) -> None:
         out = self._carry_folded(metrics, epoch)
         if final:
             self.finished = True
@@ -277,5 +278,10 @@ class ProgressBridge:
 
     def summary(self) -> dict[str, Any]:
         """The counters, for logs and the result's metadata."""
-        return {"received": self.received, "delivered": self.delivered, "held": self.held,
-                "folded_epochs": self.folded, "final_stride": self.stride}
+        return {
+            "received": self.received,
+            "delivered": self.delivered,
+            "held": self.held,
+            "folded_epochs": self.folded,
+            "final_stride": self.stride,
+        }

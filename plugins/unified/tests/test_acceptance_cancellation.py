@@ -33,11 +33,11 @@ async def one_cancellation_latency() -> float:
     executor = TrainingExecutor()
     token = create_cancellation_token()
     started = threading.Event()
-    request = TrainingRequest(strategy="neuro_mean_reversion",
-                              overrides={"epochs": 200, "seed": 1, "save_model": False}, **SHORT)
+    request = TrainingRequest(
+        strategy="neuro_mean_reversion", overrides={"epochs": 200, "seed": 1, "save_model": False}, **SHORT
+    )
 
-    task = asyncio.create_task(asyncio.to_thread(
-        executor.execute, request, lambda *_: started.set(), token))
+    task = asyncio.create_task(asyncio.to_thread(executor.execute, request, lambda *_: started.set(), token))
     for _ in range(600):  # let it start: at most 60 s, on the busiest machine
         if started.is_set() or task.done():
             break
@@ -59,4 +59,5 @@ def test_cancellation_latency(ktrdr_home: Path) -> None:
     latency = statistics.median(latencies)
     assert latency < CANCEL_BOUND_S, (
         f"Cancellation took {latency * 1000:.0f}ms (target <100ms); all: "
-        f"{', '.join(f'{x * 1000:.0f}' for x in latencies)} ms")
+        f"{', '.join(f'{x * 1000:.0f}' for x in latencies)} ms"
+    )

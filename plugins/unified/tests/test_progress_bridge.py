@@ -40,18 +40,38 @@ class Sink:
 
 
 def batch(epoch: int, index: int, per_epoch: int) -> dict[str, Any]:
-    return {"progress_type": "batch", "epoch": epoch, "batch": index,
-            "total_batches_per_epoch": per_epoch, "train_loss": 1.0, "train_accuracy": 0.5}
+    return {
+        "progress_type": "batch",
+        "epoch": epoch,
+        "batch": index,
+        "total_batches_per_epoch": per_epoch,
+        "train_loss": 1.0,
+        "train_accuracy": 0.5,
+    }
 
 
 def epoch_end(epoch: int, total: int, *, stopped_early: bool = False) -> dict[str, Any]:
-    return {"progress_type": "epoch", "epoch": epoch, "total_batches_per_epoch": 10,
-            "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0 / epoch,
-            "val_accuracy": 0.1 * epoch, "best_epoch": epoch, "stopped_early": stopped_early}
+    return {
+        "progress_type": "epoch",
+        "epoch": epoch,
+        "total_batches_per_epoch": 10,
+        "train_loss": 1.0,
+        "train_accuracy": 0.5,
+        "val_loss": 1.0 / epoch,
+        "val_accuracy": 0.1 * epoch,
+        "best_epoch": epoch,
+        "stopped_early": stopped_early,
+    }
 
 
-def simulate(bridge: ProgressBridge, clock: FakeClock, epochs: int, batches: int,
-             batch_seconds: float, val_seconds: float = 0.0) -> None:
+def simulate(
+    bridge: ProgressBridge,
+    clock: FakeClock,
+    epochs: int,
+    batches: int,
+    batch_seconds: float,
+    val_seconds: float = 0.0,
+) -> None:
     """Feed a whole training's updates: ``batches`` per epoch, each taking ``batch_seconds``."""
     for e in range(1, epochs + 1):
         for b in range(1, batches + 1):
@@ -196,15 +216,17 @@ def epochs_seen(sink: Sink) -> dict[int, float]:
     return seen
 
 
-@pytest.mark.parametrize(("batches", "batch_seconds", "val_seconds"), [
-    (390, 0.2 / 390, 0.0),     # the sample strategy at batch size 32: ~200 ms epochs
-    (390, 0.18 / 390, 0.02),   # the same with some validation time
-    (195, 0.1 / 195, 0.01),    # ~110 ms epochs
-    (40, 0.15 / 40, 0.005),    # ~155 ms epochs, slower batches
-    (5, 0.02, 0.0),            # 100 ms epochs of fewer batches than the stride
-])
-def test_short_epochs_do_not_set_the_pace(batches: int, batch_seconds: float,
-                                          val_seconds: float) -> None:
+@pytest.mark.parametrize(
+    ("batches", "batch_seconds", "val_seconds"),
+    [
+        (390, 0.2 / 390, 0.0),  # the sample strategy at batch size 32: ~200 ms epochs
+        (390, 0.18 / 390, 0.02),  # the same with some validation time
+        (195, 0.1 / 195, 0.01),  # ~110 ms epochs
+        (40, 0.15 / 40, 0.005),  # ~155 ms epochs, slower batches
+        (5, 0.02, 0.0),  # 100 ms epochs of fewer batches than the stride
+    ],
+)
+def test_short_epochs_do_not_set_the_pace(batches: int, batch_seconds: float, val_seconds: float) -> None:
     clock = FakeClock()
     bridge, sink = make(clock)
     epochs = 60
@@ -359,8 +381,9 @@ def test_no_downstream_only_counts() -> None:
     val_seconds=st.sampled_from([0.0, 0.002, 0.05, 0.12, 0.4]),
     jitter=st.lists(st.floats(0.0, 0.02), min_size=1, max_size=7),
 )
-def test_rules_hold_for_any_training_shape(epochs: int, batches: int, batch_seconds: float,
-                                           val_seconds: float, jitter: list[float]) -> None:
+def test_rules_hold_for_any_training_shape(
+    epochs: int, batches: int, batch_seconds: float, val_seconds: float, jitter: list[float]
+) -> None:
     clock = FakeClock()
     bridge, sink = make(clock)
     received = 0

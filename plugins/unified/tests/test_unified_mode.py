@@ -61,8 +61,10 @@ def test_real_training_updates_come_about_every_300_ms(ktrdr_home: Path) -> None
     sink = TimedSink()
     started = time.monotonic()
     result = TrainingExecutor().execute(
-        TrainingRequest(strategy=STRATEGY, overrides={"epochs": 4, "batch_size": 8}), sink,
-        ThreadingCancellationToken())
+        TrainingRequest(strategy=STRATEGY, overrides={"epochs": 4, "batch_size": 8}),
+        sink,
+        ThreadingCancellationToken(),
+    )
     elapsed = time.monotonic() - started
     intervals = sink.intervals()
     assert elapsed > 2.0, "the run is too short to say anything about intervals"
@@ -87,8 +89,9 @@ def test_result_has_the_design_keys_and_a_model(ktrdr_home: Path) -> None:
     assert result.metadata["implementation"] == "unified"
 
 
-def test_steps_are_logged_numbered_and_batches_are_not(ktrdr_home: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_steps_are_logged_numbered_and_batches_are_not(
+    ktrdr_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     TrainingExecutor().execute(request(), TimedSink(), ThreadingCancellationToken())
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("ktrdr_unified")]
@@ -110,8 +113,10 @@ def test_without_a_callback_nothing_is_throttled_or_sent(ktrdr_home: Path) -> No
 
 
 def test_health_is_ok_and_does_not_import_torch() -> None:
-    code = ("import sys; from ktrdr_unified.mode import UnifiedMode; h = UnifiedMode().health(); "
-            "assert h.healthy, h; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from ktrdr_unified.mode import UnifiedMode; h = UnifiedMode().health(); "
+        "assert h.healthy, h; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -159,8 +164,9 @@ cancel_points = st.one_of(
 @given(point=cancel_points)
 def test_cancellation_at_any_point_raises_and_leaves_no_model(point: tuple[str, int]) -> None:
     kind, value = point
-    token: ThreadingCancellationToken = CancelAtCheck(value) if kind == "check" \
-        else ThreadingCancellationToken()
+    token: ThreadingCancellationToken = (
+        CancelAtCheck(value) if kind == "check" else ThreadingCancellationToken()
+    )
     delivered = [0]
 
     def progress(epoch: int, total: int, metrics: Any) -> None:
@@ -179,8 +185,11 @@ def test_cancellation_at_any_point_raises_and_leaves_no_model(point: tuple[str, 
     if handler is not None:
         executor_logger.addHandler(handler)
         executor_logger.setLevel(logging.INFO)
-    timer = threading.Timer(value / 1000, token.cancel, kwargs={"reason": "from a thread"}) \
-        if kind == "thread" else None
+    timer = (
+        threading.Timer(value / 1000, token.cancel, kwargs={"reason": "from a thread"})
+        if kind == "thread"
+        else None
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)

@@ -6,8 +6,6 @@ from __future__ import annotations
 SHORT = {"start_date": "2023-01-01", "end_date": "2023-04-15"}
 
 
-
-
 class FakeClock:
     """A clock the test moves by hand (time logic only; nothing real is replaced)."""
 
