@@ -1,4 +1,11 @@
-"""Fixtures of the cloud tests: ONE local Ray cluster per session, a fresh KTRDR_HOME per test.
+"""Fixtures of the cloud tests: ONE real Ray cluster per session, a fresh KTRDR_HOME per test.
+
+The cluster is the one at ``KTRDR_RAY_ADDRESS`` (or ``RAY_ADDRESS``) when
+either is set in the environment pytest starts with; otherwise the session
+starts its own with ``ray start`` (a head and a second node, 1 CPU each, free
+ports, its own temp dir; :mod:`ktrdr_cloud.testing`) and stops it by pid at
+the end. Tests that need it take ``on_cluster`` (or ``ray_cluster`` for the
+address alone).
 
 Ray's token authentication is disabled here (``RAY_AUTH_MODE=disabled``,
 also set by tox); real clusters use ``RAY_AUTH_TOKEN`` (docs/cloud.md).
@@ -10,14 +17,20 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 import yaml
 from cloud_helpers import LONG_STRATEGY, ProgressRecorder
 
+from ktrdr_cloud.testing import node_cpus, start_cluster
 from ktrdr_core.testing.fixtures import ktrdr_home  # noqa: F401
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+#: the cluster given by the environment pytest started with (read before any test changes it)
+GIVEN_ADDRESS = os.environ.get("KTRDR_RAY_ADDRESS", "").strip() or os.environ.get("RAY_ADDRESS", "").strip()
 
 CLOUD_ENV = (
     "KTRDR_RAY_ADDRESS",
@@ -37,19 +50,62 @@ def no_cloud_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@attrs.frozen
+class ClusterShape:
+    """The session cluster's address and the CPUs of each alive node."""
+
+    address: str
+    cpus: tuple[float, ...]
+
+    def slots(self, task_cpus: float = 1.0) -> int:
+        return sum(int(cpus // task_cpus) for cpus in self.cpus)
+
+
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """The session's local Ray cluster (2 CPUs, no dashboard); yields its GCS address."""
+def session_cluster() -> Iterator[ClusterShape]:
+    """The given cluster, or one started here (see the module docstring)."""
+    started = time.monotonic()
+    cluster = None
+    if GIVEN_ADDRESS:
+        address = GIVEN_ADDRESS
+    else:
+        cluster = start_cluster(nodes=2, cpus_per_node=1)
+        address = cluster.address
+    try:
+        cpus = node_cpus(address, timeout=120)
+        assert cpus, f"the Ray cluster at {address} did not answer"
+        where = "given" if cluster is None else "started with `ray start`"
+        print(
+            f"\nRay cluster at {address} ({where}, CPUs per node {cpus}) in {time.monotonic() - started:.1f} s"
+        )
+        yield ClusterShape(address, tuple(cpus))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(session_cluster: ClusterShape) -> str:
+    """The session cluster's GCS address."""
+    return session_cluster.address
+
+
+@pytest.fixture(scope="session")
+def ray_client(ray_cluster: str) -> Any:
+    """Ray, connected from this process to the session cluster: for tests that act on the
+    cluster themselves (occupy its CPUs, kill an actor). The cloud mode never uses it."""
     import ray
 
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    started = time.monotonic()
-    if not ray.is_initialized():  # (a test run alone may have let the mode start it)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="ktrdr")
-    address = ray.get_runtime_context().gcs_address
-    print(f"\nlocal Ray cluster at {address} started in {time.monotonic() - started:.1f} s")
-    yield address
-    ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address=ray_cluster, namespace="ktrdr", log_to_driver=False, configure_logging=False)
+    return ray
+
+
+@pytest.fixture
+def on_cluster(ray_cluster: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's cloud trainings go to the session cluster (``KTRDR_RAY_ADDRESS``)."""
+    monkeypatch.setenv("KTRDR_RAY_ADDRESS", ray_cluster)
+    return ray_cluster
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,29 +79,32 @@ def test_ray_client_address_without_the_client_extra_names_the_extra() -> None:
     assert "pip install 'ktrdr-cloud[client]'" in health.detail
 
 
-def test_the_real_cluster_is_healthy_and_the_answer_is_cached(ray_cluster: str) -> None:
-    mode = CloudMode(environ={"KTRDR_RAY_ADDRESS": ray_cluster, "KTRDR_CLOUD_CONNECT_TIMEOUT": "30"})
+def test_the_real_cluster_is_healthy_and_the_answer_is_cached(session_cluster: Any) -> None:
+    mode = CloudMode(
+        environ={"KTRDR_RAY_ADDRESS": session_cluster.address, "KTRDR_CLOUD_CONNECT_TIMEOUT": "30"}
+    )
     health = mode.health()
     assert health.healthy, health.detail
-    assert "ktrdr-cloud" in health.detail and "1 alive node" in health.detail
+    assert "ktrdr-cloud" in health.detail and f"{len(session_cluster.cpus)} alive node" in health.detail
     started = time.monotonic()
     assert mode.health() is health
     assert mode.health_checks == 1  # the second answer came from the cache, no new child
     assert time.monotonic() - started < 0.5
 
 
-def test_no_node_with_enough_cpus_is_unhealthy(ray_cluster: str) -> None:
+def test_no_node_with_enough_cpus_is_unhealthy(session_cluster: Any) -> None:
+    largest = max(session_cluster.cpus)
     mode = CloudMode(
         environ={
-            "KTRDR_RAY_ADDRESS": ray_cluster,
+            "KTRDR_RAY_ADDRESS": session_cluster.address,
             "KTRDR_CLOUD_CONNECT_TIMEOUT": "30",
-            "KTRDR_CLOUD_TASK_CPUS": "64",
+            "KTRDR_CLOUD_TASK_CPUS": f"{largest + 1:g}",
         }
     )
     health = mode.health()
     assert not health.healthy
     assert "no alive node" in health.detail and "KTRDR_CLOUD_TASK_CPUS" in health.detail
-    assert "largest has 2" in health.detail
+    assert f"largest has {largest:g}" in health.detail
 
 
 def test_a_version_mismatch_is_one_clear_sentence(ray_cluster: str) -> None:

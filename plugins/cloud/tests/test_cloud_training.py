@@ -31,7 +31,7 @@ from ktrdr_core import (
 )
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = pytest.mark.usefixtures("on_cluster")
 
 KTRDR = str(Path(sys.executable).with_name("ktrdr"))
 SMALL = {"start_date": "2023-01-01", "end_date": "2023-03-15"}
@@ -198,14 +198,17 @@ def test_cancel_at_any_point_ends_cancelled_with_no_model(
     assert run.ended_at - cancelled_at < 2.0
 
 
-def test_cancel_before_the_task_starts_is_honoured(long_strategy: str, ktrdr_home: Path) -> None:
-    import ray
+def test_cancel_before_the_task_starts_is_honoured(
+    long_strategy: str, ktrdr_home: Path, session_cluster: Any, ray_client: Any
+) -> None:
+    ray = ray_client
 
     @ray.remote(num_cpus=1)
     def occupy(seconds: float) -> None:
         time.sleep(seconds)
 
-    blockers = [occupy.remote(1.5) for _ in range(2)]  # every CPU of the cluster is busy
+    # every CPU of the cluster is busy
+    blockers = [occupy.remote(1.5) for _ in range(session_cluster.slots())]
     _wait_for(
         lambda: len(ray.wait(blockers, timeout=0)[0]) == 0 and ray.available_resources().get("CPU", 0) == 0,
         10,
@@ -273,9 +276,10 @@ def test_a_killed_worker_gives_a_failed_result_not_a_hang(
 
 
 def test_a_task_the_cluster_cannot_place_fails_after_the_start_timeout(
-    monkeypatch: pytest.MonkeyPatch, ktrdr_home: Path
+    monkeypatch: pytest.MonkeyPatch, ktrdr_home: Path, session_cluster: Any
 ) -> None:
-    monkeypatch.setenv("KTRDR_CLOUD_TASK_CPUS", "3")  # the session cluster has 2
+    # more than any node has
+    monkeypatch.setenv("KTRDR_CLOUD_TASK_CPUS", f"{max(session_cluster.cpus) + 1:g}")
     monkeypatch.setenv("KTRDR_CLOUD_START_TIMEOUT", "1.5")
     started = time.monotonic()
     result = TrainingManager().train(_request(epochs=1), mode="cloud")
@@ -349,19 +353,24 @@ def test_cli_with_an_unreachable_cluster_fails_fast_with_a_clear_error(ktrdr_hom
     assert model_dirs(ktrdr_home) == []
 
 
-def test_never_more_trainings_at_once_than_the_cluster_has_cpus(long_strategy: str) -> None:
-    """2 CPUs, 1 CPU per task: a third training waits; the mode's capacity() says 2."""
+def test_never_more_trainings_at_once_than_the_cluster_has_cpus(
+    long_strategy: str, session_cluster: Any
+) -> None:
+    """1 CPU per task: one training more than the cluster's CPUs waits; capacity() says how many fit."""
     from ktrdr_core.plugins import get_plugin_manager, mode_capacity
 
-    runs = [Background(_request(long_strategy)) for _ in range(3)]
-    _wait_for(lambda: sum("pid" in job for job in _jobs().values()) >= 2, 60, "two trainings to start")
+    slots = session_cluster.slots()
+    runs = [Background(_request(long_strategy)) for _ in range(slots + 1)]
+    _wait_for(
+        lambda: sum("pid" in job for job in _jobs().values()) >= slots, 60, f"{slots} trainings to start"
+    )
     peak = 0
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # the running two never lend their CPUs to the third
+    while time.monotonic() < deadline:  # the running ones never lend their CPUs to the last
         peak = max(peak, sum("pid" in job for job in _jobs().values()))
         time.sleep(0.05)
-    assert peak == 2
-    assert mode_capacity(get_plugin_manager(), "cloud") == 2
+    assert peak == slots
+    assert mode_capacity(get_plugin_manager(), "cloud") == slots
     for run in runs:
         run.token.cancel(reason="enough")
-    assert [run.join(60).status for run in runs] == ["cancelled"] * 3
+    assert [run.join(60).status for run in runs] == ["cancelled"] * (slots + 1)
