@@ -24,13 +24,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from ktrdr_core.ledger.store import RunLedger
-from ktrdr_core.metrics import STATUSES, KtrdrMetrics, MetricsPlugin
 from ktrdr_core.report import RunReport
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.result import TrainingResult
 from ktrdr_core.rollout.gates import evaluate_gate
 from ktrdr_core.rollout.policy import Decision
 from ktrdr_core.rollout.settings import RolloutSettings
+from ktrdr_core.service.metrics import STATUSES, KtrdrMetrics, MetricsPlugin
 
 ALERTS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 PROMTOOL = shutil.which("promtool")

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from ktrdr_core.metrics import (
+from ktrdr_core.service.metrics import (
     CANCELLATION_BUCKETS,
     PROGRESS_DEVIATION_BUCKETS,
     PROGRESS_INTERVAL_BUCKETS,

@@ -1,7 +1,7 @@
 """The training Prometheus metrics (docs/metrics.md), fed by MetricsPlugin through a real TrainingManager.
 
 Most tests use a fresh registry so counts start at zero; a few check the
-process-wide :data:`ktrdr_core.metrics.REGISTRY` that the service exposes.
+process-wide :data:`ktrdr_core.service.metrics.REGISTRY` that the service exposes.
 """
 
 from __future__ import annotations
@@ -26,8 +26,12 @@ from ktrdr_core import (
     TrainingRequest,
     TrainingResult,
 )
-from ktrdr_core import metrics as metrics_module
-from ktrdr_core.metrics import (
+from ktrdr_core.plugins import get_plugin_manager
+from ktrdr_core.report import RunReport
+from ktrdr_core.rollout.policy import Decision
+from ktrdr_core.rollout.settings import RolloutSettings
+from ktrdr_core.service import metrics as metrics_module
+from ktrdr_core.service.metrics import (
     CANCELLATION_BUCKETS,
     PROGRESS_INTERVAL_BUCKETS,
     KtrdrMetrics,
@@ -35,10 +39,6 @@ from ktrdr_core.metrics import (
     ProgressIntervalSink,
     event_loop_lag_monitor,
 )
-from ktrdr_core.plugins import get_plugin_manager
-from ktrdr_core.report import RunReport
-from ktrdr_core.rollout.policy import Decision
-from ktrdr_core.rollout.settings import RolloutSettings
 
 FIVE = (
     "training_requests_total",

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from ktrdr_core import ModeHealth, RolloutPolicy, TrainingManager, TrainingRequest, TrainingResult
 from ktrdr_core.ledger import RunLedger
 from ktrdr_core.ledger.plugin import LedgerPlugin
-from ktrdr_core.metrics import KtrdrMetrics, MetricsPlugin
 from ktrdr_core.progress_accuracy import ProgressAccuracy, count_batch, restart_count
 from ktrdr_core.rollout.settings import RolloutSettings
+from ktrdr_core.service.metrics import KtrdrMetrics, MetricsPlugin
 from ktrdr_core.training.model import build_mlp
 from ktrdr_core.training.trainer import ModelTrainer
 

@@ -11,6 +11,7 @@ from test_service_unit import TOKEN, FakeMode, make_pm
 from ktrdr_core.rollout.shadow import ShadowConfig
 from ktrdr_core.rollout.store import RolloutStore
 from ktrdr_core.service.app import SHADOW_PLUGIN_NAME, create_app
+from ktrdr_core.service.metrics import REGISTRY
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -22,8 +23,18 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     pm = make_pm(FakeMode("fake"), FakeMode("fake2"))
     app = create_app(plugin_manager=pm, api_token=TOKEN, metrics=False, preload=False)
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
-        assert pm.get_plugin(SHADOW_PLUGIN_NAME) is not None  # the service shadows
+        shadow = pm.get_plugin(SHADOW_PLUGIN_NAME)
+        assert shadow is not None  # the service shadows
         yield test_client
+
+        def counted() -> float:
+            return (
+                REGISTRY.get_sample_value("ktrdr_shadow_comparisons_total", {"result": "equivalent"}) or 0.0
+            )
+
+        before = counted()
+        shadow.runner.report_outcome("equivalent", {"val_loss_ratio": 1.0, "val_accuracy_ratio": 1.0})
+        assert counted() == before + 1  # ... and counts each compared pair
     assert pm.get_plugin(SHADOW_PLUGIN_NAME) is None  # ... and stops with it
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ktrdr_core.sinks import JsonLinesSink, LogSummarySink
+from ktrdr_core.cli.sinks import JsonLinesSink, LogSummarySink
 
 
 def epoch_update(epoch: int, val_loss: float) -> dict[str, object]:

@@ -187,13 +187,13 @@ def compare(
     Exit 0 when equivalent, 1 when not (differing fields on stderr and in the
     report), 2 for bad input.
     """
+    from ktrdr_core.cli.sinks import CliPlugin
     from ktrdr_core.compare.experiment import Experiment
     from ktrdr_core.compare.report import default_report_dir, write_report
     from ktrdr_core.manager import TrainingManager
     from ktrdr_core.request import TrainingRequest, check_strategy_name
     from ktrdr_core.rollout.policy import RolloutPolicy
     from ktrdr_core.runtime import configure_torch_threads
-    from ktrdr_core.sinks import CliPlugin
     from ktrdr_core.training.strategy import load_strategy
 
     logging.basicConfig(

@@ -99,10 +99,10 @@ def train(
     no_progress: bool,
 ) -> int:
     """Train STRATEGY (a name such as neuro_mean_reversion)."""
+    from ktrdr_core.cli.sinks import CliPlugin, JsonLinesSink, LogSummarySink
     from ktrdr_core.home import writable_home
     from ktrdr_core.manager import TrainingManager
     from ktrdr_core.runtime import configure_torch_threads
-    from ktrdr_core.sinks import CliPlugin, JsonLinesSink, LogSummarySink
 
     logging.basicConfig(
         level=os.environ.get("KTRDR_LOG_LEVEL", "WARNING").upper(),

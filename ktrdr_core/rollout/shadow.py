@@ -381,12 +381,6 @@ def _ratios(control: TrainingResult, candidate: TrainingResult) -> dict[str, flo
     return out
 
 
-def _record_metrics(result: str, ratios: dict[str, float | None]) -> None:
-    from ktrdr_core.metrics import METRICS
-
-    METRICS.record_shadow(result, **ratios)
-
-
 class ShadowPlugin:
     """Lifecycle observer that starts and feeds shadow runs (registered by ``ktrdr serve``)."""
 
@@ -396,7 +390,7 @@ class ShadowPlugin:
         store_factory: Callable[[], RolloutStore] = RolloutStore,
         plugin_manager: Any = None,
     ) -> None:
-        self.runner = runner or ShadowRunner(on_outcome=_record_metrics)
+        self.runner = runner or ShadowRunner()
         self._store_factory = store_factory
         self._pm = plugin_manager
         """When given, the candidate must be installed and healthy here to be shadowed."""

@@ -47,14 +47,12 @@ from ktrdr_core.errors import BadInputError, ConfigurationError, KtrdrError
 from ktrdr_core.ledger.health import ledger_problem
 from ktrdr_core.ledger.plugin import ledger_enabled
 from ktrdr_core.ledger.store import LedgerWriteError, ledger_path
-from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.manager import TrainingManager
-from ktrdr_core.metrics import METRICS, MetricsPlugin, event_loop_lag_monitor, exposition
 from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager, mode_capacity
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
-from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, set_shadow_percentage
+from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, ShadowRunner, set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore, RolloutStoreError
 from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.durable import recorder_for
@@ -70,6 +68,8 @@ from ktrdr_core.service.guard import (
     redact_paths,
 )
 from ktrdr_core.service.health import ModeHealthCache, evaluate_health
+from ktrdr_core.service.looplag import EventLoopLagMonitor
+from ktrdr_core.service.metrics import METRICS, MetricsPlugin, event_loop_lag_monitor, exposition
 from ktrdr_core.service.models import (
     ErrorOut,
     HealthOut,
@@ -228,7 +228,9 @@ def create_app(
         else:
             lag = EventLoopLagMonitor()
         state["lag"] = lag
-        shadow = ShadowPlugin(plugin_manager=pm) if pm.get_plugin(SHADOW_PLUGIN_NAME) is None else None
+        shadow = None
+        if pm.get_plugin(SHADOW_PLUGIN_NAME) is None:
+            shadow = ShadowPlugin(ShadowRunner(on_outcome=_record_shadow), plugin_manager=pm)
         if shadow is not None:
             pm.register(shadow, name=SHADOW_PLUGIN_NAME)
         if ledger_enabled(os.environ):
@@ -622,6 +624,11 @@ def create_app(
         return Response(content=body, media_type=content_type)
 
     return app
+
+
+def _record_shadow(result: str, ratios: dict[str, float | None]) -> None:
+    """Count a compared shadow pair; the rollout's shadow runner knows nothing of Prometheus."""
+    METRICS.record_shadow(result, **ratios)
 
 
 def _recover(metrics: bool) -> None:

@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.modes import ModeHealth
 from ktrdr_core.plugins import KtrdrPluginManager, safe_health
 from ktrdr_core.report import percentile
 from ktrdr_core.rollout.policy import RolloutPolicy
+from ktrdr_core.service.looplag import EventLoopLagMonitor
 
 
 class ModeHealthCache:

@@ -159,7 +159,7 @@ def test_the_board_is_a_grafana_dashboard_over_one_prometheus_input() -> None:
 
 
 def test_every_exported_metric_has_a_panel() -> None:
-    from ktrdr_core.metrics import REGISTRY
+    from ktrdr_core.service.metrics import REGISTRY
 
     exprs = " ".join(expr for _title, expr in _targets(json.loads(BOARD.read_text())))
     names = {family.name for family in REGISTRY.collect()}

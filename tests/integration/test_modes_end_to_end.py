@@ -11,8 +11,8 @@ import pytest
 from integration_support import SHORT, STRATEGY
 
 from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequest
-from ktrdr_core.looplag import EventLoopLagMonitor
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.service.looplag import EventLoopLagMonitor
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
 

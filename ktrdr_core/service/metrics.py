@@ -65,7 +65,7 @@ from prometheus_client import (
 
 from ktrdr_core._version import __version__
 from ktrdr_core.hookspecs import hookimpl
-from ktrdr_core.looplag import EventLoopLagMonitor
+from ktrdr_core.service.looplag import EventLoopLagMonitor
 
 if TYPE_CHECKING:
     from ktrdr_core.report import RunReport
@@ -488,7 +488,7 @@ class MetricsPlugin:
 
 
 def event_loop_lag_monitor(*, metrics: KtrdrMetrics | None = None, **options: Any) -> EventLoopLagMonitor:
-    """An :class:`~ktrdr_core.looplag.EventLoopLagMonitor` feeding ``ktrdr_event_loop_lag_seconds``.
+    """An :class:`~ktrdr_core.service.looplag.EventLoopLagMonitor` feeding ``ktrdr_event_loop_lag_seconds``.
 
     The service starts it on its loop (``async with`` or ``start()``/``stop()``);
     a handler doing CPU work on the loop instead of ``asyncio.to_thread``
