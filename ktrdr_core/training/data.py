@@ -42,6 +42,7 @@ __all__ = [
     "data_file",
     "load_ohlcv",
     "parse_date_bound",
+    "read_records",
     "resolve_data_dir",
 ]
 
@@ -309,6 +310,16 @@ def load_ohlcv(
         volume=None if volume is None else volume[keep],
         path=str(path),
     )
+
+
+def read_records(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header (stripped, lower case) and the non-empty rows of a data file, as the loader reads them.
+
+    For tools that copy part of a file (the cloud mode ships only the rows a
+    date range needs): the rows are the fields as written, so a copy parses to
+    exactly the same values.
+    """
+    return _read_rows(Path(path))
 
 
 def _time_column(header: list[str]) -> int | None:

@@ -48,10 +48,19 @@ class JobPayload:
     data_source: str
     save_model: bool
     torch_threads: int = 1
+    #: the whole files' sizes, by name (``data_files`` may hold only a date range's rows)
+    whole_bytes: dict[str, int] = attrs.field(factory=dict)
+    #: the data files' names when their bytes travel as the task's extra arguments instead
+    data_names: tuple[str, ...] = ()
 
     @property
     def size_bytes(self) -> int:
         return len(self.strategy_yaml) + sum(len(b) for b in self.data_files.values())
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of data shipped (the strategy file not counted)."""
+        return sum(len(b) for b in self.data_files.values())
 
 
 def build_payload(
@@ -59,22 +68,33 @@ def build_payload(
 ) -> JobPayload:
     """Resolve and read what ``request`` needs; bad input is raised here, before any Ray call."""
     from ktrdr_core.training.data import data_file, parse_date_bound, resolve_data_dir
-    from ktrdr_core.training.pipeline import load_strategy_step, resolve_options, select_series
+    from ktrdr_core.training.pipeline import (
+        date_range,
+        load_data,
+        load_strategy_step,
+        resolve_options,
+        select_series,
+    )
     from ktrdr_core.training.strategy import resolve_strategy_path
 
     options = resolve_options(request.overrides)
     strategy_path = resolve_strategy_path(request.strategy, environ)
     strategy = load_strategy_step(request, options, environ)  # validates the file
     symbols, timeframes = select_series(request, strategy)
-    parse_date_bound(request.start_date, what="start_date")
-    parse_date_bound(request.end_date, end=True, what="end_date")
+    start_date, end_date = date_range(request, strategy)
+    load_data([], [], Path(), start_date=start_date, end_date=end_date)  # the engine's checks of the dates
+    start = parse_date_bound(start_date, what="start_date")
+    end = parse_date_bound(end_date, end=True, what="end_date")
     data_dir, data_source = resolve_data_dir({"data_dir": options.data_dir}, environ)
     files: dict[str, bytes] = {}
     paths: dict[str, str] = {}
+    whole: dict[str, int] = {}
     for symbol in symbols:
         for timeframe in timeframes:
             path = data_file(data_dir, symbol, timeframe)
-            files[path.name] = path.read_bytes()
+            files[path.name], whole[path.name] = _data_bytes(
+                symbol, timeframe, data_dir, start, end, strategy, path
+            )
             paths[path.name] = str(path)
     return JobPayload(
         request=request.to_dict(),
@@ -87,20 +107,42 @@ def build_payload(
         data_source=data_source,
         save_model=options.save_model,
         torch_threads=torch_threads,
+        whole_bytes=whole,
     )
 
 
-def worker_request(payload: JobPayload, data_dir: Path) -> TrainingRequest:
+def _data_bytes(
+    symbol: str,
+    timeframe: str,
+    data_dir: Path,
+    start: Any,
+    end: Any,
+    strategy: Any,
+    path: Path,
+) -> tuple[bytes, int]:
+    """``(bytes to ship, size of the whole file)``: the date range's rows when there is one."""
+    if start is None and end is None:
+        content = path.read_bytes()
+        return content, len(content)
+    from ktrdr_cloud.slicing import slice_data_file, warmup_rows
+
+    part = slice_data_file(symbol, timeframe, data_dir, start=start, end=end, warmup=warmup_rows(strategy))
+    return part.content, part.whole_bytes
+
+
+def worker_request(payload: JobPayload, data_dir: Path, *, device: str | None = None) -> TrainingRequest:
     """The request the worker runs: the driver's, reading its private copy of the data.
 
     The engine saves into the worker's private ``KTRDR_HOME`` (when the
-    request wants a model at all) so that the files can be shipped back.
+    request wants a model at all) so that the files can be shipped back;
+    ``device`` is the one Ray assigned the task.
     """
     data = dict(payload.request)
     data["overrides"] = {
         **dict(data.get("overrides") or {}),
         "data_dir": str(data_dir),
         "save_model": payload.save_model,
+        **({"device": device} if device else {}),
     }
     return TrainingRequest.from_dict(data)
 
