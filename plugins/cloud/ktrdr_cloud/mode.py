@@ -272,6 +272,7 @@ class _DriverJob:
         self.cancel_reason: str | None = None
         self.forced_at: float | None = None
         self.ref: Any = None
+        self.data_puts = 0
         self.done = False
         self.started = False
         self._submitted_at = 0.0
@@ -383,13 +384,8 @@ class _DriverJob:
             add_callback(self._forward_cancel)
         if self.cancel.is_cancelled():
             raise CancellationError(self.cancel.reason or "cancelled")
-        remote = self.connection.remote_run().options(
-            num_cpus=self.settings.task_cpus,
-            max_retries=0,
-            retry_exceptions=False,
-            name=f"ktrdr-train-{self.request.strategy}-{self.request.request_id}",
-        )
-        self.ref = remote.remote(self.payload, self.control, self.job_id)
+        remote = self.connection.remote_run().options(**self.settings.task_options(self.request))
+        self.ref = remote.remote(*self._task_args())
         self._submitted_at = time.monotonic()
         pull_ref: Any = self.control.pull.remote(self.job_id, PULL_SECONDS)
         while True:
@@ -433,6 +429,14 @@ class _DriverJob:
         self._drain(pull_ref, int(output.get("progress_count", 0)))
         return self._finish(output)
 
+    def _task_args(self) -> tuple[Any, ...]:
+        """The task's arguments: the payload, its data as object-store refs (put once per content)."""
+        from ktrdr_cloud.datastore import attach_data, datastore_for_session
+
+        store = datastore_for_session(self.settings.data_cache_bytes)
+        payload, refs, self.data_puts = attach_data(self.payload, store)
+        return (payload, self.control, self.job_id, *refs)
+
     def _check_started(self) -> None:
         """Fail a task the cluster does not start within ``KTRDR_CLOUD_START_TIMEOUT``."""
         import ray
@@ -451,7 +455,7 @@ class _DriverJob:
         raise TrainingFailedError(
             f"the Ray cluster did not start the training within "
             f"{self.settings.start_timeout:g} s (KTRDR_CLOUD_START_TIMEOUT): no node has "
-            f"{self.settings.task_cpus:g} free CPU(s) (KTRDR_CLOUD_TASK_CPUS)?"
+            f"{self.settings.resources_text()} free?"
         )
 
     def _log_cancel_timing(self, output: dict[str, Any]) -> None:
@@ -531,6 +535,11 @@ class _DriverJob:
             "worker_node_id": worker.get("node_id"),
             "worker_seconds": worker.get("seconds"),
             "payload_bytes": self.payload.size_bytes,
+            "data_bytes": self.payload.data_bytes,
+            "data_bytes_whole": sum(self.payload.whole_bytes.values()),
+            "data_objects_put": self.data_puts,
+            "task_name": worker.get("task_name"),
+            "gpu_ids": worker.get("gpu_ids"),
         }
         result = result.with_metadata(cloud=cloud, implementation="cloud", executor="unified")
         if result.status == "cancelled":

@@ -4,6 +4,13 @@
   ``host:port`` (the head's GCS); unset: a local Ray instance.
 - ``KTRDR_RAY_NUM_CPUS`` (``os.cpu_count()``): CPUs of that local instance.
 - ``KTRDR_CLOUD_TASK_CPUS`` (1): CPUs one training task asks for (and its torch threads).
+- ``KTRDR_CLOUD_TASK_GPUS`` (0): GPUs one training task asks for; the worker trains on
+  the GPU Ray assigns it (none: on the CPU).
+- ``KTRDR_CLOUD_RUNTIME_ENV`` (unset): a JSON object with ``pip``, ``py_modules`` and/or
+  ``working_dir``, Ray's runtime environment for the job's tasks and actors (for
+  clusters whose nodes lack ktrdr).
+- ``KTRDR_CLOUD_DATA_CACHE_MB`` (256): how much data the driver keeps in Ray's object
+  store for later jobs (least recently used dropped beyond it; 0: none kept).
 - ``KTRDR_CLOUD_GRACE_SECONDS`` (5): how long a cancelled worker may take to stop
   before ``ray.cancel(force=True)``.
 - ``KTRDR_CLOUD_START_TIMEOUT`` (300): a task not started by then (no free CPUs) fails.
@@ -14,14 +21,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ktrdr_core.errors import ConfigurationError
 
-__all__ = ["CloudSettings", "parse_ray_address"]
+if TYPE_CHECKING:
+    from ktrdr_core.request import TrainingRequest
+
+__all__ = ["RUNTIME_ENV_KEYS", "CloudSettings", "parse_ray_address", "parse_runtime_env", "task_name"]
+
+#: the runtime-environment keys ``KTRDR_CLOUD_RUNTIME_ENV`` may set
+RUNTIME_ENV_KEYS = ("pip", "py_modules", "working_dir")
 
 
 def _number(
@@ -95,6 +110,61 @@ def parse_ray_address(address: str) -> tuple[str, str, int | None]:
     return kind, host, int(port_text)
 
 
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigurationError(f"KTRDR_CLOUD_RUNTIME_ENV: {what} must be a list of non-empty strings")
+    return list(value)
+
+
+def parse_runtime_env(raw: str) -> dict[str, Any] | None:
+    """The checked runtime environment of ``KTRDR_CLOUD_RUNTIME_ENV`` (None when unset).
+
+    Only the keys that bring code or packages to a node are accepted: ``pip``
+    (a list of requirement strings, or the path of a requirements file),
+    ``py_modules`` (a list of local folders, wheels or URIs) and
+    ``working_dir`` (a folder or URI). Anything else (``env_vars``, ``conda``,
+    ``container``) is refused so that a typo cannot silently change what runs.
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"KTRDR_CLOUD_RUNTIME_ENV is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"KTRDR_CLOUD_RUNTIME_ENV must be a JSON object with {', '.join(RUNTIME_ENV_KEYS)}, "
+            f"got a {type(value).__name__}"
+        )
+    unknown = sorted(k for k in value if k not in RUNTIME_ENV_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"KTRDR_CLOUD_RUNTIME_ENV: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"only {', '.join(RUNTIME_ENV_KEYS)} are accepted"
+        )
+    out: dict[str, Any] = {}
+    if "pip" in value:
+        pip = value["pip"]
+        if isinstance(pip, str) and pip.strip():
+            out["pip"] = pip
+        else:
+            out["pip"] = _strings(pip, "pip (requirements, or a requirements file's path)")
+    if "py_modules" in value:
+        out["py_modules"] = _strings(value["py_modules"], "py_modules (folders, wheels or URIs)")
+    if "working_dir" in value:
+        working_dir = value["working_dir"]
+        if not isinstance(working_dir, str) or not working_dir.strip():
+            raise ConfigurationError("KTRDR_CLOUD_RUNTIME_ENV: working_dir must be a non-empty string")
+        out["working_dir"] = working_dir
+    return out or None
+
+
+def task_name(request: TrainingRequest) -> str:
+    """The Ray task's name: the strategy and the request id, never the user id."""
+    return f"ktrdr-train-{request.strategy}-{request.request_id}"
+
+
 @attrs.frozen
 class CloudSettings:
     """Everything the cloud mode reads from the environment, checked."""
@@ -102,6 +172,9 @@ class CloudSettings:
     address: str | None = None
     num_cpus: int = attrs.field(factory=lambda: os.cpu_count() or 1)
     task_cpus: float = 1.0
+    task_gpus: float = 0.0
+    runtime_env: Mapping[str, Any] | None = None
+    data_cache_mb: float = 256.0
     grace_seconds: float = 5.0
     start_timeout: float = 300.0
     connect_timeout: float = 3.0
@@ -119,6 +192,9 @@ class CloudSettings:
             address=address,
             num_cpus=int(_number(env, "KTRDR_RAY_NUM_CPUS", os.cpu_count() or 1, integer=True)),
             task_cpus=_number(env, "KTRDR_CLOUD_TASK_CPUS", 1.0),
+            task_gpus=_number(env, "KTRDR_CLOUD_TASK_GPUS", 0.0, strict=False),
+            runtime_env=parse_runtime_env(env.get("KTRDR_CLOUD_RUNTIME_ENV", "")),
+            data_cache_mb=_number(env, "KTRDR_CLOUD_DATA_CACHE_MB", 256.0, strict=False),
             grace_seconds=_number(env, "KTRDR_CLOUD_GRACE_SECONDS", 5.0),
             start_timeout=_number(env, "KTRDR_CLOUD_START_TIMEOUT", 300.0),
             connect_timeout=_number(env, "KTRDR_CLOUD_CONNECT_TIMEOUT", 3.0),
@@ -130,6 +206,34 @@ class CloudSettings:
     def torch_threads(self) -> int:
         """Threads torch may use inside a task: the CPUs the task reserved (at least 1)."""
         return max(1, int(self.task_cpus))
+
+    def task_options(self, request: TrainingRequest) -> dict[str, Any]:
+        """The ``.options()`` of one training task: resources, no retries, its name, runtime env.
+
+        ``max_retries=0``: a training that killed its worker is not silently run again.
+        """
+        options: dict[str, Any] = {
+            "num_cpus": self.task_cpus,
+            "max_retries": 0,
+            "retry_exceptions": False,
+            "name": task_name(request),
+        }
+        if self.task_gpus:
+            options["num_gpus"] = self.task_gpus
+        if self.runtime_env:
+            options["runtime_env"] = dict(self.runtime_env)
+        return options
+
+    def resources_text(self) -> str:
+        """What one task reserves, in the settings' words (for messages)."""
+        text = f"{self.task_cpus:g} CPU(s) (KTRDR_CLOUD_TASK_CPUS)"
+        if self.task_gpus:
+            text += f" and {self.task_gpus:g} GPU(s) (KTRDR_CLOUD_TASK_GPUS)"
+        return text
+
+    @property
+    def data_cache_bytes(self) -> int:
+        return int(self.data_cache_mb * 1024 * 1024)
 
     def describe(self) -> str:
         where = (

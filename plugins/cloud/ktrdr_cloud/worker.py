@@ -12,10 +12,13 @@ silently run again). What it does, in order:
 3. the watcher blocks in ``actor.wait_cancel`` and fires a
    local :class:`ThreadingCancellationToken` — the batch loop only reads that
    token, it never makes a remote call;
-4. write the shipped strategy and data into a private temporary folder and run
+4. write the shipped strategy and data (the data arrive as the task's extra
+   arguments, resolved by Ray from the driver's :mod:`~ktrdr_cloud.datastore`
+   before the task starts) into a private folder (:mod:`ktrdr_cloud.workdir`:
+   removed on every path, a killed worker's at the next job) and run
    :class:`ktrdr_unified.executor.TrainingExecutor` on it (``environ`` with
    ``KTRDR_STRATEGIES_DIR`` there, the ``data_dir`` override, ``home`` a
-   private ``KTRDR_HOME``); its progress, already throttled by the executor's
+   private ``KTRDR_HOME``, the device Ray assigned); its progress, already throttled by the executor's
    :class:`~ktrdr_unified.progress_bridge.ProgressBridge`, is pushed
    fire-and-forget to the actor with a sequence number;
 5. return a plain dict: the result, the model's files (when one was saved),
@@ -32,7 +35,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 import traceback
@@ -42,10 +44,11 @@ from typing import Any
 
 from ktrdr_cloud.control import CANCELLED, CLOSED
 from ktrdr_cloud.payload import JobPayload, worker_request
+from ktrdr_cloud.workdir import job_folder
 from ktrdr_core.cancellation import ThreadingCancellationToken
 from ktrdr_core.errors import BadInputError, CancellationError, ConfigurationError, KtrdrError
 
-__all__ = ["WATCH_TIMEOUT", "run_job"]
+__all__ = ["WATCH_TIMEOUT", "run_job", "task_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,33 @@ def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"status": "error", "kind": kind, "message": message, **extra}
 
 
+def task_device(requested: str | None, gpu_ids: list[Any], cuda_available: bool) -> str:
+    """The torch device of a task: the GPU Ray assigned it, else the CPU.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to the task's GPUs, so ``cuda`` is the
+    first assigned one. A task without GPUs trains on the CPU even on a GPU
+    node (the GPUs there belong to other tasks); an explicit device in the
+    request is kept.
+    """
+    if requested not in (None, "", "auto"):
+        return str(requested)
+    if not gpu_ids:
+        return "cpu"
+    if not cuda_available:
+        raise ConfigurationError(
+            f"Ray assigned GPU(s) {', '.join(map(str, gpu_ids))} to this training "
+            "(KTRDR_CLOUD_TASK_GPUS), but torch on the worker cannot use CUDA "
+            f"(torch {_torch_version()}); install a CUDA build of torch on the GPU nodes"
+        )
+    return "cuda"
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
 def _run_executor(
     request: Any, progress: Any, token: ThreadingCancellationToken, *, strategies: Path, home: Path
 ) -> Any:
@@ -99,8 +129,12 @@ def _run_executor(
     return TrainingExecutor(environ=environ, home=home).execute(request, progress, token)
 
 
-def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
-    """Run one training on this worker; see the module docstring."""
+def run_job(payload: JobPayload, control: Any, job_id: str, *data: bytes) -> dict[str, Any]:
+    """Run one training on this worker; see the module docstring.
+
+    ``data`` are the data files' bytes in ``payload.data_names`` order (when
+    the driver put them in the object store), else they are in ``payload.data_files``.
+    """
     import ray
     import torch
 
@@ -111,6 +145,8 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
         "node_id": context.get_node_id(),
+        "task_name": context.get_task_name(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         "started_at": started,
     }
     control.started.remote(job_id, info)
@@ -145,15 +181,20 @@ def run_job(payload: JobPayload, control: Any, job_id: str) -> dict[str, Any]:
             daemon=True,
         )
         watcher.start()
-        with tempfile.TemporaryDirectory(prefix="ktrdr-cloud-") as tmp:
-            root = Path(tmp)
-            strategies, data, home = root / "strategies", root / "data", root / "home"
-            for folder in (strategies, data, home):
+        files = dict(payload.data_files) or dict(zip(payload.data_names, data, strict=True))
+        device = task_device(
+            str(payload.request.get("overrides", {}).get("device") or ""),
+            info["gpu_ids"],
+            torch.cuda.is_available(),
+        )
+        with job_folder() as root:
+            strategies, data_dir, home = root / "strategies", root / "data", root / "home"
+            for folder in (strategies, data_dir, home):
                 folder.mkdir()
             (strategies / f"{payload.strategy_name}.yaml").write_bytes(payload.strategy_yaml)
-            for name, content in payload.data_files.items():
-                (data / name).write_bytes(content)
-            request = worker_request(payload, data)
+            for name, content in files.items():
+                (data_dir / name).write_bytes(content)
+            request = worker_request(payload, data_dir, device=device)
             result = _run_executor(request, push, token, strategies=strategies, home=home)
             out: dict[str, Any] = {"status": "result", "result": result.to_dict()}
             if result.success and result.model_path:
