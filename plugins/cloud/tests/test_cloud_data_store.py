@@ -10,7 +10,7 @@ from ktrdr_cloud.datastore import DataStore, attach_data
 from ktrdr_cloud.payload import build_payload
 from ktrdr_core import TrainingManager, TrainingRequest
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+pytestmark = pytest.mark.usefixtures("on_cluster")
 
 RANGE = {"start_date": "2023-01-01", "end_date": "2023-03-15"}
 
@@ -21,9 +21,8 @@ def _request(**overrides: Any) -> TrainingRequest:
     )
 
 
-def test_the_same_content_is_put_once_and_a_changed_one_gets_a_new_object() -> None:
-    import ray
-
+def test_the_same_content_is_put_once_and_a_changed_one_gets_a_new_object(ray_client: Any) -> None:
+    ray = ray_client
     store = DataStore(limit_bytes=10 * 1024 * 1024)
     a = b"timestamp,open\n" + b"1,2\n" * 50_000  # large enough for the shared object store
     first = store.ref_for(a)
@@ -50,9 +49,8 @@ def test_least_recently_used_contents_are_dropped_beyond_the_bound() -> None:
     assert len(big) == 0 and big.puts == 1
 
 
-def test_attach_moves_the_bytes_out_of_the_payload_in_name_order() -> None:
-    import ray
-
+def test_attach_moves_the_bytes_out_of_the_payload_in_name_order(ray_client: Any) -> None:
+    ray = ray_client
     payload = build_payload(_request())
     store = DataStore(limit_bytes=10 * 1024 * 1024)
     light, refs, new = attach_data(payload, store)

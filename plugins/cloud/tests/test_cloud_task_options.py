@@ -70,7 +70,7 @@ def test_the_device_follows_rays_assignment() -> None:
         task_device("", ["0"], cuda_available=False)
 
 
-@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.usefixtures("on_cluster")
 def test_the_task_runs_under_its_name_on_the_cpu(ktrdr_home: object) -> None:
     request = TrainingRequest(
         strategy="neuro_mean_reversion",
@@ -87,7 +87,7 @@ def test_the_task_runs_under_its_name_on_the_cpu(ktrdr_home: object) -> None:
     assert cloud["gpu_ids"] == [] and result.metadata["device"] == "cpu"
 
 
-@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.usefixtures("on_cluster")
 def test_a_gpu_request_no_node_fits_fails_clearly_after_the_start_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -55,7 +55,7 @@ def test_a_job_folder_is_removed_when_the_job_raises(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.usefixtures("on_cluster")
 def test_a_normal_job_leaves_nothing_behind(ktrdr_home: Path) -> None:
     before = _folders()
     request = TrainingRequest(strategy="neuro_mean_reversion", overrides={"epochs": 1}, **RANGE)
@@ -64,7 +64,7 @@ def test_a_normal_job_leaves_nothing_behind(ktrdr_home: Path) -> None:
     assert _folders() - before == set()
 
 
-@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.usefixtures("on_cluster")
 def test_a_force_cancelled_jobs_folder_is_gone_after_the_next_job(
     long_strategy: str, ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch, recorder: ProgressRecorder
 ) -> None:
