@@ -188,6 +188,10 @@ def compare(
     report), 2 for bad input.
     """
     from ktrdr_core.cli.sinks import CliPlugin
+    from ktrdr_core.extras import require_extra
+
+    # the report (its curves.png) is always written: say what is missing before any training
+    require_extra("report", "ktrdr compare's report")
     from ktrdr_core.compare.experiment import Experiment
     from ktrdr_core.compare.report import default_report_dir, write_report
     from ktrdr_core.manager import TrainingManager

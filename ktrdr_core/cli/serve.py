@@ -1,7 +1,8 @@
 """``ktrdr serve``: the HTTP service (see docs/service.md).
 
 FastAPI and uvicorn are imported inside the command, so ``ktrdr --help``
-stays light.
+stays light and works without the ``service`` extra; the command itself says
+which pip command adds it when it is missing.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def serve(
     'Authorization: Bearer <token>'). SIGTERM cancels running trainings,
     waits for them to stop, and exits 0.
     """
+    from ktrdr_core.extras import require_extra
+
+    require_extra("service", "ktrdr serve")
     import uvicorn
 
     from ktrdr_core.runtime import torch_threads_from_env

@@ -23,20 +23,48 @@ SQLAlchemy dialects run ``sqlalchemy.testing.suite``::
 - :class:`QuickMode` — a fast mode that honours the whole contract (no torch).
 - :mod:`ktrdr_core.testing.checks` — the checks as plain functions.
 
-Importing this package imports pytest and hypothesis (only tests import it),
-never torch: the mode imports that when it trains. See docs/plugin-authors.md.
+It needs the ``testing`` extra (``pip install 'ktrdr-core[testing]'``: pytest
+and hypothesis); without it, the import says so in one line. Names are
+loaded on first use, so the pytest plugin (:mod:`ktrdr_core.testing.pytest_plugin`,
+loaded by every pytest run where ktrdr-core is installed) costs nothing until a
+test asks for the kit. Never imports torch: the mode does, when it trains.
+See docs/plugin-authors.md.
 """
 
-from ktrdr_core.testing.checks import (
-    ContractViolation,
-    ProgressProbe,
-    fresh_ktrdr_home,
-    leftover_model_dirs,
-    result_problems,
-)
-from ktrdr_core.testing.contract import ExecutionModeContract
-from ktrdr_core.testing.modes import QuickMode
-from ktrdr_core.testing.statemachine import LifecycleLog, ManagerStateMachine, manager_state_machine
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ktrdr_core.extras import require_extra
+
+# pytest now; hypothesis on first use of a name, so that the pytest plugin never breaks a pytest run
+require_extra("testing", "ktrdr_core.testing", ("pytest",))
+
+if TYPE_CHECKING:
+    from ktrdr_core.testing.checks import (
+        ContractViolation,
+        ProgressProbe,
+        fresh_ktrdr_home,
+        leftover_model_dirs,
+        result_problems,
+    )
+    from ktrdr_core.testing.contract import ExecutionModeContract
+    from ktrdr_core.testing.modes import QuickMode
+    from ktrdr_core.testing.statemachine import LifecycleLog, ManagerStateMachine, manager_state_machine
+
+_EXPORTS = {
+    "ContractViolation": "checks",
+    "ProgressProbe": "checks",
+    "fresh_ktrdr_home": "checks",
+    "leftover_model_dirs": "checks",
+    "result_problems": "checks",
+    "ExecutionModeContract": "contract",
+    "QuickMode": "modes",
+    "LifecycleLog": "statemachine",
+    "ManagerStateMachine": "statemachine",
+    "manager_state_machine": "statemachine",
+}
 
 __all__ = [
     "ContractViolation",
@@ -50,3 +78,18 @@ __all__ = [
     "manager_state_machine",
     "result_problems",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ktrdr_core.testing' has no attribute {name!r}")
+    require_extra("testing", "ktrdr_core.testing")  # hypothesis too, from here on
+    value = getattr(importlib.import_module(f"ktrdr_core.testing.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
