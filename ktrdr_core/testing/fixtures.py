@@ -6,6 +6,9 @@ a plugin manager built afresh. Import the fixture into a ``conftest.py``; it is
 ``autouse``, so importing it is all it takes::
 
     from ktrdr_core.testing.fixtures import ktrdr_home  # noqa: F401
+
+The kit's pytest plugin offers the same fixture, not autouse, to any test
+that asks for ``ktrdr_home``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,8 @@ KTRDR_ENVIRONMENT = (
 """Variables that change what ktrdr does; a test sets the ones it means to."""
 
 
-@pytest.fixture(autouse=True)
-def ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh ``KTRDR_HOME`` per test, a clean ktrdr environment, a fresh plugin manager."""
+def isolated_ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point ``KTRDR_HOME`` into ``tmp_path``, clear ktrdr's variables, reset the plugin manager."""
     home = tmp_path / "ktrdr-home"
     monkeypatch.setenv("KTRDR_HOME", str(home))
     for name in KTRDR_ENVIRONMENT:
@@ -43,3 +45,9 @@ def ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     reset_plugin_manager()
     yield home
     reset_plugin_manager()
+
+
+@pytest.fixture(autouse=True)
+def ktrdr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ``KTRDR_HOME`` per test, a clean ktrdr environment, a fresh plugin manager."""
+    yield from isolated_ktrdr_home(tmp_path, monkeypatch)
