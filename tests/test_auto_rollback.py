@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_inprocess import run_ktrdr
 from inprocess_modes import ModeProvider, StepMode
 
 from ktrdr_core import TrainingManager, TrainingRequest, TrainingResult
@@ -214,24 +212,11 @@ def test_end_to_end_rollback_and_status(ktrdr_home: Path) -> None:
     assert store.read().percentage == 0
     assert [r.status for r in RunLedger().runs(mode="unified")] == ["error"] * 3
 
-    env = {**os.environ}
-    proc = subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    proc = run_ktrdr("rollout", "status", "--json")
     assert proc.returncode == 0, proc.stderr
     state = json.loads(proc.stdout)["auto_rollback"]
     assert state["rolled_back"] is True and "full threshold 0.1 %" in state["last"]["reason"]
-    text = subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    ).stdout
+    text = run_ktrdr("rollout", "status").stdout
     assert "AUTO-ROLLED BACK at" in text
 
     store.set_fields("set_stage", {"enabled": True, "percentage": 10}, reason="fixed, back to canary")

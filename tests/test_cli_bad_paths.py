@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-
-def ktrdr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=120,
-    )
+from cli_inprocess import CliRun, run_ktrdr
 
 
-def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+def ktrdr(*args: str, **env: str) -> CliRun:
+    return run_ktrdr(*args, env=env)
+
+
+def assert_one_line_exit_2(proc: CliRun, needle: str) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("ktrdr: error:") and needle in lines[-1], proc.stderr

@@ -1,25 +1,22 @@
-"""The ``ktrdr`` CLI without any mode installed: help, plugins, rollout, exit codes."""
+"""The ``ktrdr`` CLI without any mode installed: help, plugins, rollout, exit codes.
+
+Commands run in-process (tests/cli_inprocess.py); the import-cost checks start a real
+interpreter, since a fresh process's imports are what they measure.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_inprocess import CliRun, run_ktrdr
 
 
-def ktrdr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=120,
-    )
+def ktrdr(*args: str, env: dict[str, str] | None = None) -> CliRun:
+    return run_ktrdr(*args, env=env)
 
 
 def imported_modules(*args: str) -> set[str]:

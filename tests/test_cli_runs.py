@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_inprocess import CliRun, run_ktrdr
 
 from ktrdr_core.ledger import RunLedger
 
 
-def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=120,
-    )
+def ktrdr(*args: str) -> CliRun:
+    return run_ktrdr(*args)
 
 
 @pytest.fixture
@@ -60,7 +54,7 @@ def ledger() -> RunLedger:
     return ledger
 
 
-def ids(proc: subprocess.CompletedProcess[str]) -> list[str]:
+def ids(proc: CliRun) -> list[str]:
     assert proc.returncode == 0, proc.stderr
     return [run["request_id"] for run in json.loads(proc.stdout)]
 

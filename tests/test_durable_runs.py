@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_inprocess import run_ktrdr
 from fastapi.testclient import TestClient
 from inprocess_modes import plugin_manager_with
 
@@ -216,12 +217,6 @@ def test_ktrdr_runs_shows_a_crashed_run_as_interrupted(ktrdr_home: Path) -> None
 
     ledger = RunLedger()
     open_row(ledger, "crashed", status="running", pid=dead_pid())
-    proc = subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", "runs", "--status", "interrupted", "--json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=120,
-    )
+    proc = run_ktrdr("runs", "--status", "interrupted", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [(r["request_id"], r["status"]) for r in json.loads(proc.stdout)] == [("crashed", "interrupted")]

@@ -6,13 +6,12 @@ import datetime as dt
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_inprocess import CliRun, run_ktrdr
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import binomtest
@@ -39,14 +38,8 @@ WEEKS_AGO = NOW - 30 * 86400
 """A stage entered long enough ago for every stage's time-in-stage criterion."""
 
 
-def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KTRDR_ACTOR": "tester"},
-        timeout=120,
-    )
+def ktrdr(*args: str) -> CliRun:
+    return run_ktrdr(*args, env={"KTRDR_ACTOR": "tester"})
 
 
 def add_runs(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from cli_inprocess import CliRun, run_ktrdr
 
 from ktrdr_core.ledger import RunLedger
 from ktrdr_core.rollout.autorollback import last_rollout_change
@@ -31,14 +30,8 @@ EASY_FULL = {
 }
 
 
-def ktrdr(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KTRDR_ACTOR": "tester", **env},
-        timeout=120,
-    )
+def ktrdr(*args: str, **env: str) -> CliRun:
+    return run_ktrdr(*args, env={"KTRDR_ACTOR": "tester", **env})
 
 
 def at_full(days_ago: float = 10, **extra: object) -> RolloutStore:

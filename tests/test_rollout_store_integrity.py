@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_inprocess import run_ktrdr
 
 from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.rollout import store as store_module
@@ -70,13 +68,7 @@ def test_a_bad_rollout_file_is_one_clear_error(ktrdr_home: Path, content: bytes,
         RolloutStore().read()
     assert message in str(caught.value)
     assert isinstance(caught.value, ConfigurationError)  # the CLI's exit code 2
-    proc = subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", "rollout", "status"],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=60,
-    )
+    proc = run_ktrdr("rollout", "status")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_inprocess import CliRun, run_ktrdr
 
 from ktrdr_core import ModeHealth, TrainingRequest, TrainingResult
 from ktrdr_core.errors import ConfigurationError
@@ -25,14 +23,8 @@ from ktrdr_core.rollout.shadow import (
 from ktrdr_core.rollout.store import RolloutStore
 
 
-def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ktrdr_core.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KTRDR_ACTOR": "tester"},
-        timeout=120,
-    )
+def ktrdr(*args: str) -> CliRun:
+    return run_ktrdr(*args, env={"KTRDR_ACTOR": "tester"})
 
 
 class RecordingRunner:
