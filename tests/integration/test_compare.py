@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from cli_inprocess import run_ktrdr
 from integration_support import SHORT, STRATEGY
 
 from ktrdr_core import ModeHealth, TrainingManager, TrainingRequest, get_plugin_manager, hookimpl
-from ktrdr_core.cli.main import main
 from ktrdr_core.compare import Experiment
 from ktrdr_core.ledger.store import RunLedger, ledger_path
 
@@ -61,35 +60,25 @@ def test_modes() -> None:
     get_plugin_manager().register(TestModes(), name="test-compare-modes")
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(["compare", *args])
-    out, err = capsys.readouterr()
-    return int(exited.value.code or 0), out, err
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    """``ktrdr compare ARGS`` in-process, with the modes this test registered."""
+    done = run_ktrdr("compare", *args, fresh_plugins=False)
+    return done.returncode, done.stdout, done.stderr
 
 
-def test_legacy_and_unified_are_equivalent(
-    tmp_path: Path, ktrdr_home: Path, cli_env: dict[str, str], ktrdr_cmd: list[str]
-) -> None:
+def test_legacy_and_unified_are_equivalent(tmp_path: Path, ktrdr_home: Path) -> None:
     report = tmp_path / "report"
-    done = subprocess.run(
-        [
-            *ktrdr_cmd,
-            "compare",
-            STRATEGY,
-            *SHORT_ARGS,
-            "--seed",
-            "7",
-            "--user",
-            "carol",
-            "--report",
-            str(report),
-            "--check-cancel",
-        ],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_ktrdr(
+        "compare",
+        STRATEGY,
+        *SHORT_ARGS,
+        "--seed",
+        "7",
+        "--user",
+        "carol",
+        "--report",
+        str(report),
+        "--check-cancel",
     )
     assert done.returncode == 0, done.stderr
     assert "legacy vs unified: equivalent" in done.stdout
@@ -135,10 +124,8 @@ def test_legacy_and_unified_are_equivalent(
     assert not (ktrdr_home / "models").exists() or not any((ktrdr_home / "models").rglob("model.pt"))
 
 
-def test_a_differing_candidate_exits_1_and_names_the_fields(
-    test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run_cli([STRATEGY, "--candidate", "unified-lr", *SHORT_ARGS], capsys)
+def test_a_differing_candidate_exits_1_and_names_the_fields(test_modes: None, ktrdr_home: Path) -> None:
+    code, out, err = run_cli([STRATEGY, "--candidate", "unified-lr", *SHORT_ARGS])
     assert code == 1, err
     assert "legacy and unified-lr differ in:" in err
     assert "training_metrics.val_loss" in err
@@ -155,7 +142,7 @@ def test_a_differing_candidate_exits_1_and_names_the_fields(
 
 
 def test_a_raising_candidate_is_recorded_and_the_control_result_kept(
-    test_modes: None, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
+    test_modes: None, ktrdr_home: Path
 ) -> None:
     request = TrainingRequest(
         strategy=STRATEGY, user_id="dave", overrides={"epochs": 1, "seed": 3, "save_model": False}, **SHORT
@@ -166,7 +153,7 @@ def test_a_raising_candidate_is_recorded_and_the_control_result_kept(
     assert outcome.candidate.status == "error" and "boom" in (outcome.candidate.error or "")
     assert outcome.differing_fields == ["candidate.status"]
 
-    code, _out, err = run_cli([STRATEGY, "--candidate", "broken", *SHORT_ARGS], capsys)
+    code, _out, err = run_cli([STRATEGY, "--candidate", "broken", *SHORT_ARGS])
     assert code == 1
     assert "candidate.status" in err and "boom" in err
     latest = RunLedger(ledger_path(ktrdr_home)).latest_comparison(control="legacy", candidate="broken")
@@ -190,10 +177,8 @@ def test_a_raising_candidate_is_recorded_and_the_control_result_kept(
         ([STRATEGY, "--start", "2031-01-01", "--epochs", "1"], "refused the request"),
     ],
 )
-def test_bad_input_exits_2(
-    args: list[str], message: str, ktrdr_home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _out, err = run_cli(args, capsys)
+def test_bad_input_exits_2(args: list[str], message: str, ktrdr_home: Path) -> None:
+    code, _out, err = run_cli(args)
     assert code == 2, err
     assert message in err
     assert "Traceback" not in err
@@ -201,7 +186,7 @@ def test_bad_input_exits_2(
 
 
 def test_compare_sets_torch_threads_like_train(
-    ktrdr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ktrdr_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
@@ -221,8 +206,7 @@ def test_compare_sets_torch_threads_like_train(
                 SHORT["start_date"],
                 "--end",
                 SHORT["end_date"],
-            ],
-            capsys,
+            ]
         )
         threads = torch.get_num_threads()
     finally:
@@ -233,11 +217,9 @@ def test_compare_sets_torch_threads_like_train(
     assert data["environment"]["torch_threads"] == 2
 
 
-def test_compare_refuses_a_malformed_thread_count(
-    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_compare_refuses_a_malformed_thread_count(ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KTRDR_TORCH_THREADS", "lots")
-    code, _out, err = run_cli([STRATEGY, "--epochs", "1"], capsys)
+    code, _out, err = run_cli([STRATEGY, "--epochs", "1"])
     assert code == 2
     assert "KTRDR_TORCH_THREADS" in err and "Traceback" not in err
     assert RunLedger(ledger_path(ktrdr_home)).latest_comparison() is None

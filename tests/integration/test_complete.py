@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
+from cli_inprocess import CliRun, run_ktrdr
 from integration_support import SHORT, STRATEGY
 
 
-def run(cmd: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300)
+def run(env: dict[str, str], *args: str) -> CliRun:
+    return run_ktrdr(*args, env=env)
 
 
-def test_legacy_is_unreferenced_after_complete(
-    ktrdr_cmd: list[str], cli_env: dict[str, str], ktrdr_home: Path
-) -> None:
-    env = {**cli_env, "KTRDR_ACTOR": "tester"}
-    assert run(ktrdr_cmd, env, "rollout", "stage", "full").returncode == 0
-    before = run(ktrdr_cmd, env, "plugins")
+def test_legacy_is_unreferenced_after_complete(ktrdr_home: Path) -> None:
+    env = {"KTRDR_ACTOR": "tester"}
+    assert run(env, "rollout", "stage", "full").returncode == 0
+    before = run(env, "plugins")
     assert "mode legacy: the rollout's control" in before.stdout, before.stdout
-    done = run(ktrdr_cmd, env, "rollout", "complete", "--force", "--reason", "test", "--name", "p3")
+    done = run(env, "rollout", "complete", "--force", "--reason", "test", "--name", "p3")
     assert done.returncode == 0, done.stderr
 
-    listing = run(ktrdr_cmd, env, "plugins", "--json")
+    listing = run(env, "plugins", "--json")
     refs = json.loads(listing.stdout)["rollout_references"]
     assert refs["legacy"].startswith("no longer referenced by the rollout") and "p3" in refs["legacy"]
     assert "only mode" in refs["unified"]
@@ -31,11 +29,10 @@ def test_legacy_is_unreferenced_after_complete(
     # without the legacy plugin (as after `pip uninstall ktrdr-legacy`) nothing changes in routing
     gone = {**env, "KTRDR_DISABLE_PLUGINS": "ktrdr-legacy"}
     for environ in (env, gone):
-        explained = json.loads(run(ktrdr_cmd, environ, "rollout", "explain", "alice", "--json").stdout)
+        explained = json.loads(run(environ, "rollout", "explain", "alice", "--json").stdout)
         decision = explained["decision"]
         assert decision["mode"] == "unified" and not decision["fallback"], decision
     trained = run(
-        ktrdr_cmd,
         gone,
         "train",
         STRATEGY,

@@ -9,11 +9,11 @@ real path: the plugins, the ledger, the shadow processes, the CLI.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_inprocess import CliRun, run_ktrdr
 from integration_support import SHORT, STRATEGY
 
 from ktrdr_core import TrainingManager, TrainingRequest, get_plugin_manager
@@ -57,19 +57,13 @@ def train(manager: TrainingManager, user: str, mode: str | None = None) -> str:
     return str(result.metadata["mode"])
 
 
-def test_off_to_complete(
-    service_like: tuple[TrainingManager, ShadowRunner], ktrdr_cmd: list[str], cli_env: dict[str, str]
-) -> None:
+def test_off_to_complete(service_like: tuple[TrainingManager, ShadowRunner]) -> None:
     manager, runner = service_like
 
-    def ktrdr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*ktrdr_cmd, *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**cli_env, "KTRDR_ACTOR": "operator"},
-        )
+    def ktrdr(*args: str) -> CliRun:
+        # the operator's commands, in-process but with a plugin manager of their own like a
+        # separate process: the service's manager (and its shadow runner) is not touched
+        return run_ktrdr(*args, env={"KTRDR_ACTOR": "operator"})
 
     RolloutStore().set_fields("setup", {"gates": FEW_RUNS}, reason="a small team's thresholds")
     assert ktrdr("rollout", "shadow", "100", "--reason", "Phase 1 on real traffic").returncode == 0
