@@ -1,13 +1,11 @@
 """The driver's side of Ray: connect once per process, one control actor, the remote task.
 
-Ray is imported here, and this module is imported only when a cloud training
-runs (never by ``ktrdr plugins`` or ``ktrdr --help``).
+Ray is imported here, and this module is imported only in the driver process
+(:mod:`ktrdr_cloud.driver`), never in the ktrdr process itself.
 
-Connecting: when Ray is already initialised in this process (an application
-that set it up itself, a test session), the mode uses that connection as it
-is. Otherwise it calls ``ray.init`` once: with ``KTRDR_RAY_ADDRESS`` after a
-bounded reachability probe (``ray.init`` itself may retry for a minute), or a
-local instance with the dashboard off and an explicit CPU count.
+Connecting: ``ray.init`` once: with ``KTRDR_RAY_ADDRESS`` after a bounded
+reachability probe (``ray.init`` itself may retry for a minute), or a local
+instance with the dashboard off and an explicit CPU count.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ class RayConnection:
         self._control: Any = None
         self._control_session: str | None = None
         self._remote_run: Any = None
+        self.control_name: str | None = None
         self.started_here = False
         self.connect_seconds: float | None = None
         self.address: str | None = None
@@ -111,6 +110,7 @@ class RayConnection:
                     name=name, namespace=NAMESPACE, num_cpus=0, max_restarts=0, max_concurrency=1000
                 ).remote()
                 self._control_session = session
+                self.control_name = name
                 self._remote_run = None
             return self._control
 

@@ -7,7 +7,6 @@ Trainings are small (a few epochs on two months of the sample data); the
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -70,12 +69,27 @@ class Background:
         return self.result
 
 
+def _driver() -> Any:
+    from ktrdr_cloud.driver_client import current
+    from ktrdr_cloud.settings import CloudSettings
+
+    driver = current(CloudSettings.from_env())
+    assert driver is not None, "no Ray driver process is running"
+    return driver
+
+
+def _driver_log(driver: Any) -> str:
+    """The driver process's log (through its stdout: the KTRDR_HOME that held the file may be gone)."""
+    return Path(f"/proc/{driver.process.pid}/fd/1").read_text(errors="replace")
+
+
 def _jobs() -> dict[str, dict[str, Any]]:
-    import ray
+    """The open jobs, as the control actor in the driver process sees them."""
+    from ktrdr_cloud.driver_client import current
+    from ktrdr_cloud.settings import CloudSettings
 
-    from ktrdr_cloud.cluster import get_connection
-
-    return ray.get(get_connection().control().jobs.remote())
+    driver = current(CloudSettings.from_env())
+    return {} if driver is None or not driver.connected.is_set() else driver.jobs()["jobs"]
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
@@ -96,15 +110,14 @@ def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
 ) -> None:
     import torch
 
-    from ktrdr_cloud.cluster import get_connection
     from ktrdr_core.training.storage import load_model
 
     request = _request(epochs=4)
     manager = TrainingManager()
     before = manager.train(request, mode="cloud")
-    actor = get_connection().control()
+    first = _driver().jobs()
     cloud = manager.train(request, recorder, mode="cloud")
-    assert get_connection().control()._actor_id == actor._actor_id  # one actor, reused
+    assert _driver().jobs()["control"] == first["control"]  # one driver, one actor, reused
     assert before.training_metrics["val_loss"] == cloud.training_metrics["val_loss"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the Ray task; on a busy 2-core box this is 10x faster
@@ -121,7 +134,7 @@ def test_cloud_matches_unified_and_saves_the_model_on_the_driver(
         unified.test_metrics["test_accuracy"], abs=0.01
     )
     assert cloud.metadata["mode"] == "cloud"
-    assert cloud.metadata["cloud"]["worker_pid"] != os.getpid()  # it really ran elsewhere
+    assert cloud.metadata["cloud"]["worker_pid"] not in (os.getpid(), first["pid"])  # it ran elsewhere
     # the driver saved it, with the core's storage, under the driver's KTRDR_HOME
     assert cloud.model_path is not None
     assert Path(cloud.model_path).parent.parent == ktrdr_home / "models"
@@ -199,9 +212,15 @@ def test_cancel_at_any_point_ends_cancelled_with_no_model(
 
 
 def test_cancel_before_the_task_starts_is_honoured(
-    long_strategy: str, ktrdr_home: Path, session_cluster: Any, ray_client: Any
+    long_strategy: str,
+    ktrdr_home: Path,
+    session_cluster: Any,
+    ray_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ray = ray_client
+    # no force-cancel can end it: only the task seeing the flag when it starts can
+    monkeypatch.setenv("KTRDR_CLOUD_GRACE_SECONDS", "60")
 
     @ray.remote(num_cpus=1)
     def occupy(seconds: float) -> None:
@@ -215,15 +234,18 @@ def test_cancel_before_the_task_starts_is_honoured(
         "the blockers to start",
     )
     run = Background(_request(long_strategy))
-    job = _wait_for(lambda: next(iter(_jobs().values()), None), 10, "the job to open")
+    job = _wait_for(lambda: next(iter(_jobs().values()), None), 30, "the job to open")
+    log_offset = len(_driver_log(_driver()))
     assert "pid" not in job  # queued, not started
     cancelled_at = time.monotonic()
     run.token.cancel(reason="cancelled while queued")
     result = run.join(30)
     ray.get(blockers)
     assert result.status == "cancelled" and result.error == "cancelled while queued"
-    # the task saw the flag when it started: no force-cancel (the grace period is 5 s)
-    assert run.ended_at is not None and run.ended_at - cancelled_at < 5
+    # the task saw the flag when it started (a cold worker may take seconds on a loaded machine)
+    assert run.ended_at is not None and run.ended_at - cancelled_at < 60
+    log = _driver_log(_driver())[log_offset:]
+    assert "force-cancelling" not in log, log[-2000:]
     assert model_dirs(ktrdr_home) == []
 
 
@@ -232,25 +254,22 @@ def test_a_worker_that_cannot_be_told_is_force_cancelled_after_the_grace_period(
     ktrdr_home: Path,
     monkeypatch: pytest.MonkeyPatch,
     recorder: ProgressRecorder,
-    caplog: pytest.LogCaptureFixture,
+    ray_client: Any,
 ) -> None:
-    import ray
-
-    from ktrdr_cloud.cluster import get_connection
-
     monkeypatch.setenv("KTRDR_CLOUD_GRACE_SECONDS", "1")
-    caplog.set_level(logging.WARNING, logger="ktrdr_cloud")
     run = Background(_request(long_strategy), recorder)
     assert recorder.first.wait(60)
     # the worker can no longer hear the cooperative cancel: its control actor is gone
-    ray.kill(get_connection().control())
+    driver = _driver()
+    ray_client.kill(ray_client.get_actor(driver.jobs()["control"], namespace="ktrdr"))
     time.sleep(0.3)
     cancelled_at = time.monotonic()
     run.token.cancel(reason="stop it anyway")
     result = run.join(30)
     assert result.status == "cancelled" and result.error == "stop it anyway"
     assert run.ended_at is not None and run.ended_at - cancelled_at < 15
-    assert "force-cancelling" in caplog.text
+    # the driver process logged the force (its log file, not this process's output)
+    assert "force-cancelling" in _driver_log(driver)
     assert model_dirs(ktrdr_home) == []
     # the next job gets a new control actor and works
     again = TrainingManager().train(_request(epochs=1), mode="cloud")

@@ -1,4 +1,4 @@
-"""The driver job closes its job on the control actor however opening it fails (no Ray cluster needed).
+"""The driver's job closes its job on the control actor however opening it fails (no Ray cluster needed).
 
 ``ray.get`` is replaced, and the control actor is a stand-in that records the
 calls: opening may register the job on the actor and still time out (the
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from ktrdr_cloud.mode import _DriverJob
+from ktrdr_cloud.driver_job import RayJob
 from ktrdr_cloud.settings import CloudSettings
-from ktrdr_core import ThreadingCancellationToken, TrainingFailedError, TrainingRequest
+from ktrdr_core import TrainingFailedError, TrainingRequest
 
 ray = pytest.importorskip("ray")
 
@@ -46,14 +46,14 @@ class FakeConnection:
         return self.actors[-1]
 
 
-def job(connection: FakeConnection) -> _DriverJob:
-    return _DriverJob(
+def job(connection: FakeConnection) -> RayJob:
+    return RayJob(
         connection,
         CloudSettings(),
+        "job-1",
         TrainingRequest(strategy="neuro_mean_reversion"),
         None,
         lambda *a: None,
-        ThreadingCancellationToken(),
     )
 
 
@@ -67,7 +67,7 @@ def test_a_job_whose_open_timed_out_is_still_closed(monkeypatch: pytest.MonkeyPa
     with pytest.raises(TrainingFailedError, match="did not start the ktrdr control actor"):
         driver.run()
     [actor] = connection.actors
-    assert actor.calls == [("open", (driver.job_id, driver.request.request_id)), ("close", (driver.job_id,))]
+    assert actor.calls == [("open", (driver.job_id, driver.request_id)), ("close", (driver.job_id,))]
     assert driver.done
 
 
