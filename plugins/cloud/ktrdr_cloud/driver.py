@@ -200,18 +200,26 @@ class Driver:
                 message = self.conn.recv()
             except (EOFError, OSError):
                 break  # the parent closed the socket or died
-            kind = message[0]
-            if kind == "connect":
-                self.connect(message[1])
-            elif kind == "submit":
-                self.submit(*message[1:])
-            elif kind == "cancel":
-                self.cancel(message[1], message[2])
-            elif kind == "jobs":
-                threading.Thread(target=self._answer_jobs, args=(message[1],), daemon=True).start()
-            elif kind == "stop":
+            if message[0] == "stop":
                 break
+            try:
+                self.handle(message)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not end the others' jobs
+                logger.exception("cannot handle %r", message[0])
+                if message[0] == "submit":
+                    self.send("failed", message[1], f"the Ray driver failed: {type(exc).__name__}: {exc}")
         self.stopping.set()
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "connect":
+            self.connect(message[1])
+        elif kind == "submit":
+            self.submit(*message[1:])
+        elif kind == "cancel":
+            self.cancel(message[1], message[2])
+        elif kind == "jobs":
+            threading.Thread(target=self._answer_jobs, args=(message[1],), daemon=True).start()
 
 
 def _node_cpus() -> list[float] | None:

@@ -291,14 +291,7 @@ class _CloudJob:
             if callable(add_callback):
                 add_callback(self._forward_cancel)
             _raise_if_cancelled(self.cancel)
-            submitted = self.driver.send(
-                "submit",
-                self.job_id,
-                self.request.request_id,
-                self.request.strategy,
-                self.payload,
-                self.settings,
-            )
+            submitted = self.driver.send("submit", self.job_id, self.request, self.payload, self.settings)
             if not submitted:
                 raise TrainingFailedError(self.driver.end_reason or "the Ray driver process is gone")
             while True:
