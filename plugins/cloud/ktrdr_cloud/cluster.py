@@ -57,8 +57,7 @@ class RayConnection:
                 "log_to_driver": settings.log_to_driver,
                 "configure_logging": False,
             }
-            if settings.runtime_env:  # the job's tasks and its control actor (nodes without ktrdr)
-                options["runtime_env"] = dict(settings.runtime_env)
+            options.update(settings.init_options())  # the job's runtime env: tasks and control actor
             if settings.address:
                 probe = probe_address(settings.address, settings.connect_timeout)
                 if not probe.reachable:

@@ -120,6 +120,8 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
     """Connect, look for a big-enough node, run a trivial task; ``(healthy, sentence)``."""
     import ray
 
+    from ktrdr_cloud.settings import CloudSettings
+
     try:
         ray.init(
             address=address,
@@ -127,6 +129,7 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
             log_to_driver=False,
             configure_logging=False,
             logging_level=logging.ERROR,
+            **CloudSettings.from_env().init_options(),  # the jobs' runtime env (KTRDR_CLOUD_RUNTIME_ENV)
         )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here
         return False, f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}"

@@ -208,9 +208,12 @@ class CloudSettings:
         return max(1, int(self.task_cpus))
 
     def task_options(self, request: TrainingRequest) -> dict[str, Any]:
-        """The ``.options()`` of one training task: resources, no retries, its name, runtime env.
+        """The ``.options()`` of one training task: resources, no retries, its name.
 
         ``max_retries=0``: a training that killed its worker is not silently run again.
+        ``runtime_env`` is not here: Ray uploads local ``py_modules``/``working_dir``
+        only for the job (``ray.init``), whose tasks and actors all inherit it
+        (:meth:`init_options`).
         """
         options: dict[str, Any] = {
             "num_cpus": self.task_cpus,
@@ -220,9 +223,11 @@ class CloudSettings:
         }
         if self.task_gpus:
             options["num_gpus"] = self.task_gpus
-        if self.runtime_env:
-            options["runtime_env"] = dict(self.runtime_env)
         return options
+
+    def init_options(self) -> dict[str, Any]:
+        """What ``ray.init`` gets from these settings: the job's runtime environment, if any."""
+        return {"runtime_env": dict(self.runtime_env)} if self.runtime_env else {}
 
     def resources_text(self) -> str:
         """What one task reserves, in the settings' words (for messages)."""

@@ -157,10 +157,17 @@ class LocalCluster:
         self.stop()
 
 
-def _start_node(name: str, args: list[str], temp_dir: Path, env: Mapping[str, str], cpus: float) -> RayNode:
+def _start_node(
+    name: str,
+    args: list[str],
+    temp_dir: Path,
+    env: Mapping[str, str],
+    cpus: float,
+    ray_command: str | None = None,
+) -> RayNode:
     log = temp_dir / f"{name}.out"
     command = [
-        _ray_executable(),
+        ray_command or _ray_executable(),
         "start",
         *args,
         "--num-cpus",
@@ -236,13 +243,15 @@ def start_cluster(
     temp_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = NODE_START_SECONDS,
+    ray_command: str | None = None,
 ) -> LocalCluster:
     """Start a head and ``nodes - 1`` worker nodes; returns once all of them are alive.
 
     ``env`` is the nodes' environment (default: this process's, with
     ``RAY_AUTH_MODE=disabled`` unless it is set). ``temp_dir``: Ray's
     ``--temp-dir`` (default a new folder, removed by :meth:`LocalCluster.stop`);
-    keep it short, Ray puts Unix sockets under it.
+    keep it short, Ray puts Unix sockets under it. ``ray_command``: another
+    environment's ``ray`` (a node whose Python lacks ktrdr); default this one's.
     """
     environment = dict(os.environ if env is None else env)
     environment.setdefault("RAY_AUTH_MODE", "disabled")
@@ -259,6 +268,7 @@ def start_cluster(
         folder,
         environment,
         cpus_per_node,
+        ray_command,
     )
     cluster = LocalCluster(address=address, temp_dir=folder, head=head, own_temp_dir=own)
     try:
@@ -271,6 +281,7 @@ def start_cluster(
                     folder,
                     environment,
                     cpus_per_node,
+                    ray_command,
                 )
             )
         while time.monotonic() < deadline:

@@ -23,8 +23,11 @@ def test_task_options_carry_resources_no_retries_and_a_name_without_the_user() -
     gpu = CloudSettings.from_env(
         {"KTRDR_CLOUD_TASK_GPUS": "1", "KTRDR_CLOUD_RUNTIME_ENV": '{"pip": ["ktrdr-cloud"]}'}
     ).task_options(request)
-    assert gpu["num_gpus"] == 1.0 and gpu["runtime_env"] == {"pip": ["ktrdr-cloud"]}
+    assert gpu["num_gpus"] == 1.0 and "runtime_env" not in gpu  # the job's (ray.init), inherited
     assert "alice" not in json.dumps(gpu)
+    settings = CloudSettings.from_env({"KTRDR_CLOUD_RUNTIME_ENV": '{"py_modules": ["/opt/ktrdr_cloud"]}'})
+    assert settings.init_options() == {"runtime_env": {"py_modules": ["/opt/ktrdr_cloud"]}}
+    assert CloudSettings.from_env({}).init_options() == {}
 
 
 @pytest.mark.parametrize(
