@@ -356,6 +356,7 @@ class _CloudJob:
             "worker_hostname": worker.get("hostname"),
             "worker_node_id": worker.get("node_id"),
             "worker_seconds": worker.get("seconds"),
+            "worker_started_at": worker.get("started_at"),
             "payload_bytes": self.payload.size_bytes,
             "data_bytes": self.payload.data_bytes,
             "data_bytes_whole": sum(self.payload.whole_bytes.values()),
