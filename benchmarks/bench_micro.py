@@ -6,9 +6,10 @@
 - ``manager.decide``: what the manager pays per request — reading the rollout
   settings (the rollout file under KTRDR_HOME and the environment) plus the
   selector;
-- ``hook call``: one ``training_started`` call through pluggy with one no-op
-  implementation, and the same through the manager's per-implementation
-  isolation (``_call_each``), which is how the manager calls observers;
+- ``hook call``: one ``training_started`` call through a plain pluggy manager
+  with one no-op implementation, and the same through ``KtrdrPluginManager.calls``
+  (pluggy's machinery with each implementation isolated), which is how the
+  manager calls observers;
 - ``progress update``: one update through the manager's ``ProgressTimer`` and
   ``ProgressFanout`` to one no-op sink (what legacy pays per batch), and one
   batch update into the unified ``ProgressBridge`` (what unified pays per batch;
@@ -46,8 +47,10 @@ def per_call_us(func: Callable[[], Any], repeats: int) -> dict[str, Any]:
 
 
 def run_micro(repeats: int) -> dict[str, Any]:
-    from ktrdr_core import TrainingManager, TrainingRequest, hookimpl
-    from ktrdr_core.manager import ProgressTimer, _call_each
+    import pluggy
+
+    from ktrdr_core import TrainingManager, TrainingRequest, hookimpl, hookspecs
+    from ktrdr_core.manager import ProgressTimer
     from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager
     from ktrdr_core.progress import ProgressFanout
     from ktrdr_core.rollout.policy import RolloutPolicy
@@ -63,7 +66,7 @@ def run_micro(repeats: int) -> dict[str, Any]:
         decision = manager.decide(request)
         out: dict[str, Any] = {
             "select_mode": per_call_us(
-                lambda: pm.hook.select_mode(request=request, policy=policy, modes=modes), repeats
+                lambda: pm.calls.select_mode(request=request, policy=policy, modes=modes), repeats
             ),
             "manager_decide": per_call_us(lambda: manager.decide(request), repeats),
         }
@@ -79,13 +82,16 @@ def run_micro(repeats: int) -> dict[str, Any]:
         def training_started(self, request: Any, decision: Any) -> None:
             return None
 
-    bare = KtrdrPluginManager()
+    bare = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    bare.add_hookspecs(hookspecs)
     bare.register(NoOp(), name="noop")
     out["hook_call"] = per_call_us(
         lambda: bare.hook.training_started(request=request, decision=decision), repeats
     )
+    isolated = KtrdrPluginManager()
+    isolated.register(NoOp(), name="noop")
     out["hook_call_isolated"] = per_call_us(
-        lambda: _call_each(bare, "training_started", request=request, decision=decision), repeats
+        lambda: isolated.calls.training_started(request=request, decision=decision), repeats
     )
 
     metrics = {

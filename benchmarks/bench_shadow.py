@@ -37,8 +37,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def run(rounds: int, epochs: int, log: Any = print) -> dict[str, Any]:
     from ktrdr_core import TrainingManager, TrainingRequest
     from ktrdr_core.plugins import get_plugin_manager
-    from ktrdr_core.rollout.shadow import ShadowPlugin, ShadowRunner, set_shadow_percentage
+    from ktrdr_core.rollout.shadow import set_shadow_percentage
     from ktrdr_core.rollout.store import RolloutStore
+    from ktrdr_core.service.shadow import ShadowPlugin, ShadowRunner
 
     pm = get_plugin_manager()
     manager = TrainingManager(pm)

@@ -82,23 +82,6 @@ class ProgressTimer:
         return tuple(b - a for a, b in zip(self.times, self.times[1:], strict=False))
 
 
-def _call_each(pm: KtrdrPluginManager, hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call every implementation of a hook, isolating the ones that raise."""
-    results = []
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-        try:
-            value = impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except Exception as exc:  # noqa: BLE001 - one observer's bug must not stop the others
-            logger.warning(
-                "plugin %s raised in %s: %s: %s", impl.plugin_name, hook_name, type(exc).__name__, exc
-            )
-            logger.debug("traceback of plugin %s in %s", impl.plugin_name, hook_name, exc_info=True)
-            continue
-        if value is not None:
-            results.append(value)
-    return results
-
-
 class TrainingManager:
     """Routes training requests to execution modes and runs them.
 
@@ -125,10 +108,7 @@ class TrainingManager:
             self.plugin_manager.get_mode(mode)
             return policy.forced(request.user_id, mode)
         modes = self.plugin_manager.execution_modes()
-        decision = self.plugin_manager.hook.select_mode(request=request, policy=policy, modes=modes)
-        if not isinstance(decision, Decision):
-            raise KtrdrError(f"the selector returned {decision!r} instead of a Decision")
-        return decision
+        return self.plugin_manager.calls.select_mode(request=request, policy=policy, modes=modes)
 
     def active_sessions(self) -> dict[str, int]:
         """Trainings running now, by mode."""
@@ -156,21 +136,16 @@ class TrainingManager:
         token: Any = cancel if cancel is not None else ThreadingCancellationToken()
         if not hasattr(token, "cancelled_at"):
             token = ObservedToken(token)
-        pm = self.plugin_manager
+        hooks = self.plugin_manager.calls
 
-        sinks: list[ProgressCallback] = []
-        for found in _call_each(pm, "progress_sinks", request=request, decision=decision):
-            sinks.extend(found)
+        sinks = hooks.progress_sinks(request=request, decision=decision)
         if progress is not None:
             sinks.append(progress)
         accuracy = ProgressAccuracy()
         timer = ProgressTimer(ProgressFanout([accuracy, *sinks]))
 
-        sources: list[CancellationSource] = []
-        for found in _call_each(pm, "cancellation_sources", request=request):
-            sources.extend(found)
-
-        _call_each(pm, "training_started", request=request, decision=decision)
+        sources = hooks.cancellation_sources(request=request)
+        hooks.training_started(request=request, decision=decision)
         with self._active_lock:
             self._active[decision.mode] += 1
         started_wall, started = time.time(), time.monotonic()
@@ -224,7 +199,7 @@ class TrainingManager:
             resources=usage.to_dict(),
             progress_max_deviation=accuracy.max_deviation,
         )
-        _call_each(pm, "training_finished", request=request, decision=decision, result=result, report=report)
+        hooks.training_finished(request=request, decision=decision, result=result, report=report)
         return result
 
     @staticmethod

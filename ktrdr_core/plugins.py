@@ -1,26 +1,34 @@
-"""Loading plugins: entry points scanned once, broken plugins isolated.
+"""Loading plugins: the core's default plugins, then entry points scanned once, broken plugins isolated.
 
-Entry points of the ``ktrdr`` group are loaded one by one. A plugin whose
-import raises, or whose hooks do not match the specs, is unregistered and
-recorded with its error (``ktrdr plugins`` shows it); the others load as if
-it were not there. ``KTRDR_PLUGINS`` and ``KTRDR_DISABLE_PLUGINS`` (comma
-lists of entry-point or distribution names) choose which plugins load.
+The core's own plugins come from one list, :data:`DEFAULT_PLUGINS`, and are
+registered first (so an installed plugin can override them). Entry points of
+the ``ktrdr`` group are loaded one by one after them. A plugin whose import
+raises, or whose hooks do not match the specs, is unregistered and recorded
+with its error (``ktrdr plugins`` shows it); the others load as if it were
+not there. A hook implementation that raises when called is isolated the
+same way (see :mod:`ktrdr_core.hookcalls`). ``KTRDR_PLUGINS`` and
+``KTRDR_DISABLE_PLUGINS`` (comma lists of entry-point or distribution names)
+choose which entry points load.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import importlib.metadata as metadata
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 import pluggy
 
-from ktrdr_core import hookspecs
+from ktrdr_core import builtin, hookspecs, pluginhost
 from ktrdr_core.errors import NoModeInstalledError, PluginConflictError
+from ktrdr_core.hookcalls import HookCalls
 from ktrdr_core.modes import ExecutionMode
 from ktrdr_core.modes import safe_health as safe_health  # re-exported: its callers import it from here
 
@@ -70,8 +78,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_failures: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "ktrdr_hook_failures", default=None
+)
+"""While :meth:`KtrdrPluginManager.failures` is open: plugin name -> the error its impl raised."""
+
+_HookExec = Callable[[str, Sequence[pluggy.HookImpl], Mapping[str, object], bool], Any]
+
+
 class KtrdrPluginManager(pluggy.PluginManager):
-    """The pluggy manager with ktrdr's bookkeeping: plugin infos and the mode registry."""
+    """The pluggy manager with ktrdr's bookkeeping: plugin infos, isolated hook calls, the mode registry.
+
+    Hooks are called through :attr:`calls` (typed, one method per hook). Every
+    call runs pluggy's own machinery; the manager only puts each plain
+    implementation of a non-``firstresult`` hook inside a guard that records
+    and skips an exception, so monitoring and wrappers see the real call.
+    """
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
@@ -79,17 +101,99 @@ class KtrdrPluginManager(pluggy.PluginManager):
         self._infos: dict[str, PluginInfo] = {}
         self._modes: dict[str, RegisteredMode] | None = None
         self._conflicts: list[str] = []
-        self._mode_errors: dict[str, str] = {}
+        self._hook_errors: dict[tuple[str, str], str] = {}
+        self.calls = HookCalls(self)
+        """The hooks, typed; use these instead of ``self.hook``."""
+        plain: _HookExec = self._inner_hookexec
+        # pluggy's monitoring (add_hookcall_monitoring) wraps whatever is here, so it sees every call
+        self._inner_hookexec = functools.partial(self._isolating_hookexec, plain)
+
+    # -- isolated calls --------------------------------------------------------
+    def _isolating_hookexec(
+        self,
+        plain: _HookExec,
+        hook_name: str,
+        impls: Sequence[pluggy.HookImpl],
+        kwargs: Mapping[str, object],
+        firstresult: bool,
+    ) -> Any:
+        if not firstresult:
+            impls = [self._isolated(hook_name, impl) for impl in impls]
+        return plain(hook_name, impls, kwargs, firstresult)
+
+    def _isolated(self, hook_name: str, impl: pluggy.HookImpl) -> pluggy.HookImpl:
+        if impl.wrapper or impl.hookwrapper:
+            return impl
+        function, plugin_name = impl.function, impl.plugin_name
+
+        @functools.wraps(function)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                value = function(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
+                self.record_failure(plugin_name, hook_name, exc)
+                return None
+            self._hook_errors.pop((plugin_name, hook_name), None)
+            return value
+
+        return pluggy.HookImpl(impl.plugin, plugin_name, guarded, impl.opts)
+
+    def record_failure(self, plugin_name: str, hook_name: str, exc: Exception) -> str:
+        """Log and keep what ``plugin_name``'s ``hook_name`` raised (``ktrdr plugins`` shows it)."""
+        description = _describe(exc)
+        self._hook_errors[(plugin_name, hook_name)] = description
+        failed = _failures.get()
+        if failed is not None:
+            failed[plugin_name] = description
+        logger.warning("plugin %s raised in %s: %s", plugin_name, hook_name, description)
+        logger.debug("traceback of plugin %s in %s", plugin_name, hook_name, exc_info=exc)
+        return description
+
+    def record_wrapper_failure(self, hook_name: str, exc: Exception) -> None:
+        """A whole call raised: only a wrapper can, so it is recorded against the hook's wrappers."""
+        caller = getattr(self.hook, hook_name)
+        wrappers = {impl.plugin_name for impl in caller.get_hookimpls() if impl.wrapper or impl.hookwrapper}
+        for plugin_name in sorted(wrappers) or ["(unknown)"]:
+            self.record_failure(plugin_name, hook_name, exc)
+
+    @contextlib.contextmanager
+    def failures(self) -> Iterator[dict[str, str]]:
+        """Collect, by plugin name, the implementations that raise in the calls made inside."""
+        failed: dict[str, str] = {}
+        token = _failures.set(failed)
+        try:
+            yield failed
+        finally:
+            _failures.reset(token)
+
+    def hook_errors(self, plugin_name: str) -> dict[str, str]:
+        """Hook name -> what ``plugin_name``'s implementation raised the last time it was called."""
+        return {
+            hook: error
+            for (plugin, hook), error in sorted(self._hook_errors.items())
+            if plugin == plugin_name
+        }
 
     # -- loading -------------------------------------------------------------
+    def _implements(self, plugin: object, hook_name: str) -> bool:
+        return any(caller.name == hook_name for caller in self.get_hookcallers(plugin) or [])
+
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register ``plugin`` and forget the collected modes (they may change)."""
+        """Register ``plugin``; the mode registry is rebuilt only if ``plugin`` registers modes."""
         registered = super().register(plugin, name)
-        self._modes = None
+        if self._implements(plugin, "register_execution_modes"):
+            self._modes = None
         return registered
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
-        self._modes = None
+        """Unregister; the mode registry is rebuilt only if the plugin had registered modes."""
+        target = plugin if plugin is not None else (self.get_plugin(name) if name is not None else None)
+        if (
+            target is not None
+            and self.is_registered(target)
+            and self._implements(target, "register_execution_modes")
+        ):
+            self._modes = None
         return super().unregister(plugin, name)
 
     def register_checked(self, plugin: object, *, name: str, distribution: str, version: str) -> PluginInfo:
@@ -155,27 +259,26 @@ class KtrdrPluginManager(pluggy.PluginManager):
     def _collect_modes(self) -> dict[str, RegisteredMode]:
         modes: dict[str, RegisteredMode] = {}
         self._conflicts = []
-        self._mode_errors = {}
-        for impl in self.hook.register_execution_modes.get_hookimpls():
-            info = self._infos.get(impl.plugin_name)
-            dist = info.distribution if info else impl.plugin_name
 
-            def register(mode: ExecutionMode, _plugin: str = impl.plugin_name, _dist: str = dist) -> None:
+        def register_for(plugin: str) -> Callable[[ExecutionMode], None]:
+            info = self._infos.get(plugin)
+            dist = info.distribution if info else plugin
+
+            def register(mode: ExecutionMode) -> None:
                 name = mode.name
-                if name in modes and modes[name].distribution != _dist:
+                if name in modes and modes[name].distribution != dist:
                     self._conflicts.append(
                         f"execution mode {name!r} is registered by both "
-                        f"{modes[name].distribution} and {_dist}; uninstall or disable one "
+                        f"{modes[name].distribution} and {dist}; uninstall or disable one "
                         f"({ENV_DISABLE})"
                     )
                     return
-                modes[name] = RegisteredMode(mode, _plugin, _dist)
+                modes[name] = RegisteredMode(mode, plugin, dist)
 
-            try:
-                impl.function(register)
-            except Exception as exc:  # noqa: BLE001 - isolate a plugin whose hook raises
-                self._mode_errors[impl.plugin_name] = _describe(exc)
-                logger.warning("plugin %s raised registering modes: %s", impl.plugin_name, exc)
+            return register
+
+        for _plugin, _error in self.calls.register_execution_modes(register_for):
+            pass  # one that raised is recorded (plugin_infos shows it); the modes it did register stay
         return modes
 
     def registered_modes(self) -> dict[str, RegisteredMode]:
@@ -215,7 +318,8 @@ class KtrdrPluginManager(pluggy.PluginManager):
         infos = []
         for name, info in sorted(self._infos.items()):
             modes = tuple(sorted(m for m, entry in registered.items() if entry.plugin == name))
-            error = info.error or self._mode_errors.get(name)
+            hook_errors = self.hook_errors(name)
+            error = info.error or next((f"{hook}: {text}" for hook, text in hook_errors.items()), None)
             infos.append(attrs.evolve(info, modes=modes, error=error))
         return infos
 
@@ -243,24 +347,73 @@ _lock = threading.Lock()
 _manager: KtrdrPluginManager | None = None
 
 
-def _build_manager() -> KtrdrPluginManager:
-    from ktrdr_core import builtin
+# -- the core's own plugins ---------------------------------------------------------
+# Each is loaded when the manager is built, not when this module is imported: the
+# ledger (SQLite), the rollout's auto-rollback and the engine's indicator package
+# stay out of ``import ktrdr_core``.
 
+
+def _always(environ: Mapping[str, str]) -> bool:
+    return True
+
+
+def _ledger_on(environ: Mapping[str, str]) -> bool:
+    from ktrdr_core.ledger.plugin import ledger_enabled
+
+    return ledger_enabled(environ)  # KTRDR_LEDGER=off skips the run ledger (docs/decisions.md)
+
+
+def _selector() -> object:
+    return builtin
+
+
+def _indicators() -> object:
+    from ktrdr_core.training.indicators import plugin
+
+    return plugin
+
+
+def _ledger() -> object:
+    from ktrdr_core.ledger.plugin import ledger_plugin
+
+    return ledger_plugin
+
+
+def _auto_rollback() -> object:
+    from ktrdr_core.rollout.autorollback import AutoRollbackPlugin
+
+    return AutoRollbackPlugin()
+
+
+@attrs.frozen
+class DefaultPlugin:
+    """One of the core's own plugins: registered before any entry point, like any plugin."""
+
+    name: str
+    load: Callable[[], object]
+    enabled: Callable[[Mapping[str, str]], bool] = _always
+    """Whether the environment wants it (the ledger and its auto-rollback can be turned off)."""
+
+
+DEFAULT_PLUGINS: tuple[DefaultPlugin, ...] = (
+    DefaultPlugin("ktrdr-core", _selector),
+    DefaultPlugin("ktrdr-indicators", _indicators),
+    DefaultPlugin("ktrdr-ledger", _ledger, _ledger_on),
+    DefaultPlugin("ktrdr-auto-rollback", _auto_rollback, _ledger_on),
+)
+"""The core's plugins, in registration order (docs/hooks.md lists what each implements)."""
+
+
+def _build_manager(environ: Mapping[str, str] | None = None) -> KtrdrPluginManager:
+    env = os.environ if environ is None else environ
     pm = KtrdrPluginManager()
     version = metadata.version(BUILTIN_DISTRIBUTION) if _dist_installed() else "dev"
-    pm.register_checked(builtin, name="ktrdr-core", distribution=BUILTIN_DISTRIBUTION, version=version)
-    from ktrdr_core.training.indicators import plugin as indicator_plugin
-
-    pm.register_checked(
-        indicator_plugin, name="ktrdr-indicators", distribution=BUILTIN_DISTRIBUTION, version=version
-    )
-    from ktrdr_core.ledger.plugin import ledger_enabled, ledger_plugin
-
-    if ledger_enabled(os.environ):  # KTRDR_LEDGER=off skips the run ledger (docs/decisions.md)
-        pm.register_checked(
-            ledger_plugin, name="ktrdr-ledger", distribution=BUILTIN_DISTRIBUTION, version=version
-        )
-    pm.load_entry_points()
+    for default in DEFAULT_PLUGINS:
+        if default.enabled(env):
+            pm.register_checked(
+                default.load(), name=default.name, distribution=BUILTIN_DISTRIBUTION, version=version
+            )
+    pm.load_entry_points(env)
     return pm
 
 
@@ -286,3 +439,6 @@ def reset_plugin_manager() -> None:
     global _manager
     with _lock:
         _manager = None
+
+
+pluginhost.provide(get_plugin_manager)  # the engine finds indicator plugins through this

@@ -213,3 +213,83 @@ def test_health_if_importable_names_the_missing_module() -> None:
     health = ModeHealth.if_importable("demo", ("json", "no_such_module_here"))
     assert not health.healthy
     assert health.detail == "the demo mode cannot run: no_such_module_here is not installed"
+
+
+# -- hooks go through pluggy's own call machinery --------------------------------------------------
+
+
+def test_hookcall_monitoring_sees_every_hook_the_manager_calls() -> None:
+    manager, _ = manager_with(StepMode("legacy"), StepMode("unified"))
+    manager.plugin_manager.execution_modes()  # collected once, before: not part of a request
+    seen: list[str] = []
+    undo = manager.plugin_manager.add_hookcall_monitoring(
+        lambda hook_name, impls, kwargs: seen.append(hook_name),
+        lambda outcome, hook_name, impls, kwargs: None,
+    )
+    try:
+        assert manager.train(TrainingRequest(strategy="s")).success
+    finally:
+        undo()
+    assert seen == [
+        "select_mode",
+        "progress_sinks",
+        "cancellation_sources",
+        "training_started",
+        "training_finished",
+    ]
+
+
+def test_wrapper_impls_wrap_the_call() -> None:
+    """A new-style wrapper adds a sink to the answers; an old-style hookwrapper sees the call's outcome."""
+    manager, recorder = manager_with(StepMode("legacy", steps=3))
+    extra: list[Any] = []
+    outcomes: list[Any] = []
+
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def progress_sinks(self, request: Any, decision: Any) -> Any:
+            found = yield
+            return [*found, [lambda epoch, total, metrics: extra.append(metrics["batch"])]]
+
+        @hookimpl(hookwrapper=True)
+        def training_finished(self, request: Any, decision: Any, result: Any, report: Any) -> Any:
+            outcome = yield
+            outcomes.append((result.status, outcome.exception))
+
+    manager.plugin_manager.register(Wrapping(), name="wrapping")
+    assert manager.train(TrainingRequest(strategy="s")).success
+    assert extra == [1, 2, 3] and len(recorder.updates) == 3  # the wrapped call's own sinks still answer
+    assert outcomes == [("success", None)]
+
+
+def test_a_broken_impl_is_isolated_recorded_and_shown() -> None:
+    manager, recorder = manager_with(StepMode("legacy"))
+
+    class Broken:
+        @hookimpl(tryfirst=True)  # called before the recorder: the recorder must still hear the start
+        def training_started(self, request: Any, decision: Any) -> None:
+            raise ValueError("observer bug")
+
+    pm = manager.plugin_manager
+    pm.register_checked(Broken(), name="broken", distribution="broken-dist", version="1")
+    assert manager.train(TrainingRequest(strategy="s")).success
+    assert recorder.started == ["legacy"] and len(recorder.finished) == 1
+    infos = {info.name: info for info in pm.plugin_infos()}
+    assert infos["broken"].error == "training_started: ValueError: observer bug"
+    assert infos["provider"].error is None
+
+
+def test_a_raising_wrapper_fails_only_its_hook_and_is_recorded() -> None:
+    manager, recorder = manager_with(StepMode("legacy"))
+
+    class BadWrapper:
+        @hookimpl(wrapper=True)
+        def cancellation_sources(self, request: Any) -> Any:
+            yield
+            raise RuntimeError("wrapper bug")
+
+    manager.plugin_manager.register_checked(BadWrapper(), name="badwrap", distribution="b", version="1")
+    assert manager.train(TrainingRequest(strategy="s")).success
+    assert recorder.finished and recorder.finished[0][1] == "success"
+    infos = {info.name: info for info in manager.plugin_manager.plugin_infos()}
+    assert infos["badwrap"].error == "cancellation_sources: RuntimeError: wrapper bug"

@@ -132,7 +132,7 @@ def test_hook_that_raises_while_registering_is_isolated() -> None:
     pm.register_checked(Working(), name="working", distribution="y", version="1")
     assert list(pm.execution_modes()) == ["fine"]
     infos = {info.name: info for info in pm.plugin_infos()}
-    assert infos["exploding"].error == "RuntimeError: boom"
+    assert infos["exploding"].error == "register_execution_modes: RuntimeError: boom"
     assert infos["working"].modes == ("fine",)
 
 
@@ -148,3 +148,98 @@ def test_unknown_hook_name_is_reported() -> None:
     info = pm.register_checked(Typo(), name="typo", distribution="t", version="1")
     assert info.error is not None and "register_execution_mode" in info.error
     assert not pm.is_registered(Typo)
+
+
+# -- the default plugins, the mode registry, registration hooks through pluggy ----------------------
+
+
+def test_the_default_plugins_come_from_one_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ktrdr_core import plugins
+
+    monkeypatch.setenv("KTRDR_PLUGINS", "no-installed-plugins")
+    names = [default.name for default in plugins.DEFAULT_PLUGINS]
+    assert names == ["ktrdr-core", "ktrdr-indicators", "ktrdr-ledger", "ktrdr-auto-rollback"]
+    plugins.reset_plugin_manager()
+    try:
+        pm = plugins.get_plugin_manager()
+        assert [name for name in names if pm.get_plugin(name) is not None] == names
+        monkeypatch.setenv("KTRDR_LEDGER", "off")
+        plugins.reset_plugin_manager()
+        off = plugins.get_plugin_manager()
+        assert [name for name in names if off.get_plugin(name) is not None] == [
+            "ktrdr-core",
+            "ktrdr-indicators",
+        ]
+    finally:
+        plugins.reset_plugin_manager()
+
+
+class CountingMode:
+    """A mode whose health is cached, like cloud's: asked once per instance."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.health_checks = 0
+
+    def health(self) -> Any:
+        from ktrdr_core import ModeHealth
+
+        self.health_checks += 1
+        return ModeHealth.ok()
+
+
+def test_the_mode_registry_survives_an_unrelated_register() -> None:
+    from ktrdr_core import hookimpl
+
+    built: list[int] = []
+
+    class Provider:
+        @hookimpl
+        def register_execution_modes(self, register: Any) -> None:
+            built.append(1)
+            register(CountingMode())
+
+    class Observer:
+        @hookimpl
+        def training_started(self, request: Any, decision: Any) -> None:
+            pass
+
+    pm = KtrdrPluginManager()
+    pm.register(Provider(), name="provider")
+    mode = pm.get_mode("counting")
+    observer = Observer()
+    pm.register(observer, name="per-request")  # what the CLI and service do for every request
+    pm.unregister(observer)
+    assert pm.get_mode("counting") is mode and built == [1]  # same instance, with whatever it cached
+
+    class Another:
+        @hookimpl
+        def register_execution_modes(self, register: Any) -> None:
+            pass
+
+    another = Another()
+    pm.register(another, name="another")
+    assert pm.get_mode("counting") is not mode and built == [1, 1]  # a mode plugin came: rebuilt
+    pm.unregister(name="another")
+    pm.get_mode("counting")
+    assert len(built) == 3
+
+
+def test_registration_hooks_are_monitored_and_attributed() -> None:
+    from ktrdr_core import hookimpl
+
+    class One:
+        @hookimpl
+        def register_execution_modes(self, register: Any) -> None:
+            register(CountingMode())
+
+    pm = KtrdrPluginManager()
+    pm.register_checked(One(), name="one", distribution="one-dist", version="1")
+    seen: list[tuple[str, list[str]]] = []
+    pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: seen.append((name, [impl.plugin_name for impl in impls])),
+        lambda outcome, name, impls, kwargs: None,
+    )
+    assert pm.registered_modes()["counting"].distribution == "one-dist"
+    assert seen == [("register_execution_modes", ["one"])]

@@ -13,14 +13,9 @@ from cli_inprocess import CliRun, run_ktrdr
 from ktrdr_core import ModeHealth, TrainingRequest, TrainingResult
 from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.rollout.policy import Decision
-from ktrdr_core.rollout.shadow import (
-    ShadowConfig,
-    ShadowPlugin,
-    sampled,
-    set_shadow_percentage,
-    shadow_request,
-)
+from ktrdr_core.rollout.shadow import ShadowConfig, sampled, set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore
+from ktrdr_core.service.shadow import ShadowPlugin, shadow_request
 
 
 def ktrdr(*args: str) -> CliRun:

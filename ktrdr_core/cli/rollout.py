@@ -43,7 +43,7 @@ def explain_decision(user_id: str) -> tuple[RolloutPolicy, Decision]:
     policy = RolloutPolicy.from_env()
     pm = get_plugin_manager()
     request = TrainingRequest(strategy="(explain)", user_id=user_id)
-    decision = pm.hook.select_mode(request=request, policy=policy, modes=pm.execution_modes())
+    decision = pm.calls.select_mode(request=request, policy=policy, modes=pm.execution_modes())
     return policy, decision
 
 

@@ -2,9 +2,10 @@
 
 Registered by default (``ktrdr-ledger``, after the core's own hooks) unless
 ``KTRDR_LEDGER`` is ``off``/``false``/``0``/``no``. ``training_started``
-inserts the ``running`` row; ``training_finished`` completes it and then,
-when the rollout file enables it, runs the automatic-rollback check — after
-the write, so the run that tips the error rate is counted.
+inserts the ``running`` row; ``training_finished`` completes it. The ledger
+knows nothing of the rollout: the automatic-rollback check is its own
+observer (:class:`ktrdr_core.rollout.autorollback.AutoRollbackPlugin`), called
+after this one.
 
 The ledger resolves ``KTRDR_HOME`` at each call, so one long-lived process
 follows the environment it runs in. A ledger that cannot be written never
@@ -142,19 +143,6 @@ class LedgerPlugin:
             )
             with self._lock:
                 self._unwritten.append((ledger, start, {**finish, "run_id": run_id}))
-            return
-        self._after_write(ledger, run_id)
-
-    @staticmethod
-    def _after_write(ledger: RunLedger, run_id: int) -> None:
-        from ktrdr_core.rollout.autorollback import maybe_auto_rollback
-
-        try:
-            record = ledger.get(run_id)
-            if record is not None:
-                maybe_auto_rollback(ledger, record)
-        except Exception:  # noqa: BLE001 - a broken rollout file must not fail the training
-            logger.exception("automatic-rollback check failed")
 
 
 ledger_plugin = LedgerPlugin()

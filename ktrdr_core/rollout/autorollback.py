@@ -4,8 +4,9 @@ Enabled in the rollout file::
 
     "auto_rollback": {"enabled": true, "window_runs": 20, "exclude_failed_users": false}
 
-After each finished candidate run (the ledger plugin calls
-:func:`maybe_auto_rollback` once the run is written), the last
+After each finished candidate run (:class:`AutoRollbackPlugin`, a
+lifecycle observer registered by default after the ledger's and called after
+it, so the run that tips the error rate is already written), the last
 ``window_runs`` finished candidate runs *since the rollout was last changed*
 are taken — and nothing happens until there are that many. If
 ``errors / window_runs`` is strictly greater than the current stage's
@@ -19,7 +20,7 @@ Counting only runs since the last rollout change means a rollout re-enabled
 after a fix is judged on its own runs, not on the failures that stopped it.
 Failures of kind ``bad_input`` (the request could not work anywhere) are
 not counted, nor are shadow runs (background candidate runs on users'
-requests, ``ktrdr_core.rollout.shadow``): they are not user traffic. A
+requests, ``ktrdr_core.service.shadow``): they are not user traffic. A
 custom percentage uses the threshold of the stage below it (1-49 % canary,
 51-99 % expanded); nothing is checked while the rollout is off. With
 ``exclude_failed_users`` the users whose candidate runs failed in the window
@@ -28,6 +29,7 @@ are added to the exclusion list in the same change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from typing import Any
 import attrs
 
 from ktrdr_core.errors import ConfigurationError
+from ktrdr_core.hookspecs import hookimpl
 from ktrdr_core.ledger.store import (
     FAILED_STATUSES,
     FINISHED_STATUSES,
@@ -47,6 +50,8 @@ from ktrdr_core.rollout.gates import GateConfig, exceeds
 from ktrdr_core.rollout.policy import RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_ENABLED, ENV_PERCENTAGE, RolloutSettings
 from ktrdr_core.rollout.store import AuditEntry, RolloutStore
+
+logger = logging.getLogger(__name__)
 
 AUTO_ROLLBACK_ACTION = "auto_rollback"
 AUTO_ROLLBACK_ACTOR = "ktrdr-auto-rollback"
@@ -248,3 +253,26 @@ def auto_rollback_state(store: RolloutStore) -> dict[str, Any]:
         "rolled_back": active,
         "last": last.to_dict() if last is not None else None,
     }
+
+
+class AutoRollbackPlugin:
+    """Runs :func:`maybe_auto_rollback` after each finished run, once the ledger has written it.
+
+    ``trylast``, so the ledger's own observer (a plain one) has completed the
+    run's row first. A run the ledger could not write (kept in memory for a
+    retry) is not judged: its row is still ``running``.
+    """
+
+    @hookimpl(trylast=True)
+    def training_finished(self, request: Any) -> None:
+        try:
+            ledger = RunLedger()
+            finished = [
+                run
+                for run in ledger.find(request.request_id)
+                if run.status in FINISHED_STATUSES and not run.shadow
+            ]
+            if finished:
+                maybe_auto_rollback(ledger, finished[-1])
+        except Exception:  # noqa: BLE001 - a broken rollout file must not fail the training
+            logger.exception("automatic-rollback check failed")

@@ -52,7 +52,7 @@ from ktrdr_core.plugins import KtrdrPluginManager, get_plugin_manager, mode_capa
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import ENV_FOR_FIELD, STAGES
-from ktrdr_core.rollout.shadow import ShadowConfig, ShadowPlugin, ShadowRunner, set_shadow_percentage
+from ktrdr_core.rollout.shadow import ShadowConfig, set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore, RolloutStoreError
 from ktrdr_core.service.dashboard import dashboard_router
 from ktrdr_core.service.durable import recorder_for
@@ -89,6 +89,7 @@ from ktrdr_core.service.sessions import (
     TrainingService,
     UnknownTrainingError,
 )
+from ktrdr_core.service.shadow import ShadowPlugin, ShadowRunner
 
 logger = logging.getLogger(__name__)
 

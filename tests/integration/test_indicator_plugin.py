@@ -113,7 +113,10 @@ def test_a_plugin_indicator_trains_and_a_broken_plugin_is_isolated(
     assert rows["range_indicators"]["error"] is None
     assert rows["ktrdr-indicators"]["hooks"] == ["register_indicators"]
     assert len(rows["ktrdr-indicators"]["indicators"]) == 31
-    assert rows["bad_indicators"]["error"] == "RuntimeError: indicator plugin broken on purpose"
+    assert (
+        rows["bad_indicators"]["error"]
+        == "register_indicators: RuntimeError: indicator plugin broken on purpose"
+    )
 
     proc = run_ktrdr(
         site, tmp_path, cli_env, "train", "uses_plugin", "--mode", "legacy", "--json", "--no-progress"

@@ -20,8 +20,8 @@ from ktrdr_core import TrainingManager, TrainingRequest, get_plugin_manager
 from ktrdr_core.ledger.store import RunLedger
 from ktrdr_core.plugins import reset_plugin_manager
 from ktrdr_core.rollout.bucket import bucket_for
-from ktrdr_core.rollout.shadow import ShadowPlugin, ShadowRunner
 from ktrdr_core.rollout.store import RolloutStore
+from ktrdr_core.service.shadow import ShadowPlugin, ShadowRunner
 
 FEW_RUNS = {
     "min_runs": 3,

@@ -15,8 +15,9 @@ from ktrdr_core.ledger.store import RunLedger
 from ktrdr_core.plugins import reset_plugin_manager
 from ktrdr_core.rollout.gates import PASS, GateConfig, evaluate_gate
 from ktrdr_core.rollout.policy import RolloutPolicy
-from ktrdr_core.rollout.shadow import ShadowPlugin, ShadowRunner, set_shadow_percentage
+from ktrdr_core.rollout.shadow import set_shadow_percentage
 from ktrdr_core.rollout.store import RolloutStore
+from ktrdr_core.service.shadow import ShadowPlugin, ShadowRunner
 
 WAIT = 300  # a spawned process imports torch before it trains: generous on a loaded machine
 

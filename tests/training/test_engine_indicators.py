@@ -193,9 +193,8 @@ def test_duplicate_type_or_alias_names_both() -> None:
 
 
 def test_a_broken_plugin_is_isolated() -> None:
-    import pluggy
-
-    from ktrdr_core import hookimpl, hookspecs
+    from ktrdr_core import hookimpl
+    from ktrdr_core.plugins import KtrdrPluginManager
     from ktrdr_core.training.indicators import plugin as builtin_plugin
 
     class Good:
@@ -214,8 +213,7 @@ def test_a_broken_plugin_is_isolated() -> None:
         def register_indicators(self, registry: Any) -> None:
             registry.register(_spec("my_rsi", aliases=("rsi",)))
 
-    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    pm.add_hookspecs(hookspecs)
+    pm = KtrdrPluginManager()
     pm.register(Raises(), name="raises")
     pm.register(Good(), name="good")
     pm.register(TakesABuiltinName(), name="greedy")

@@ -25,6 +25,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ktrdr_core import pluginhost
+
 __all__ = [
     "PRICE_COLUMNS",
     "IndicatorRegistry",
@@ -361,21 +363,23 @@ BUILTIN_PLUGIN = "ktrdr-indicators"
 def collect_indicators(pm: Any) -> IndicatorRegistry:
     """Run every ``register_indicators`` implementation, each isolated from the others.
 
-    The built-ins go first, so a plugin cannot take a built-in name. A plugin
-    whose hook raises (or registers a taken name) contributes nothing; its
-    error is kept in ``registry.errors`` and logged.
+    The built-ins go first, so a plugin cannot take a built-in name. Each
+    plugin is called on its own through ``pm.calls`` (pluggy's call machinery)
+    with its own view of the registry: a plugin whose hook raises (or
+    registers a taken name) contributes nothing; its error is kept in
+    ``registry.errors`` and logged.
     """
     registry = IndicatorRegistry()
-    impls = list(pm.hook.register_indicators.get_hookimpls())
-    impls.sort(key=lambda impl: impl.plugin_name != BUILTIN_PLUGIN)
-    for impl in impls:
-        view = _PluginView(registry, impl.plugin_name)
-        try:
-            impl.function(registry=view)
-            view.commit()
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the others down
-            registry.errors[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
-            logger.warning("plugin %s raised registering indicators: %s", impl.plugin_name, exc)
+    views: dict[str, _PluginView] = {}
+
+    def view_for(plugin: str) -> _PluginView:
+        return views.setdefault(plugin, _PluginView(registry, plugin))
+
+    for plugin, error in pm.calls.register_indicators(view_for, first=BUILTIN_PLUGIN):
+        if error is None:
+            views[plugin].commit()
+        else:
+            registry.errors[plugin] = error
     return registry
 
 
@@ -386,9 +390,7 @@ _cached: tuple[Any, IndicatorRegistry] | None = None
 def default_registry() -> IndicatorRegistry:
     """Built-ins + every loaded plugin's hook; cached for the current plugin manager."""
     global _cached
-    from ktrdr_core.plugins import get_plugin_manager
-
-    pm = get_plugin_manager()
+    pm = pluginhost.plugin_manager()
     with _lock:
         if _cached is None or _cached[0] is not pm:
             _cached = (pm, collect_indicators(pm))
