@@ -188,6 +188,7 @@ def compare(
     report), 2 for bad input.
     """
     from ktrdr_core.cli.sinks import CliPlugin
+    from ktrdr_core.cli.train import check_date_options
     from ktrdr_core.extras import require_extra
 
     # the report (its curves.png) is always written: say what is missing before any training
@@ -205,6 +206,7 @@ def compare(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     check_strategy_name(strategy)
+    check_date_options(start_date, end_date)
     from ktrdr_core.training.overrides import parse_set_options
 
     settings = parse_set_options(set_items)

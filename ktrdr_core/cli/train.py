@@ -46,6 +46,15 @@ def _summary(result: TrainingResult) -> None:
         click.echo(f"  warning:    {warning}")
 
 
+def check_date_options(start_date: str | None, end_date: str | None) -> None:
+    """``--start``/``--end`` read as the engine and the HTTP API read them: refused before any training."""
+    from ktrdr_core.times import parse_iso
+
+    for option, value in (("--start", start_date), ("--end", end_date)):
+        if value is not None:
+            parse_iso(value, what=option)
+
+
 @click.command()
 @click.argument("strategy")
 @click.option("--user", "user_id", default="default", show_default=True, help="User id the rollout hashes.")
@@ -110,6 +119,7 @@ def train(
     )
     check_strategy_name(strategy)
     check_user_id(user_id)
+    check_date_options(start_date, end_date)
     # Validate the strategy file before routing: a broken file is the user's to fix (exit 2),
     # found in milliseconds, and never counted as an error of whichever mode would have run it.
     from ktrdr_core.training.overrides import parse_set_options

@@ -1,9 +1,10 @@
 """Times in the ledger: UTC ISO text for people, epoch seconds for queries.
 
 ``--since`` and the gates' ``window`` accept the forms an operator types:
-an ISO date or date-time (``2024-05-01``, ``2024-05-01T09:30``, with or
-without an offset; no offset means UTC) or a relative age (``90s``, ``30m``,
-``12h``, ``7d``, ``2w``). Anything else is a :class:`BadInputError`.
+an ISO date or date-time, read by :mod:`ktrdr_core.times` like every other
+date in ktrdr (``2024-05-01``, ``2024-05-01T09:30``, with ``Z``, an offset or
+neither, which means UTC), or a relative age (``90s``, ``30m``, ``12h``,
+``7d``, ``2w``). Anything else is a :class:`BadInputError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import time
 
 from ktrdr_core.errors import BadInputError
+from ktrdr_core.times import ISO_FORMS, try_parse_iso
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -45,24 +47,13 @@ def parse_since(text: str, *, now: float | None = None, what: str = "--since") -
     raw = str(text).strip()
     if _RELATIVE.match(raw):
         return now - parse_duration(raw, what=what)
-    try:
-        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
-    except ValueError:
-        raise BadInputError(
-            f"{what}: expected an ISO date (2024-05-01), an ISO date-time (2024-05-01T09:30) "
-            f"or a relative age such as 7d or 12h, got {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+    moment = try_parse_iso(raw)
+    if moment is None:
+        raise BadInputError(f"{what} must be {ISO_FORMS}, or a relative age such as 7d or 12h; got {text!r}")
     return moment.timestamp()
 
 
 def parse_audit_timestamp(text: str) -> float | None:
     """An audit-log timestamp as epoch seconds; ``None`` if it is not one."""
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    moment = try_parse_iso(text)
+    return None if moment is None else moment.timestamp()

@@ -66,7 +66,8 @@ INSUFFICIENT = "INSUFFICIENT DATA"
 EXIT_CODES = {PASS: 0, FAIL: 1, INSUFFICIENT: 3}
 """``ktrdr rollout gate`` / ``advance`` exit codes: 0 PASS, 1 FAIL, 3 INSUFFICIENT DATA."""
 
-NEXT_STAGE: dict[str, str | None] = {"off": "canary", "canary": "expanded", "expanded": "full", "full": None}
+NEXT_STAGE: dict[str, str | None] = dict(zip(STAGES, [*list(STAGES)[1:], None], strict=True))
+"""Each stage's successor, in :data:`STAGES` order (``full`` has none)."""
 GATE_TITLES = {
     "off": "Phase 1 -> Phase 2 (off -> canary)",
     "canary": "Stage 2.1 -> 2.2 (canary -> expanded)",

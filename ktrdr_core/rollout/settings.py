@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -49,13 +49,18 @@ that stores a new section adds its key here."""
 
 MODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-# The rollout stages (docs/runbook.md): name -> (flag, percentage).
+StageName = Literal["off", "canary", "expanded", "full"]
+"""The rollout stages' names, in order, for type checkers and the HTTP API's schema."""
+
 STAGES: dict[str, tuple[bool, int]] = {
     "off": (False, 0),
     "canary": (True, 10),
     "expanded": (True, 50),
     "full": (True, 100),
 }
+"""The rollout stages (docs/runbook.md), in order: name -> (flag, percentage). The one stage
+list: the CLI's choices, the HTTP API's ``stage``, the gates' next stage all come from here
+(a test keeps :data:`StageName` equal to its keys)."""
 
 
 def stage_for(enabled: bool, percentage: int) -> str:

@@ -8,7 +8,6 @@ path such as ``../x`` is refused).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
@@ -23,6 +22,8 @@ from ktrdr_core.request import (
     check_strategy_name,
     check_user_id,
 )
+from ktrdr_core.rollout.settings import StageName
+from ktrdr_core.times import iso_error, parse_iso, try_parse_iso
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
 
@@ -35,7 +36,6 @@ def _user_id(value: str) -> str:
 
 
 TrainingStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-StageName = Literal["off", "canary", "expanded", "full"]
 
 
 def _check_names(
@@ -55,24 +55,9 @@ def _check_names(
 def _check_date(value: str | None, field: str) -> str | None:
     if value is None:
         return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            dt.date.fromisoformat(text)
-        else:
-            dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{field} must be an ISO date or date-time such as 2023-03-01 or 2023-03-01T12:00:00Z"
-        ) from None
-    return text
-
-
-def _as_utc(text: str) -> dt.datetime:
-    if len(text) == 10:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    if try_parse_iso(value) is None:
+        raise ValueError(iso_error(field, value))
+    return value.strip()
 
 
 class TrainingOverrides(BaseModel):
@@ -179,7 +164,11 @@ class TrainingCreate(BaseModel):
 
     @model_validator(mode="after")
     def _range(self) -> TrainingCreate:
-        if self.start_date and self.end_date and _as_utc(self.start_date) > _as_utc(self.end_date):
+        if (
+            self.start_date
+            and self.end_date
+            and parse_iso(self.start_date) > parse_iso(self.end_date, end_of_day=True)
+        ):
             raise ValueError("start_date is after end_date")
         return self
 

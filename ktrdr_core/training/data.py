@@ -26,7 +26,7 @@ import gzip
 import io
 import os
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 
 from ktrdr_core.errors import BadInputError
+from ktrdr_core.times import parse_iso, try_parse_iso
 
 __all__ = [
     "COLUMNS",
@@ -129,26 +130,14 @@ def parse_date_bound(value: str | None, *, end: bool = False, what: str = "date"
     """A start/end bound in UTC seconds; a bare date as an end bound includes that whole day."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-            if end:
-                moment += timedelta(days=1) - timedelta(seconds=1)
-        else:
-            moment = _parse_datetime(text)
-    except ValueError:
-        raise BadInputError(
-            f"{what} {value!r} is not a date such as 2023-01-31 or 2023-01-31T12:00:00Z"
-        ) from None
+    moment = parse_iso(value, what=what, end_of_day=end)
     return np.datetime64(int(moment.timestamp()), "s")
 
 
 def _parse_datetime(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = try_parse_iso(text)
+    if moment is None:
+        raise ValueError(text)
     return moment
 
 

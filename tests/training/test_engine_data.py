@@ -188,7 +188,7 @@ def test_empty_file(tmp_path: Path, write_csv: Callable[..., Path]) -> None:
 
 
 def test_bad_date_bound() -> None:
-    with pytest.raises(BadInputError, match="start_date 'soon'"):
+    with pytest.raises(BadInputError, match="start_date must be an ISO date or date-time.*got .soon."):
         parse_date_bound("soon", what="start_date")
 
 
