@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from ktrdr_core.errors import CancellationError
 
 __all__ = [
+    "CANCELLATION_BOUND_SECONDS",
     "CancellationError",
     "CancellationSource",
     "CancellationToken",
@@ -24,6 +25,13 @@ __all__ = [
     "ThreadingCancellationToken",
     "create_cancellation_token",
 ]
+
+CANCELLATION_BOUND_SECONDS = 0.1
+"""The contract's bound from ``token.cancel()`` to ``execute()`` raising (docs/contract.md#cancellation).
+
+The one place the advertised 100 ms is written: the contract suite, ``ktrdr
+compare``'s cancel check and docs/contract.md (a test compares) all use it.
+"""
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""Small in-process execution modes for the core's tests, and a plugin that registers them.
+"""Small in-process execution modes for the core's tests (the plugin that registers them is the kit's).
 
 They are real ExecutionMode implementations in miniature — they report progress,
 honour cancellation and fail on request — so the manager, the ledger and the
@@ -17,10 +17,10 @@ from ktrdr_core import (
     ModeHealth,
     TrainingRequest,
     TrainingResult,
-    builtin,
-    hookimpl,
 )
-from ktrdr_core.plugins import KtrdrPluginManager
+from ktrdr_core.testing import ModeProvider, plugin_manager_with
+
+__all__ = ["ModeProvider", "StepMode", "plugin_manager_with"]
 
 
 class StepMode:
@@ -59,23 +59,3 @@ class StepMode:
                 raise RuntimeError(self.error)
             time.sleep(self.delay)
         return self.result
-
-
-class ModeProvider:
-    """A plugin registering the given modes."""
-
-    def __init__(self, *modes: Any) -> None:
-        self.modes = modes
-
-    @hookimpl
-    def register_execution_modes(self, register: Any) -> None:
-        for mode in self.modes:
-            register(mode)
-
-
-def plugin_manager_with(*modes: Any) -> KtrdrPluginManager:
-    """A private plugin manager: the core's default selector plus ``modes``, no entry points."""
-    pm = KtrdrPluginManager()
-    pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="test")
-    pm.register_checked(ModeProvider(*modes), name="provider", distribution="test-modes", version="1")
-    return pm

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ktrdr_core import errors
+from ktrdr_core.cancellation import CANCELLATION_BOUND_SECONDS
 from ktrdr_core.ledger.store import STATUSES as LEDGER_STATUSES
 from ktrdr_core.result import RESULT_KEYS, Status, TrainingResult
 from ktrdr_core.service.models import TrainingStatus
@@ -79,8 +80,11 @@ def test_progress_types_and_keys() -> None:
 
 
 def test_cancellation_bound() -> None:
-    bound_ms = round(ExecutionModeContract.cancellation_bound_seconds * 1000)
-    assert f"**{bound_ms} ms**" in section("Cancellation")
+    bound_ms = round(CANCELLATION_BOUND_SECONDS * 1000)
+    assert ExecutionModeContract.cancellation_bound_seconds == CANCELLATION_BOUND_SECONDS
+    text = section("Cancellation")
+    assert f"**{bound_ms} ms**" in text
+    assert f"**95th percentile of {ExecutionModeContract.cancel_samples} cancels**" in text
 
 
 def test_statuses() -> None:

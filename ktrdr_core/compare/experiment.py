@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from ktrdr_core.cancellation import ThreadingCancellationToken
+from ktrdr_core.cancellation import CANCELLATION_BOUND_SECONDS, ThreadingCancellationToken
 from ktrdr_core.compare.diff import DEFAULT_TOLERANCE, FieldComparison, compare_results, history_gap
 from ktrdr_core.compare.stats import interval_stats, ratio
 from ktrdr_core.errors import BadInputError, CancellationError
@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 ROLES = ("control", "candidate")
 DEFAULT_CANCEL_DELAY = 0.25
 """Seconds after a cancel-check run's first progress update at which its token fires."""
-DEFAULT_CANCEL_LIMIT = 0.1
-"""The cancellation bound (docs/contract.md, "Cancellation"): under 100 ms."""
+DEFAULT_CANCEL_LIMIT = CANCELLATION_BOUND_SECONDS
+"""The cancellation bound (docs/contract.md#cancellation): under 100 ms."""
 CANCEL_CHECK_EPOCHS = 1000
 
 

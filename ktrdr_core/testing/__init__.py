@@ -14,14 +14,20 @@ SQLAlchemy dialects run ``sqlalchemy.testing.suite``::
 
     TestMyModeInTheManager = manager_state_machine(MyMode, max_examples=2, steps=6).TestCase
 
-- :class:`ExecutionModeContract` — the checks on one mode: result schema,
-  progress callback, cancellation (bound, no model left), raising callback,
-  same seed same metrics, bad input, ``health()``.
+- :class:`ExecutionModeContract` — the checks on one mode, in groups switched
+  by capability flags (``deterministic``, ``stores_models``, ...): name and
+  entry point, ``health()``, result schema and saved model, progress callback
+  and a raising one, cancellation (before start, mid-run, the p95 bound),
+  same seed same metrics, bad input.
 - :class:`ManagerStateMachine` / :func:`manager_state_machine` — a hypothesis
   state machine running the :class:`~ktrdr_core.TrainingManager` with the
   mode through start / cancel / complete / rollout-change sequences.
 - :class:`QuickMode` — a fast mode that honours the whole contract (no torch).
 - :mod:`ktrdr_core.testing.checks` — the checks as plain functions.
+- :class:`CancelAtCheck`, :class:`ModeProvider`, :func:`plugin_manager_with` — helpers for
+  a mode's own tests (a token that fires at its n-th check; modes in a private plugin manager).
+- ``pytest --ktrdr-mode NAME`` (:mod:`ktrdr_core.testing.pytest_plugin`) — the whole suite
+  against an installed mode, with no test code.
 
 It needs the ``testing`` extra (``pip install 'ktrdr-core[testing]'``: pytest
 and hypothesis); without it, the import says so in one line. Names are
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
         result_problems,
     )
     from ktrdr_core.testing.contract import ExecutionModeContract
+    from ktrdr_core.testing.helpers import CancelAtCheck, ModeProvider, plugin_manager_with
     from ktrdr_core.testing.modes import QuickMode
     from ktrdr_core.testing.statemachine import LifecycleLog, ManagerStateMachine, manager_state_machine
 
@@ -60,6 +67,9 @@ _EXPORTS = {
     "leftover_model_dirs": "checks",
     "result_problems": "checks",
     "ExecutionModeContract": "contract",
+    "CancelAtCheck": "helpers",
+    "ModeProvider": "helpers",
+    "plugin_manager_with": "helpers",
     "QuickMode": "modes",
     "LifecycleLog": "statemachine",
     "ManagerStateMachine": "statemachine",
@@ -67,15 +77,18 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CancelAtCheck",
     "ContractViolation",
     "ExecutionModeContract",
     "LifecycleLog",
     "ManagerStateMachine",
+    "ModeProvider",
     "ProgressProbe",
     "QuickMode",
     "fresh_ktrdr_home",
     "leftover_model_dirs",
     "manager_state_machine",
+    "plugin_manager_with",
     "result_problems",
 ]
 

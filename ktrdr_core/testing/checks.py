@@ -22,10 +22,13 @@ from typing import Any
 
 import attrs
 
+from ktrdr_core.cancellation import CANCELLATION_BOUND_SECONDS
 from ktrdr_core.request import TrainingRequest
 from ktrdr_core.result import RESULT_KEYS, TrainingResult
 
 __all__ = [
+    "CANCELLATION_BOUND_SECONDS",
+    "CANCELLATION_PERCENTILE",
     "TRAINING_METRIC_KEYS",
     "TEST_METRIC_KEYS",
     "METADATA_KEYS",
@@ -37,7 +40,10 @@ __all__ = [
     "fresh_ktrdr_home",
     "leftover_model_dirs",
     "result_problems",
+    "percentile",
     "run_mode",
+    "saved_model_problems",
+    "saves_a_model",
 ]
 
 #: keys each section of a successful result must have (docs/contract.md, "Results")
@@ -59,6 +65,8 @@ _EPOCH_VAL_KEYS = ("val_loss", "val_accuracy")
 SIGNATURE = "progress(epoch, total_epochs, metrics)"
 #: the page of the repository that states the contract these checks judge
 CONTRACT_PAGE = "docs/contract.md"
+#: the percentile of the timed cancels that must be within the bound
+CANCELLATION_PERCENTILE = 0.95
 
 
 class ContractViolation(AssertionError):
@@ -86,6 +94,8 @@ class ModeRun:
     thread: threading.Thread | None = None
     result_problems: list[str] | None = None
     """What :func:`result_problems` found, judged while the model folder still existed."""
+    model_problems: list[str] | None = None
+    """What :func:`saved_model_problems` found, judged while the model folder still existed."""
 
     @property
     def finished(self) -> bool:
@@ -298,7 +308,7 @@ class ProgressProbe:
             self._problem(
                 f"{kind}_keys",
                 f"{where}: the {kind!r} update lacks {', '.join(missing)} "
-                f"({CONTRACT_PAGE}, 'Progress updates'); {advice}",
+                f"({CONTRACT_PAGE}#progress-updates); {advice}",
             )
         for key in required:
             if key not in metrics:
@@ -448,7 +458,7 @@ def result_problems(
         absent = _missing(section, keys)
         if absent:
             problems.append(
-                f"{name} lacks {', '.join(absent)} ({CONTRACT_PAGE}, 'Results': {name} has {', '.join(keys)})"
+                f"{name} lacks {', '.join(absent)} ({CONTRACT_PAGE}#results: {name} has {', '.join(keys)})"
             )
 
     if "val_loss" in training and not (_number(training["val_loss"]) and training["val_loss"] >= 0):
@@ -512,15 +522,46 @@ def result_problems(
     for key in ("model_path", "model_id"):
         if data.get(key) is not None and not isinstance(data[key], str):
             problems.append(f"{key} must be a string or None, got {type(data[key]).__name__}")
-    if expect_model is None and request is not None:
-        expect_model = str(request.overrides.get("save_model", True)).lower() not in ("false", "0", "no")
-    model_path = data.get("model_path")
+    if expect_model is None:
+        expect_model = saves_a_model(request)
     if expect_model:
-        if not isinstance(model_path, str):
-            problems.append(
-                "model_path is None although the request saves a model (save_model is not "
-                "false); return the folder the model was saved in"
-            )
-        elif not Path(model_path).is_dir():
-            problems.append(f"model_path {model_path} is not an existing folder")
+        problems.extend(saved_model_problems(result))
     return problems
+
+
+def saves_a_model(request: TrainingRequest | None) -> bool:
+    """Whether ``request`` asks for a saved model (``save_model`` not turned off)."""
+    if request is None:
+        return False
+    return str(request.overrides.get("save_model", True)).lower() not in ("false", "0", "no")
+
+
+def saved_model_problems(result: Any) -> list[str]:
+    """What is wrong with the model a successful run says it saved; [] when the folder is there."""
+    if not isinstance(result, TrainingResult) or not result.success:
+        return []
+    model_path = result.model_path
+    if not isinstance(model_path, str):
+        return [
+            "model_path is None although the request saves a model (save_model is not "
+            "false); return the folder the model was saved in"
+        ]
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return [f"model_path {model_path} is not an existing folder"]
+    if not any(folder.iterdir()):
+        return [f"model_path {model_path} is an empty folder; save the model's files into it"]
+    return []
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values``, taking the lower value between two ranks.
+
+    numpy's ``method="lower"``: with 7 values the 95th percentile is the second
+    largest, so one cancel disturbed by a loaded machine cannot fail a mode
+    whose other cancels are all within the bound.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("percentile of no values")
+    return ordered[math.floor(fraction * (len(ordered) - 1))]

@@ -51,6 +51,7 @@ from ktrdr_core.rollout.bucket import bucket_for
 from ktrdr_core.rollout.policy import Decision, RolloutPolicy
 from ktrdr_core.rollout.settings import RolloutSettings
 from ktrdr_core.testing.checks import ContractViolation
+from ktrdr_core.testing.helpers import ModeProvider
 from ktrdr_core.testing.modes import QuickMode
 
 __all__ = ["LifecycleLog", "ManagerStateMachine", "manager_state_machine"]
@@ -88,16 +89,6 @@ class LifecycleLog:
     def counts(self) -> tuple[int, int]:
         with self.lock:
             return len(self.started), sum(len(v) for v in self.finished.values())
-
-
-class _ModeProvider:
-    def __init__(self, modes: list[Any]) -> None:
-        self.modes = modes
-
-    @hookimpl
-    def register_execution_modes(self, register: Callable[[Any], None]) -> None:
-        for mode in self.modes:
-            register(mode)
 
 
 @attrs.define
@@ -198,7 +189,7 @@ class ManagerStateMachine(RuleBasedStateMachine):
         pm = KtrdrPluginManager()
         pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="contract")
         pm.register_checked(
-            _ModeProvider([mode, control]),
+            ModeProvider(mode, control),
             name="modes-under-test",
             distribution="modes-under-test",
             version="contract",

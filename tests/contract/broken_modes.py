@@ -153,3 +153,36 @@ class FailingMode(QuickMode):
 
     def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
         raise RuntimeError("the GPU driver went away")
+
+
+class SlowToCancelOnce(QuickMode):
+    """Tidies up for a quarter of a second on its first cancel only: one slow cancel in several."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow_cancels_left = 1
+
+    def check(self, cancel: Any) -> None:
+        if cancel.is_cancelled() and self.slow_cancels_left > 0:
+            self.slow_cancels_left -= 1
+            time.sleep(0.25)
+        super().check(cancel)
+
+
+class WorksBeforeLookingAtTheToken(QuickMode):
+    """Sends a progress update before its first token check: a pre-cancelled run still starts."""
+
+    def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
+        self.report(progress, 1, 1, {"progress_type": "batch", "batch": 1, "total_batches_per_epoch": 1,
+                                     "train_loss": 1.0, "train_accuracy": 0.0})  # fmt: skip
+        return super().execute(request, progress, cancel)
+
+
+class ForgetsTheModel(QuickMode):
+    """Trains and reports success, but never saves the model it was asked to save."""
+
+    def save(self, request: Any, symbols: tuple[str, ...], payload: Mapping[str, Any]) -> tuple[str, str]:
+        return "", ""
+
+    def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
+        return attrs.evolve(super().execute(request, progress, cancel), model_path=None, model_id=None)

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
+from plugin_dists import pip_install_target, write_dist
 
 HERE = Path(__file__).resolve().parent
 
@@ -119,3 +120,38 @@ def run_contract(tmp_path: Path) -> Callable[..., ContractRun]:
         return ContractRun(int(code), collector.outcomes, collector.failures)
 
     return run
+
+
+VIAENTRY_PLUGIN = """\
+from ktrdr_core import hookimpl
+from ktrdr_core.testing import QuickMode
+
+
+class NeverStops(QuickMode):
+    \"\"\"Never looks at its token.\"\"\"
+
+    def check(self, cancel):
+        pass
+
+
+@hookimpl
+def register_execution_modes(register):
+    register(QuickMode("viaentry"))
+    register(NeverStops("neverstops"))
+"""
+
+
+@pytest.fixture(scope="session")
+def viaentry_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where pip installed ``ktrdr-mode-viaentry``: modes ``viaentry`` (QuickMode) and ``neverstops``."""
+    root = tmp_path_factory.mktemp("dists")
+    target = root / "site"
+    pip_install_target(target, write_dist(root, "ktrdr-mode-viaentry", "viaentry", VIAENTRY_PLUGIN))
+    return target
+
+
+@pytest.fixture
+def viaentry_installed(viaentry_site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``viaentry_site`` on ``sys.path`` for one test: its entry point is installed, as pip would."""
+    monkeypatch.syspath_prepend(str(viaentry_site))
+    return viaentry_site

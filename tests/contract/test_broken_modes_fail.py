@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-# (mode, -k expression, the check that must fail, phrases the failure must contain, class attributes)
+from ktrdr_core.testing import ExecutionModeContract
+
+# (mode, -k expression, the check that must fail, phrases the failure must contain, class attributes);
+# every mode but the last case's is not installed through an entry point, so `installed` is off there
+
 CASES: list[tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = [
     (
         "IgnoresCancellation()",
@@ -23,10 +27,38 @@ CASES: list[tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = [
     ),
     (
         "SlowToCancel()",
-        "cancellation_from_another_thread",
-        "test_cancellation_from_another_thread",
-        ("after token.cancel(); the bound is 100 ms", "check cancel.is_cancelled() more often"),
-        {"max_cancel_delay": 0.2},
+        "cancellation_is_within_the_bound",
+        "test_cancellation_is_within_the_bound",
+        (
+            "after token.cancel() at the 95th percentile of 7 cancels",
+            "the bound is 100 ms (docs/contract.md#cancellation)",
+            "check cancel.is_cancelled() more often",
+        ),
+        {"max_cancel_delay": 0.2, "cancel_epochs": 100},
+    ),
+    (
+        "WorksBeforeLookingAtTheToken()",
+        "cancelled_before_start",
+        "test_cancelled_before_start",
+        ("the mode still sent 1 progress update(s)", "check the token before any work"),
+        {},
+    ),
+    (
+        "ForgetsTheModel()",
+        "saved_model",
+        "test_a_saved_model_is_a_complete_folder",
+        ("model_path is None although the request saves a model",),
+        {},
+    ),
+    (
+        "QuickMode('not-installed')",
+        "entry_point",
+        "test_the_mode_is_reachable_through_its_entry_point",
+        (
+            "no installed `ktrdr` entry point registers a mode named 'not-installed'",
+            "docs/plugin-authors.md#2-declare-the-entry-point",
+        ),
+        {},
     ),
     (
         "TwoArgumentProgress()",
@@ -57,7 +89,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = [
         "progress_follows",
         "test_progress_follows_the_callback_contract",
         (
-            "the 'epoch' update lacks val_loss, val_accuracy (docs/contract.md, 'Progress updates')",
+            "the 'epoch' update lacks val_loss, val_accuracy (docs/contract.md#progress-updates)",
             "every 'epoch' update carries total_batches_per_epoch, train_loss, train_accuracy, val_loss and "
             "val_accuracy",
             "must keep the validation metrics",
@@ -123,6 +155,20 @@ CASES: list[tuple[str, str, str, tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
+#: the capability flag whose group each check belongs to (the first a failure names)
+CAPABILITY_OF = {
+    "test_the_mode_is_reachable_through_its_entry_point": "installed",
+    "test_progress_follows_the_callback_contract": "reports_progress",
+    "test_a_raising_progress_callback_does_not_kill_the_training": "reports_progress",
+    "test_cancelled_before_start": "cancellable_before_start",
+    "test_cancellation_from_another_thread": "cancellable",
+    "test_cancellation_at_a_progress_update": "cancellable",
+    "test_cancellation_is_within_the_bound": "cancellable",
+    "test_the_same_seed_gives_the_same_metrics": "deterministic",
+    "test_a_saved_model_is_a_complete_folder": "stores_models",
+}
+
+
 @pytest.mark.parametrize(
     ("mode", "select", "check", "phrases", "attributes"), CASES, ids=[case[0].rstrip("()") for case in CASES]
 )
@@ -134,6 +180,8 @@ def test_the_suite_catches_a_broken_mode(
     phrases: tuple[str, ...],
     attributes: dict[str, Any],
 ) -> None:
+    if check != "test_the_mode_is_reachable_through_its_entry_point":
+        attributes = {"installed": False, **attributes}
     run = run_contract(mode, "-k", select, **attributes)
     assert run.exit_code == 1, f"the contract suite passed {mode}: {run.outcomes}"
     assert check in run.failed, f"expected {check} to fail, got {run.outcomes}"
@@ -141,6 +189,10 @@ def test_the_suite_catches_a_broken_mode(
     assert "ContractViolation" in text
     for phrase in phrases:
         assert phrase in text, f"the failure of {check} lacks {phrase!r}:\n{text[-3000:]}"
+    flag = CAPABILITY_OF.get(check)
+    if flag is not None:  # a capability's failure names the flag and the page that states it
+        assert f"(capability `{flag}`, declared by default — docs/contract.md#{flag};" in text, text[-3000:]
+        assert f"sets `{flag} = False`" in text
 
 
 def test_a_class_that_names_no_mode_is_told_how_to(run_contract: Any) -> None:
@@ -156,6 +208,69 @@ def test_a_mode_without_a_name_is_told_what_the_name_is_for(run_contract: Any) -
 
 
 def test_a_correct_mode_passes_the_whole_suite(run_contract: Any) -> None:
-    run = run_contract("QuickMode()", imports="from ktrdr_core.testing import QuickMode", cancel_epochs=100)
+    run = run_contract(
+        "QuickMode()", imports="from ktrdr_core.testing import QuickMode", cancel_epochs=100, installed=False
+    )
     assert run.exit_code == 0, run.text
-    assert len(run.outcomes) >= 11 and set(run.outcomes.values()) == {"passed"}
+    assert set(run.outcomes.values()) == {"passed", "skipped"}
+    assert [name for name, outcome in run.outcomes.items() if outcome == "skipped"] == [
+        "test_the_mode_is_reachable_through_its_entry_point"
+    ]
+    assert len(run.outcomes) == len([name for name in dir(ExecutionModeContract) if name.startswith("test_")])
+
+
+def test_one_slow_cancel_in_seven_is_within_the_p95_bound(run_contract: Any) -> None:
+    """The latency check judges the 95th percentile: a single cancel a busy machine delays is tolerated."""
+    run = run_contract(
+        "SlowToCancelOnce()",
+        "-k",
+        "within_the_bound",
+        installed=False,
+        max_cancel_delay=0.2,
+        cancel_epochs=100,
+    )
+    assert run.outcomes == {"test_cancellation_is_within_the_bound": "passed"}, run.text
+
+
+@pytest.mark.parametrize(
+    ("mode", "flag", "select"),
+    [
+        ("IgnoresTheSeed()", "deterministic", "same_seed"),
+        ("ForgetsTheModel()", "stores_models", "saved_model or schema"),
+        ("IgnoresCancellation()", "cancellable", "cancellation and not before_start"),
+        ("WorksBeforeLookingAtTheToken()", "cancellable_before_start", "before_start"),
+        ("LetsCallbackErrorsEscape()", "reports_progress", "progress"),
+    ],
+)
+def test_a_mode_that_declares_a_flag_off_skips_its_checks_and_passes(
+    run_contract: Any, mode: str, flag: str, select: str
+) -> None:
+    """The same broken modes pass once they say they do not promise what they break."""
+    attributes = {"installed": False, flag: False}
+    if flag == "cancellable":
+        attributes["reports_progress"] = True
+    run = run_contract(mode, "-k", select, **attributes)
+    assert run.exit_code == 0, run.text
+    skipped = {name for name, outcome in run.outcomes.items() if outcome == "skipped"}
+    group = {name for name, of in CAPABILITY_OF.items() if of == flag}
+    if flag == "reports_progress":  # a cancel at a progress update needs progress updates
+        group.add("test_cancellation_at_a_progress_update")
+    assert skipped == group & set(run.outcomes), run.outcomes
+    assert set(run.outcomes.values()) <= {"passed", "skipped"}
+
+
+def test_the_entry_point_check_passes_an_installed_mode_and_names_a_stale_class(
+    run_contract: Any, viaentry_installed: Any
+) -> None:
+    """pip installed a plugin registering QuickMode as 'viaentry': that passes, another class fails."""
+    good = run_contract(
+        "QuickMode('viaentry')", "-k", "entry_point", imports="from ktrdr_core.testing import QuickMode"
+    )
+    assert good.outcomes == {"test_the_mode_is_reachable_through_its_entry_point": "passed"}, good.text
+    stale = run_contract("IgnoresCancellation('viaentry')", "-k", "entry_point")
+    assert stale.failed == ["test_the_mode_is_reachable_through_its_entry_point"]
+    assert (
+        "registers mode 'viaentry' as ktrdr_core.testing.modes.QuickMode, but the suite tests "
+        "broken_modes.IgnoresCancellation: users get the installed one" in stale.text
+    )
+    assert "(capability `installed`" in stale.text

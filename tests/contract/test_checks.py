@@ -128,11 +128,11 @@ def test_the_probe_requires_the_design_progress_keys() -> None:
     probe(2, 2, {**BATCH, "folded_epochs": [{"epoch": 1, "train_loss": 1.0}]})
     problems = "\n".join(probe.problems)
     assert (
-        "update 1: the 'batch' update lacks total_batches_per_epoch, train_accuracy (docs/contract.md, 'Progress updates')"
+        "update 1: the 'batch' update lacks total_batches_per_epoch, train_accuracy (docs/contract.md#progress-updates)"
         in problems
     )
     assert "pass ModelTrainer's batch metrics on whole" in problems
-    assert "update 2: the 'epoch' update lacks val_loss (docs/contract.md, 'Progress updates')" in problems
+    assert "update 2: the 'epoch' update lacks val_loss (docs/contract.md#progress-updates)" in problems
     assert "must keep the validation metrics" in problems
     assert "update 3: metrics['val_accuracy'] must be a number, got str '0.3'" in problems
     assert "(and 1 more update(s) like it)" in problems  # update 4's float batch number

@@ -1,7 +1,7 @@
 """The kit's pytest plugin: ``pytest --ktrdr-mode NAME`` checks an installed mode with no test code.
 
-A tiny plugin distribution is built and installed with real pip into a
-target folder; a fresh ``python -m pytest`` with that folder on
+A tiny plugin distribution (conftest.py's ``viaentry_site``) is built and
+installed with real pip into a target folder; a fresh ``python -m pytest`` with that folder on
 ``PYTHONPATH`` finds both the distribution's ``ktrdr`` entry point and the
 kit's own ``pytest11`` entry point — the way a plugin author's environment
 does. Subprocesses are the point: pytest loads entry-point plugins at start-up.
@@ -15,33 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from plugin_dists import pip_install_target, write_dist
-
-PLUGIN = """\
-from ktrdr_core import hookimpl
-from ktrdr_core.testing import QuickMode
 
 
-class NeverStops(QuickMode):
-    \"\"\"Never looks at its token.\"\"\"
-
-    def check(self, cancel):
-        pass
-
-
-@hookimpl
-def register_execution_modes(register):
-    register(QuickMode("viaentry"))
-    register(NeverStops("neverstops"))
-"""
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dists")
-    target = root / "site"
-    pip_install_target(target, write_dist(root, "ktrdr-mode-viaentry", "viaentry", PLUGIN))
-    return target
+@pytest.fixture
+def site(viaentry_site: Path) -> Path:
+    return viaentry_site
 
 
 def pytest_in(folder: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,11 +7,20 @@ plugins' tests (plugins/*/tests/test_contract.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from ktrdr_core.testing import ExecutionModeContract, QuickMode, manager_state_machine
 
 
 class TestQuickModeContract(ExecutionModeContract):
-    mode_factory = QuickMode
+    """QuickMode as a plugin installs it: pip installed a distribution whose entry point registers it."""
+
+    @pytest.fixture
+    def mode(self, viaentry_installed: Path) -> QuickMode:
+        return QuickMode("viaentry")
+
     cancel_epochs = 100  # ~8 ms an epoch: a cancel drawn within 0.4 s lands mid-training
     max_examples = 3
 

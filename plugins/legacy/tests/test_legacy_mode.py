@@ -24,6 +24,7 @@ from ktrdr_core import (
     TrainingResult,
 )
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import CancelAtCheck
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 from ktrdr_legacy.mode import LegacyMode
 from ktrdr_legacy.strategy_trainer import StrategyTrainer
@@ -166,22 +167,6 @@ def test_health_is_ok_and_does_not_import_torch() -> None:
 
 
 # --------------------------------------------------------------------------- cancellation
-
-
-class CancelAtCheck(ThreadingCancellationToken):
-    """Fires itself on its ``n``-th ``is_cancelled()`` call: a cancel between any two steps
-    or batches, chosen by number."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-        self.calls = 0
-
-    def is_cancelled(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.n:
-            self.cancel(reason=f"cancelled at check {self.n}")
-        return super().is_cancelled()
 
 
 cancel_points = st.one_of(

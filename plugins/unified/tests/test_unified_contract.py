@@ -9,9 +9,8 @@ from ktrdr_unified.mode import UnifiedMode
 
 
 class TestUnifiedModeContract(ExecutionModeContract):
-    # Generous on a shared 2-core CI machine, where another process can hold the core for a
-    # while; the tight number (p99 a few ms) is measured by benchmarks/bench_modes.py.
-    cancellation_bound_seconds = 1.0
+    # Every check, every capability, and the advertised 100 ms cancel bound (judged as the p95 of
+    # several cancels, so one cancel a busy machine delays does not fail it).
 
     @pytest.fixture
     def mode(self) -> UnifiedMode:

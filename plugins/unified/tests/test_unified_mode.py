@@ -19,6 +19,7 @@ from unified_support import SHORT
 
 from ktrdr_core import CancellationError, ThreadingCancellationToken, TrainingRequest, TrainingResult
 from ktrdr_core.result import RESULT_KEYS
+from ktrdr_core.testing import CancelAtCheck
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 from ktrdr_unified.executor import TrainingExecutor
 from ktrdr_unified.mode import UnifiedMode
@@ -121,21 +122,6 @@ def test_health_is_ok_and_does_not_import_torch() -> None:
 
 
 # --------------------------------------------------------------------------- cancellation
-
-
-class CancelAtCheck(ThreadingCancellationToken):
-    """Fires itself on its ``n``-th ``is_cancelled()`` call (between steps, or before a batch)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n = n
-        self.calls = 0
-
-    def is_cancelled(self) -> bool:
-        self.calls += 1
-        if self.calls >= self.n:
-            self.cancel(reason=f"cancelled at check {self.n}")
-        return super().is_cancelled()
 
 
 class CancelAtStep(logging.Handler):
