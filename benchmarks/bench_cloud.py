@@ -54,6 +54,8 @@ import yaml
 RESULTS = Path(__file__).resolve().parent / "results"
 LONG = "bench_cloud_long"
 TWO_MONTHS = {"start_date": "2023-03-01", "end_date": "2023-04-30"}
+#: epochs of the concurrency runs (all the sample data): a few seconds each
+OVERLAP_EPOCHS = 6
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -190,8 +192,9 @@ def measure_concurrent(manager: Any, n: int) -> dict[str, Any]:
     results: list[Any] = [None] * n
 
     def one(i: int) -> None:
+        # all the sample data: long enough (seconds) that the jobs overlap if the cluster lets them
         request = TrainingRequest(
-            strategy="neuro_mean_reversion", overrides={"seed": i, "epochs": 3}, **TWO_MONTHS
+            strategy="neuro_mean_reversion", overrides={"seed": i, "epochs": OVERLAP_EPOCHS}
         )
         results[i] = manager.train(request, mode="cloud")
 
@@ -272,8 +275,7 @@ def measure_serve(address: str, home: Path, n: int) -> dict[str, Any]:
             body = {
                 "strategy": "neuro_mean_reversion",
                 "user_id": f"bench-user-{i}",
-                "overrides": {"epochs": 3, "seed": i},
-                **TWO_MONTHS,
+                "overrides": {"epochs": OVERLAP_EPOCHS, "seed": i},
             }
             code, answer = http("POST", f"{base}/api/v1/trainings", body)
             if code == 202:
