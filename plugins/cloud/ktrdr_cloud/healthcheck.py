@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import attrs
 
@@ -116,12 +117,27 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
+def _gpu_problem(address: str, nodes: list[dict[str, Any]], task_cpus: float, task_gpus: float) -> str | None:
+    """Why no node fits a task asking for GPUs (``KTRDR_CLOUD_TASK_GPUS``), or None."""
+    if not task_gpus:
+        return None
+    resources = [n.get("Resources", {}) for n in nodes]
+    if any(float(r.get("CPU", 0)) >= task_cpus and float(r.get("GPU", 0)) >= task_gpus for r in resources):
+        return None
+    largest = max(float(r.get("GPU", 0)) for r in resources)
+    return (
+        f"no alive node of the Ray cluster at {address} has {task_gpus:g} GPU(s) "
+        f"(KTRDR_CLOUD_TASK_GPUS) and {task_cpus:g} CPU(s); the most GPUs on a node is {largest:g}"
+    )
+
+
 def check(address: str, task_cpus: float, timeout: float, expected: str) -> tuple[bool, str]:
     """Connect, look for a big-enough node, run a trivial task; ``(healthy, sentence)``."""
     import ray
 
     from ktrdr_cloud.settings import CloudSettings
 
+    settings = CloudSettings.from_env()  # this child inherits the driver's environment
     try:
         ray.init(
             address=address,
@@ -129,7 +145,7 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
             log_to_driver=False,
             configure_logging=False,
             logging_level=logging.ERROR,
-            **CloudSettings.from_env().init_options(),  # the jobs' runtime env (KTRDR_CLOUD_RUNTIME_ENV)
+            **settings.init_options(),  # the jobs' runtime env (KTRDR_CLOUD_RUNTIME_ENV)
         )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here
         return False, f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}"
@@ -142,6 +158,9 @@ def check(address: str, task_cpus: float, timeout: float, expected: str) -> tupl
                 f"no alive node of the Ray cluster at {address} has "
                 f"{task_cpus:g} CPU(s) (KTRDR_CLOUD_TASK_CPUS); {largest}"
             )
+        gpu_problem = _gpu_problem(address, nodes, task_cpus, settings.task_gpus)
+        if gpu_problem:
+            return False, gpu_problem
         ref = ray.remote(_worker_version).options(num_cpus=0, max_retries=0).remote()
         try:
             version = ray.get(ref, timeout=timeout)

@@ -171,6 +171,8 @@ class CloudMode:
             settings.num_cpus,
             settings.connect_timeout,
             settings.task_cpus,
+            settings.task_gpus,
+            repr(settings.runtime_env),
             driver_client.losses(),
         )
         with self._check_lock:

@@ -91,6 +91,17 @@ def test_the_task_runs_under_its_name_on_the_cpu(ktrdr_home: object) -> None:
 
 
 @pytest.mark.usefixtures("on_cluster")
+def test_a_gpu_request_no_node_fits_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ktrdr_cloud.mode import CloudMode
+
+    assert CloudMode().health().healthy
+    monkeypatch.setenv("KTRDR_CLOUD_TASK_GPUS", "1")  # the test cluster has no GPU
+    health = CloudMode().health()
+    assert not health.healthy
+    assert "has 1 GPU(s) (KTRDR_CLOUD_TASK_GPUS) and 1 CPU(s); the most GPUs on a node is 0" in health.detail
+
+
+@pytest.mark.usefixtures("on_cluster")
 def test_a_gpu_request_no_node_fits_fails_clearly_after_the_start_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
