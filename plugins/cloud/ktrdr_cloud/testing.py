@@ -240,6 +240,7 @@ def start_cluster(
     nodes: int = 2,
     cpus_per_node: float = 1,
     *,
+    head_cpus: float | None = None,
     temp_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = NODE_START_SECONDS,
@@ -247,7 +248,9 @@ def start_cluster(
 ) -> LocalCluster:
     """Start a head and ``nodes - 1`` worker nodes; returns once all of them are alive.
 
-    ``env`` is the nodes' environment (default: this process's, with
+    ``head_cpus`` (default ``cpus_per_node``): 0 keeps every task off the head, so a
+    fault test knows which node runs its training. ``env`` is the nodes'
+    environment (default: this process's, with
     ``RAY_AUTH_MODE=disabled`` unless it is set). ``temp_dir``: Ray's
     ``--temp-dir`` (default a new folder, removed by :meth:`LocalCluster.stop`);
     keep it short, Ray puts Unix sockets under it. ``ray_command``: another
@@ -267,7 +270,7 @@ def start_cluster(
         ["--head", "--include-dashboard=false", "--node-ip-address", "127.0.0.1", "--port", str(port)],
         folder,
         environment,
-        cpus_per_node,
+        cpus_per_node if head_cpus is None else head_cpus,
         ray_command,
     )
     cluster = LocalCluster(address=address, temp_dir=folder, head=head, own_temp_dir=own)

@@ -14,6 +14,8 @@ also set by tox); real clusters use ``RAY_AUTH_TOKEN`` (docs/cloud.md).
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +133,30 @@ def long_strategy(strategies_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def recorder() -> ProgressRecorder:
     return ProgressRecorder()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A plain TCP server on 127.0.0.1 that accepts every connection and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    server.close()

@@ -7,9 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +18,6 @@ from ktrdr_cloud.mode import CloudMode
 
 #: on top of a check's own bound: the machine running the tests may be loaded
 SLACK = 5.0
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A plain TCP server on 127.0.0.1 that accepts every connection and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(timeout=5)
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_a_port_that_accepts_but_is_not_ray_is_unhealthy_within_the_bound(silent_port: int) -> None:
@@ -164,3 +135,41 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _cases(silent: int, session: Any) -> dict[str, tuple[dict[str, str], str]]:
+    """Every kind of unhealthy answer: the settings that cause it and a phrase of its sentence."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+    return {
+        "refused": ({"KTRDR_RAY_ADDRESS": f"127.0.0.1:{refused}"}, "unreachable"),
+        "not ray": (
+            {"KTRDR_RAY_ADDRESS": f"127.0.0.1:{silent}", "KTRDR_CLOUD_CONNECT_TIMEOUT": "1"},
+            "did not answer",
+        ),
+        "no client": ({"KTRDR_RAY_ADDRESS": "ray://127.0.0.1:10001"}, "pip install 'ktrdr-cloud[client]'"),
+        "too small": (
+            {"KTRDR_RAY_ADDRESS": session.address, "KTRDR_CLOUD_TASK_CPUS": f"{max(session.cpus) + 1:g}"},
+            "no alive node",
+        ),
+        "malformed": ({"KTRDR_CLOUD_TASK_CPUS": "lots"}, "KTRDR_CLOUD_TASK_CPUS"),
+    }
+
+
+@pytest.mark.parametrize("case", ["refused", "not ray", "no client", "too small", "malformed"])
+def test_any_unhealthy_answer_makes_the_rollout_fall_back_to_the_control(
+    case: str, silent_port: int, session_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ktrdr_core import TrainingManager, TrainingRequest
+
+    environ, phrase = _cases(silent_port, session_cluster)[case]
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("USE_UNIFIED_TRAINING", "true")
+    monkeypatch.setenv("UNIFIED_TRAINING_ROLLOUT_PERCENTAGE", "100")
+    monkeypatch.setenv("KTRDR_ROLLOUT_CONTROL", "unified")
+    monkeypatch.setenv("KTRDR_ROLLOUT_CANDIDATE", "cloud")
+    decision = TrainingManager().decide(TrainingRequest(strategy="neuro_mean_reversion", user_id="alice"))
+    assert decision.mode == "unified" and decision.fallback, decision
+    assert phrase in decision.reason, decision.reason
