@@ -102,6 +102,8 @@ class KtrdrPluginManager(pluggy.PluginManager):
         self._modes: dict[str, RegisteredMode] | None = None
         self._conflicts: list[str] = []
         self._hook_errors: dict[tuple[str, str], str] = {}
+        self._guarded: dict[tuple[str, int], tuple[pluggy.HookImpl, pluggy.HookImpl]] = {}
+        """(hook, id(impl)) -> (impl, its guarded copy): built once per impl, dropped on unregister."""
         self.calls = HookCalls(self)
         """The hooks, typed; use these instead of ``self.hook``."""
         plain: _HookExec = self._inner_hookexec
@@ -124,6 +126,14 @@ class KtrdrPluginManager(pluggy.PluginManager):
     def _isolated(self, hook_name: str, impl: pluggy.HookImpl) -> pluggy.HookImpl:
         if impl.wrapper or impl.hookwrapper:
             return impl
+        cached = self._guarded.get((hook_name, id(impl)))
+        if cached is not None and cached[0] is impl:
+            return cached[1]
+        guarded = self._guard(hook_name, impl)
+        self._guarded[(hook_name, id(impl))] = (impl, guarded)
+        return guarded
+
+    def _guard(self, hook_name: str, impl: pluggy.HookImpl) -> pluggy.HookImpl:
         function, plugin_name = impl.function, impl.plugin_name
 
         @functools.wraps(function)
@@ -194,7 +204,12 @@ class KtrdrPluginManager(pluggy.PluginManager):
             and self._implements(target, "register_execution_modes")
         ):
             self._modes = None
-        return super().unregister(plugin, name)
+        removed = super().unregister(plugin, name)
+        if removed is not None:
+            self._guarded = {
+                key: pair for key, pair in self._guarded.items() if pair[0].plugin is not removed
+            }
+        return removed
 
     def register_checked(self, plugin: object, *, name: str, distribution: str, version: str) -> PluginInfo:
         """Register one plugin; on a bad hook, unregister it and record the error."""
