@@ -83,7 +83,12 @@ class HookCalls:
     def register_indicators(
         self, registry_for: Callable[[str], Any], *, first: str | None = None
     ) -> Iterator[tuple[str, str | None]]:
-        """Each plugin's ``register_indicators(registry_for(plugin))`` (``first`` before the others)."""
+        """Each plugin's ``register_indicators(registry_for(plugin))`` (``first`` before the others).
+
+        Lazy: each (plugin, error) is yielded right after that plugin's call,
+        so the caller commits what it registered before the next plugin runs
+        and a later plugin meets the names already taken.
+        """
         return self._per_plugin("register_indicators", lambda name: {"registry": registry_for(name)}, first)
 
     # -- the machinery -----------------------------------------------------------------------------
