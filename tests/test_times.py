@@ -130,8 +130,9 @@ def test_one_stage_list() -> None:
         ("full", None),
     ]
     schema = RolloutUpdate.model_json_schema()
-    stage = schema["properties"]["stage"]["anyOf"][0]
-    assert tuple(stage["enum"]) == tuple(STAGES)
+    stage = schema["properties"]["stage"]
+    assert tuple(stage["anyOf"][0]["enum"]) == tuple(STAGES)
+    assert stage["description"] == "off (0 %, disabled), canary (10 %), expanded (50 %), full (100 %)"
 
 
 def test_the_cli_offers_the_same_stages() -> None:

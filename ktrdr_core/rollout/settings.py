@@ -63,6 +63,13 @@ list: the CLI's choices, the HTTP API's ``stage``, the gates' next stage all com
 (a test keeps :data:`StageName` equal to its keys)."""
 
 
+def stage_descriptions() -> str:
+    """``off (0 %, disabled), canary (10 %), ...``: the stages for help texts and the API schema."""
+    return ", ".join(
+        f"{name} ({pct} %{'' if flag else ', disabled'})" for name, (flag, pct) in STAGES.items()
+    )
+
+
 def stage_for(enabled: bool, percentage: int) -> str:
     """The stage name these settings amount to, or ``custom`` between stages."""
     if not enabled or percentage <= 0:

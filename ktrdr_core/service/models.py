@@ -22,7 +22,7 @@ from ktrdr_core.request import (
     check_strategy_name,
     check_user_id,
 )
-from ktrdr_core.rollout.settings import StageName
+from ktrdr_core.rollout.settings import StageName, stage_descriptions
 from ktrdr_core.times import iso_error, parse_iso, try_parse_iso
 
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
@@ -277,9 +277,7 @@ class RolloutUpdate(BaseModel):
 
     percentage: Annotated[StrictInt, Field(ge=0, le=100)] | None = None
     enabled: StrictBool | None = None
-    stage: StageName | None = Field(
-        default=None, description="off (0 %, disabled), canary (10 %), expanded (50 %), full (100 %)"
-    )
+    stage: StageName | None = Field(default=None, description=stage_descriptions())
     excluded_users: (
         Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=10_000)] | None
     ) = None
