@@ -141,7 +141,7 @@ def run_job(payload: JobPayload, control: Any, job_id: str, *data: bytes) -> dic
     started = time.time()
     torch.set_num_threads(max(1, payload.torch_threads))
     context = ray.get_runtime_context()
-    info = {
+    info: dict[str, Any] = {
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
         "node_id": context.get_node_id(),
@@ -154,7 +154,11 @@ def run_job(payload: JobPayload, control: Any, job_id: str, *data: bytes) -> dic
     seq = 0
     token = ThreadingCancellationToken()
     seen: dict[str, float] = {}
-    token.add_callback(lambda _reason: seen.setdefault("cancel_seen_at", time.time()))
+
+    def note_cancel(_reason: str) -> None:
+        seen.setdefault("cancel_seen_at", time.time())
+
+    token.add_callback(note_cancel)
     stop = threading.Event()
     watcher: threading.Thread | None = None
 
