@@ -32,6 +32,12 @@ class TestInstalledModeContract(ExecutionModeContract):
     def mode(self, ktrdr_mode_name: str) -> Any:
         return installed_mode(ktrdr_mode_name)
 
+    @pytest.fixture(autouse=True)
+    def _declared_capabilities(self, request: pytest.FixtureRequest) -> None:
+        """``--ktrdr-without CAPABILITY`` turns a capability off, as a subclass's ``flag = False`` would."""
+        for name in request.config.getoption("ktrdr_without"):
+            setattr(self, name, False)
+
 
 def _selected_mode() -> Any:
     return installed_mode(selected_mode_name())

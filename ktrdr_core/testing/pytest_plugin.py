@@ -10,7 +10,8 @@ the option no test is added.
 (:mod:`ktrdr_core.testing.installed_suite`) against the mode NAME as the
 installed ``ktrdr`` entry points provide it — what a user's ktrdr would run —
 with no test code from the plugin's author. Given paths as well, it runs
-those tests and the suite.
+those tests and the suite. ``--ktrdr-without CAPABILITY`` (repeatable)
+declares a capability the mode does not promise, as a subclass would.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = ["SUITE", "ktrdr_home", "ktrdr_mode_name", "selected_mode_name"]
 #: the module ``--ktrdr-mode`` adds to the run
 SUITE = Path(__file__).with_name("installed_suite.py")
 OPTION = "--ktrdr-mode"
+WITHOUT = "--ktrdr-without"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +38,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run ktrdr's contract suite against the installed execution mode NAME "
         "(found through the 'ktrdr' entry points, as ktrdr finds it)",
+    )
+    group.addoption(
+        WITHOUT,
+        dest="ktrdr_without",
+        metavar="CAPABILITY",
+        action="append",
+        default=[],
+        help="with --ktrdr-mode: the mode does not promise CAPABILITY (e.g. deterministic); its "
+        "checks skip. Repeatable.",
     )
 
 
@@ -56,7 +67,18 @@ def pytest_configure(config: pytest.Config) -> None:
     if name is not None and not name.strip():
         raise pytest.UsageError(f"{OPTION} needs a mode name, e.g. {OPTION} unified")
     _selected[:] = [] if name is None else [name.strip()]
+    without = config.getoption("ktrdr_without")
+    if without and name is None:
+        raise pytest.UsageError(f"{WITHOUT} goes with {OPTION} NAME")
     if name is not None:
+        from ktrdr_core.testing.contract.capabilities import CAPABILITIES
+
+        unknown = sorted(set(without) - set(CAPABILITIES))
+        if unknown:
+            raise pytest.UsageError(
+                f"{WITHOUT} {', '.join(unknown)}: no such capability; the capabilities are "
+                f"{', '.join(CAPABILITIES)} (docs/contract.md#capabilities)"
+            )
         # a mode no entry point registers is a usage error, said once, before anything runs
         from ktrdr_core.testing.checks import ContractViolation
         from ktrdr_core.testing.entrypoints import installed_mode

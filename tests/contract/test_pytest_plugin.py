@@ -98,3 +98,28 @@ def test_with_paths_the_option_adds_the_suite_to_them(tmp_path: Path, site: Path
     done = pytest_in(tmp_path, site, "test_own.py", "--ktrdr-mode", "viaentry", "-k", "mine or has_a_name")
     assert done.returncode == 0, done.stdout[-3000:]
     assert done.stdout.strip().splitlines()[-1].startswith("2 passed")
+
+
+def test_a_capability_the_mode_does_not_promise_is_declared_on_the_command_line(
+    tmp_path: Path, site: Path
+) -> None:
+    broken = pytest_in(
+        tmp_path, site, "--ktrdr-mode", "neverstops", "-k", "cancellation and not before_start"
+    )
+    assert broken.returncode == 1
+    declared = pytest_in(
+        tmp_path,
+        site,
+        "--ktrdr-mode",
+        "neverstops",
+        "--ktrdr-without",
+        "cancellable",
+        "-k",
+        "cancellation and not before_start",
+        "-rs",
+    )
+    assert declared.returncode == 0, declared.stdout[-3000:]
+    assert "3 skipped" in declared.stdout and "declares cancellable = False" in declared.stdout
+    unknown = pytest_in(tmp_path, site, "--ktrdr-mode", "neverstops", "--ktrdr-without", "fast")
+    assert unknown.returncode == 4
+    assert "--ktrdr-without fast: no such capability; the capabilities are installed," in unknown.stderr

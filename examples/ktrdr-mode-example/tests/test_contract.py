@@ -20,7 +20,9 @@ class TestExampleModeContract(ExecutionModeContract):
     def mode(self) -> ExampleMode:
         return ExampleMode()
 
-    # Tune the suite with class attributes when your mode needs it, for example:
+    # Declare what your mode does not promise (docs/contract.md#capabilities), for example:
+    # deterministic = False              # its backend does not honour overrides["seed"]
+    # and tune the suite with class attributes when your mode needs it:
     # cancellation_bound_seconds = 0.5   # a remote mode whose cancel travels over the network
     # overrides = {"batch_size": 64}     # added to every request the suite makes
 

@@ -15,12 +15,10 @@ pytestmark = pytest.mark.usefixtures("on_cluster")
 class TestCloudModeContract(ExecutionModeContract):
     """Every check of ``ktrdr_core.testing`` (docs/contract.md), on a local Ray cluster."""
 
-    # The worker sees a cancel within 100 ms (docs/cloud.md), but execute() returns only once the
-    # Ray task has stopped and answered the driver (or been killed after the grace period); a
-    # cancel during the task's start-up measured 1.3 s here. The suite's bound runs from
-    # token.cancel() to CancellationError on the driver, so it is widened to the 2 s that
-    # test_cloud_training.py also allows.
-    cancellation_bound_seconds = 2.0
+    # The advertised 100 ms cancel bound holds for the cloud mode too: the suite times cancels
+    # once the task trains (the p95 of several, from token.cancel() to CancellationError on the
+    # driver). A cancel during the task's start-up takes longer (1.3 s measured here) and is
+    # judged for its outcome only, as for every mode.
     # a Ray task takes a moment to start: let drawn cancels also land once it trains
     max_cancel_delay = 1.5
     # With KTRDR_RAY_ADDRESS set the first health() asks the cluster itself, in a child process
