@@ -32,7 +32,7 @@ from ktrdr_core.compare.stats import (
     percentiles,
     share_within,
 )
-from ktrdr_core.plugins import KtrdrPluginManager
+from ktrdr_core.testing import plugin_manager_with
 
 # --------------------------------------------------------------------------- stats
 
@@ -184,23 +184,8 @@ class FakeMode:
         return self.outcome
 
 
-class FakePlugin:
-    def __init__(self, *modes: FakeMode) -> None:
-        self.modes = modes
-
-    @hookimpl
-    def register_execution_modes(self, register: Any) -> None:
-        for mode in self.modes:
-            register(mode)
-
-
 def manager_with(*modes: FakeMode) -> TrainingManager:
-    from ktrdr_core import builtin
-
-    pm = KtrdrPluginManager()
-    pm.register(builtin, name="ktrdr-core")
-    pm.register(FakePlugin(*modes), name="fakes")
-    return TrainingManager(plugin_manager=pm)
+    return TrainingManager(plugin_manager=plugin_manager_with(*modes))
 
 
 REQUEST = TrainingRequest(strategy="s", user_id="erin", overrides={"seed": 1})

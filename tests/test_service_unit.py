@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ktrdr_core import builtin
 from ktrdr_core.cancellation import CancellationToken
 from ktrdr_core.errors import CancellationError
 from ktrdr_core.hookspecs import hookimpl
@@ -39,6 +38,7 @@ from ktrdr_core.service.sessions import (
     TrainingSession,
     UnknownTrainingError,
 )
+from ktrdr_core.testing import plugin_manager_with
 
 TOKEN = "unit-token"
 
@@ -81,18 +81,7 @@ class FakeMode:
 
 
 def make_pm(*modes: ExecutionMode) -> KtrdrPluginManager:
-    pm = KtrdrPluginManager()
-    pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="dev")
-
-    class Plugin:
-        @hookimpl
-        def register_execution_modes(self, register: Callable[[ExecutionMode], None]) -> None:
-            for mode in modes:
-                register(mode)
-
-    if modes:
-        pm.register_checked(Plugin(), name="fake-modes", distribution="fake-modes", version="0")
-    return pm
+    return plugin_manager_with(*modes, distribution="fake-modes")
 
 
 @pytest.fixture
