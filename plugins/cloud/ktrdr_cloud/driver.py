@@ -104,19 +104,22 @@ class Driver:
             },
         )
         threading.Thread(target=self._heartbeat, name="ktrdr-driver-heartbeat", daemon=True).start()
+        threading.Thread(target=self._refresh_nodes, name="ktrdr-driver-nodes", daemon=True).start()
         if settings.address and self.gcs_address and not settings.address.startswith("ray://"):
             threading.Thread(target=self._watch_gcs, name="ktrdr-driver-gcs", daemon=True).start()
 
     def _heartbeat(self) -> None:
-        last_nodes = time.monotonic()
+        """One message a second, whatever Ray does: the ktrdr process takes silence for death."""
         while not self.stopping.is_set():
-            if time.monotonic() - last_nodes >= NODES_EVERY_SECONDS:
-                last_nodes = time.monotonic()
-                cpus = _node_cpus()
-                if cpus is not None:
-                    self.node_cpus = cpus
             self.send("heartbeat", self.node_cpus)
             self.stopping.wait(1.0)
+
+    def _refresh_nodes(self) -> None:
+        """The alive nodes' CPUs every few seconds (a slow GCS delays this, never the heartbeat)."""
+        while not self.stopping.wait(NODES_EVERY_SECONDS):
+            cpus = _node_cpus()
+            if cpus is not None:
+                self.node_cpus = cpus
 
     def _watch_gcs(self) -> None:
         """Say ``lost`` and exit once the GCS port has not answered for LOST_AFTER_SECONDS."""
