@@ -22,11 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ktrdr_core.request import TrainingRequest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ktrdr_core.training.strategy import StrategyConfig
 
 __all__ = ["JobPayload", "build_payload", "localise_result"]
 
@@ -115,9 +120,9 @@ def _data_bytes(
     symbol: str,
     timeframe: str,
     data_dir: Path,
-    start: Any,
-    end: Any,
-    strategy: Any,
+    start: np.datetime64 | None,
+    end: np.datetime64 | None,
+    strategy: StrategyConfig,
     path: Path,
 ) -> tuple[bytes, int]:
     """``(bytes to ship, size of the whole file)``: the date range's rows when there is one."""

@@ -141,12 +141,13 @@ def run_job(payload: JobPayload, control: Any, job_id: str, *data: bytes) -> dic
     started = time.time()
     torch.set_num_threads(max(1, payload.torch_threads))
     context = ray.get_runtime_context()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     info: dict[str, Any] = {
         "pid": os.getpid(),
         "hostname": socket.gethostname(),
         "node_id": context.get_node_id(),
         "task_name": context.get_task_name(),
-        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "gpu_ids": gpu_ids,
         "started_at": started,
     }
     control.started.remote(job_id, info)
@@ -188,7 +189,7 @@ def run_job(payload: JobPayload, control: Any, job_id: str, *data: bytes) -> dic
         files = dict(payload.data_files) or dict(zip(payload.data_names, data, strict=True))
         device = task_device(
             str(payload.request.get("overrides", {}).get("device") or ""),
-            info["gpu_ids"],
+            gpu_ids,
             torch.cuda.is_available(),
         )
         with job_folder() as root:
