@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import json
 import logging
 import os
 import queue
@@ -75,7 +76,16 @@ def _count_loss() -> None:
 
 
 def _key(settings: CloudSettings) -> tuple[Any, ...]:
-    return (settings.address, None if settings.address else settings.num_cpus, settings.log_to_driver)
+    """What ``ray.init`` is called with: a driver serves only jobs whose settings agree on it."""
+    runtime_env = (
+        json.dumps(settings.runtime_env, sort_keys=True, default=str) if settings.runtime_env else None
+    )
+    return (
+        settings.address,
+        None if settings.address else settings.num_cpus,
+        settings.log_to_driver,
+        runtime_env,
+    )
 
 
 def _where(settings: CloudSettings) -> str:
