@@ -45,9 +45,15 @@ def try_parse_iso(text: object, *, end_of_day: bool = False) -> dt.datetime | No
     return moment.astimezone(dt.timezone.utc)
 
 
-def iso_error(what: str, text: object) -> str:
-    """The one message for a value that is not an accepted date or date-time."""
-    return f"{what} must be {ISO_FORMS}; got {text!r}"
+_NOT_SHOWN = object()
+
+
+def iso_error(what: str, text: object = _NOT_SHOWN) -> str:
+    """The one message for a value that is not an accepted date or date-time.
+
+    Without ``text`` the value is not repeated: the HTTP API never echoes its input.
+    """
+    return f"{what} must be {ISO_FORMS}" + ("" if text is _NOT_SHOWN else f"; got {text!r}")
 
 
 def parse_iso(text: object, *, what: str = "date", end_of_day: bool = False) -> dt.datetime:

@@ -161,3 +161,10 @@ def test_the_cli_refuses_a_bad_date_in_one_line_before_training(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ktrdr: error: {option} must be {ISO_FORMS}") and err.count("\n") == 1
+
+
+def test_the_http_api_says_what_is_accepted_without_echoing_the_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TrainingCreate(strategy="s", start_date="QQQQ-01-01")
+    message = caught.value.errors()[0]["msg"]
+    assert message == f"Value error, start_date must be {ISO_FORMS}"  # the value itself is not repeated

@@ -56,7 +56,7 @@ def _check_date(value: str | None, field: str) -> str | None:
     if value is None:
         return None
     if try_parse_iso(value) is None:
-        raise ValueError(iso_error(field, value))
+        raise ValueError(iso_error(field))
     return value.strip()
 
 
