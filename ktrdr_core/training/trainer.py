@@ -8,7 +8,9 @@ Its progress contract (docs/contract.md, "Progress updates") is exactly
 - after every batch: ``metrics = {"progress_type": "batch", "epoch", "batch"
   (1-based), "total_batches_per_epoch", "train_loss", "train_accuracy"}``, the
   loss and accuracy being the running means over the epoch so far (a
-  :class:`BatchMetrics` mapping that computes them when read);
+  :class:`BatchMetrics` mapping that computes them when read: by default the
+  batches' numbers wait on the device, :class:`DeferredSums`, so the loop never
+  waits for the device to hand a number to an update nobody reads);
 - after every epoch: ``{"progress_type": "epoch", "epoch", "total_batches_per_epoch",
   "train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_epoch",
   "stopped_early"}``.
@@ -55,7 +57,7 @@ from ktrdr_core.training.losses import Loss
 from ktrdr_core.training.model import NUM_CLASSES, select_device
 from ktrdr_core.training.strategy import LR_SCHEDULERS, lr_scheduler_shorthand
 
-__all__ = ["ModelTrainer", "trainer_config"]
+__all__ = ["BatchMetrics", "DeferredSums", "ModelTrainer", "trainer_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,34 +137,102 @@ def _scheduler(optimizer: torch.optim.Optimizer, settings: Mapping[str, Any] | N
     return schedulers.ExponentialLR(optimizer, gamma=float(settings["gamma"]))
 
 
+class DeferredSums:
+    """One epoch's running train loss and hit count, summed only when someone reads them.
+
+    Each batch leaves its loss, logits and targets here as tensors on the
+    training device (no ``.item()``, no argmax: nothing waits for the device).
+    The first read of batch ``b`` folds the batches not yet summed in one go —
+    one transfer of their losses, one argmax over their rows — and keeps the
+    running totals per batch, so any batch can still be read later (and says
+    what it said at its batch), while the folded tensors are let go. The loss
+    total is summed in the same order and precision (float64 on the host) as a
+    per-batch ``loss.item() * count`` loop, so the numbers are identical.
+    Memory: the rows of the batches nobody has read yet (logits and targets).
+    """
+
+    __slots__ = ("_correct", "_counts", "_logits", "_losses", "_loss_sums", "_targets")
+
+    def __init__(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._logits: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._counts: list[int] = []
+        self._loss_sums: list[float] = [0.0]
+        self._correct: list[int] = [0]
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, count: int) -> None:
+        """One more batch (``loss`` its mean loss over ``count`` samples)."""
+        self._losses.append(loss.detach())
+        self._logits.append(logits.detach())
+        self._targets.append(targets)
+        self._counts.append(count)
+
+    def totals(self, batches: int) -> tuple[float, int]:
+        """``(loss sum, correct)`` over the first ``batches`` batches of the epoch."""
+        if batches >= len(self._loss_sums):
+            self._fold(batches - len(self._loss_sums) + 1)
+        return self._loss_sums[batches], self._correct[batches]
+
+    def _fold(self, count: int) -> None:
+        losses = torch.stack(self._losses[:count]).tolist()
+        hits = torch.cat(self._logits[:count]).argmax(1) == torch.cat(self._targets[:count])
+        counts = self._counts[:count]
+        ends = np.cumsum(counts) - 1
+        correct = hits.cumsum(0)[torch.as_tensor(ends, device=hits.device)].tolist()
+        loss_sum, base = self._loss_sums[-1], self._correct[-1]
+        for loss, samples, hits_so_far in zip(losses, counts, correct, strict=True):
+            loss_sum += loss * samples
+            self._loss_sums.append(loss_sum)
+            self._correct.append(base + int(hits_so_far))
+        del self._losses[:count], self._logits[:count], self._targets[:count], self._counts[:count]
+
+
 class BatchMetrics(Mapping[str, Any]):
     """One batch update: ``train_loss`` / ``train_accuracy`` are computed when read.
 
-    The running sums may be tensors on the training device; reading either value
-    is then the only host-device synchronisation, so a consumer that skips most
-    updates (the unified mode's throttle) costs no sync for the skipped ones.
-    Each update holds its own sums (never changed in place), so an update read
-    late still says what it said at its batch.
+    The running sums come from a :class:`DeferredSums` (read for this batch
+    only when a value is asked for: a consumer that skips most updates, like
+    the unified mode's throttle, costs nothing for the skipped ones) or are
+    given ready (the per-batch path: floats, or device tensors off the CPU).
+    Each update says what it said at its batch, however late it is read.
     """
 
-    __slots__ = ("_correct", "_fixed", "_loss_sum", "_seen")
+    __slots__ = ("_batch", "_batches", "_correct", "_epoch", "_loss_sum", "_seen", "_sums")
     _KEYS = ("progress_type", "epoch", "batch", "total_batches_per_epoch", "train_loss", "train_accuracy")
 
-    def __init__(self, epoch: int, batch: int, batches: int, loss_sum: Any, correct: Any, seen: int) -> None:
-        self._fixed = {
-            "progress_type": "batch",
-            "epoch": epoch,
-            "batch": batch,
-            "total_batches_per_epoch": batches,
-        }
-        self._loss_sum, self._correct, self._seen = loss_sum, correct, seen
+    def __init__(
+        self,
+        epoch: int,
+        batch: int,
+        batches: int,
+        loss_sum: Any,
+        correct: Any,
+        seen: int,
+        sums: DeferredSums | None = None,
+    ) -> None:
+        self._epoch, self._batch, self._batches = epoch, batch, batches
+        self._loss_sum, self._correct, self._seen, self._sums = loss_sum, correct, seen, sums
 
     def __getitem__(self, key: str) -> Any:
+        if key == "progress_type":
+            return "batch"
+        if key == "epoch":
+            return self._epoch
+        if key == "batch":
+            return self._batch
+        if key == "total_batches_per_epoch":
+            return self._batches
         if key == "train_loss":
-            return float(self._loss_sum) / self._seen
+            return self._read()[0] / self._seen
         if key == "train_accuracy":
-            return int(self._correct) / self._seen
-        return self._fixed[key]
+            return self._read()[1] / self._seen
+        raise KeyError(key)
+
+    def _read(self) -> tuple[float, int]:
+        if self._sums is not None:
+            return self._sums.totals(self._batch)
+        return float(self._loss_sum), int(self._correct)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._KEYS)
@@ -200,16 +270,18 @@ class ModelTrainer:
         config: Any,
         progress_callback: ProgressCallback | None = None,
         cancellation_token: CancellationToken | None = None,
+        *,
+        deferred_metrics: bool = True,
     ) -> None:
         self.config = trainer_config(config)
         self.progress_callback = progress_callback
         self.cancellation_token = cancellation_token
         self.device = select_device(self.config.get("device"))
         self._callback_failed = False
-
-    #: Keep the running train loss/accuracy as tensors (``None``: only off the CPU, where
-    #: ``.item()`` would sync with the device every batch). The numbers are the same.
-    device_accumulation: bool | None = None
+        #: True: the per-batch running loss/accuracy stay on the device until an update
+        #: is read (:class:`DeferredSums`). False: summed every batch (``.item()`` on CPU,
+        #: device tensors elsewhere), the legacy flow's way. The numbers are the same.
+        self.deferred_metrics = deferred_metrics
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -301,9 +373,8 @@ class ModelTrainer:
         emit = self._emit
         token = self.cancellation_token
         report_batches = self.progress_callback is not None
-        on_device = (
-            device.type != "cpu" if self.device_accumulation is None else bool(self.device_accumulation)
-        )
+        deferred = self.deferred_metrics
+        on_device = device.type != "cpu"
 
         history: dict[str, list[float]] = {
             "train_loss": [],
@@ -325,10 +396,11 @@ class ModelTrainer:
             order = torch.randperm(n, generator=generator)
             if device.type != "cpu":
                 order = order.to(device)
-            # On CPU, .item() is no sync and cheaper than tensor arithmetic; elsewhere the
-            # sums stay on the device (float64 there too: the same numbers either way).
+            # Per-batch path: on CPU, .item() is no sync and cheaper than tensor arithmetic;
+            # elsewhere the sums stay on the device (float64 there too: the same numbers).
             loss_sum: Any = torch.zeros((), dtype=torch.float64, device=device) if on_device else 0.0
             correct: Any = torch.zeros((), dtype=torch.int64, device=device) if on_device else 0
+            sums = DeferredSums() if deferred else None
             seen = 0
             for batch in range(batches):
                 if token is not None and token.is_cancelled():
@@ -346,16 +418,21 @@ class ModelTrainer:
                 count_batch()
                 count = len(index)
                 seen += count
-                hits = (logits.argmax(1) == yb).sum()
-                if on_device:  # new tensors, never in place: earlier updates keep their sums
+                if sums is not None:
+                    sums.add(loss, logits, yb, count)
+                elif on_device:  # new tensors, never in place: earlier updates keep their sums
                     loss_sum = loss_sum + loss.detach().double() * count
-                    correct = correct + hits
+                    correct = correct + (logits.argmax(1) == yb).sum()
                 else:
                     loss_sum += loss.item() * count
-                    correct += int(hits)
+                    correct += int((logits.argmax(1) == yb).sum())
                 if report_batches:
-                    emit(epoch, epochs, BatchMetrics(epoch, batch + 1, batches, loss_sum, correct, seen))
+                    emit(
+                        epoch, epochs, BatchMetrics(epoch, batch + 1, batches, loss_sum, correct, seen, sums)
+                    )
             self._check_cancelled()
+            if sums is not None:
+                loss_sum, correct = sums.totals(batches)
             train_loss, train_accuracy = float(loss_sum) / seen, int(correct) / seen
             val_loss, val_accuracy = self.evaluate(model, Xv, yv, loss_fn)
             history["train_loss"].append(train_loss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,19 +154,71 @@ def test_accepts_attrs_training_params() -> None:
     assert trainer.train(model(), *data())["batches_per_epoch"] == 3
 
 
-def test_device_accumulation_gives_the_same_numbers_read_lazily() -> None:
-    """The running sums kept as tensors (what a GPU run does) say exactly what floats say."""
+def test_deferred_sums_give_the_per_batch_numbers_read_late_or_early() -> None:
+    """The numbers left on the device say exactly what a per-batch ``.item()`` loop says."""
     config = {"epochs": 2, "batch_size": 32, "early_stopping": {"enabled": False}}
-    plain, lazy = Recorder(), []
-    default = ModelTrainer(config, plain).train(model(), *data())
+    per_batch = Recorder()
+    eager = ModelTrainer(config, per_batch, deferred_metrics=False).train(model(), *data())
+    late: list[tuple[int, int, Mapping[str, Any]]] = []
+    early: list[tuple[int, int, dict[str, Any]]] = []
 
     def keep(epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
-        lazy.append((epoch, total, metrics))  # read only after the training: late reads
+        late.append((epoch, total, metrics))  # read only after the training: late reads
+        if metrics["progress_type"] == "epoch" or metrics["batch"] % 2:
+            early.append((epoch, total, dict(metrics)))  # every other batch read at once
 
-    trainer = ModelTrainer(config, keep)
-    trainer.device_accumulation = True
-    tensors = trainer.train(model(), *data())
-    assert tensors["history"] == default["history"]
-    batch = [m for _, _, m in lazy if m["progress_type"] == "batch"]
+    deferred = ModelTrainer(config, keep).train(model(), *data())
+    assert deferred["history"] == eager["history"]
+    assert [(e, t, dict(m)) for e, t, m in late] == per_batch.calls
+    assert early == [c for c in per_batch.calls if c[2]["progress_type"] == "epoch" or c[2]["batch"] % 2]
+    batch = [m for _, _, m in late if m["progress_type"] == "batch"]
     assert isinstance(batch[0]["train_loss"], float) and set(batch[0]) == BATCH_KEYS
-    assert [(e, t, dict(m)) for e, t, m in lazy] == plain.calls
+
+
+#: Tensor methods that hand a value to the host: on a GPU each waits for the device.
+HOST_READS = {"item", "tolist", "__float__", "__int__", "__bool__", "__index__", "numpy", "cpu"}
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the host reads of tensors made by one module's own code (not torch's)."""
+
+    def __init__(self, module_file: str) -> None:
+        super().__init__()
+        self.module_file = module_file
+        self.count = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if getattr(func, "__name__", "") in HOST_READS:
+            caller = sys._getframe(1).f_code.co_filename
+            self.count += caller == self.module_file
+        return func(*args, **(kwargs or {}))
+
+
+def host_reads(samples: int, callback: Any, *, deferred: bool = True) -> int:
+    from ktrdr_core.training import trainer as trainer_module
+
+    config = {"epochs": 2, "batch_size": 8, "early_stopping": {"enabled": False}}
+    trainer = ModelTrainer(config, callback, deferred_metrics=deferred)
+    with HostReads(trainer_module.__file__) as probe:
+        trainer.train(model(), *data(samples))
+    return probe.count
+
+
+def test_no_host_read_per_batch_unless_an_update_is_read() -> None:
+    """Unified/cloud's loop reads nothing back per batch: the count does not grow with the
+    batches (on a GPU each read would stall the loop), only with the updates that are read."""
+
+    def ignore(epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def read_every_tenth(epoch: int, total: int, metrics: Mapping[str, Any]) -> None:
+        if metrics["progress_type"] == "batch" and metrics["batch"] % 10 == 0:
+            assert 0 <= metrics["train_accuracy"] <= 1 and metrics["train_loss"] > 0
+
+    few, many = host_reads(160, ignore), host_reads(640, ignore)  # 15 vs 60 batches per epoch
+    assert few == many
+    # the probe sees the per-batch path's reads (two per batch), so it would see a regression
+    assert host_reads(640, ignore, deferred=False) - host_reads(160, ignore, deferred=False) == 2 * 2 * 45
+    # each read update costs at most two reads (its losses and its hit counts), whatever it covers
+    reads = 2 * (60 // 10)
+    assert many < host_reads(640, read_every_tenth) <= many + 2 * reads

@@ -187,7 +187,11 @@ class StrategyTrainer:
             model = pipeline.build_model(strategy, len(feature_names), options.seed)
             self._check_cancelled(token)
             step = "train"
-            trainer = ModelTrainer(pipeline.trainer_settings(strategy, options), progress_callback, token)
+            # the old flow sums its running loss/accuracy every batch, as it always has: it is
+            # the control, and its per-batch updates are all read anyway
+            trainer = ModelTrainer(
+                pipeline.trainer_settings(strategy, options), progress_callback, token, deferred_metrics=False
+            )
             raw_metrics = trainer.train(model, split.X_train, split.y_train, split.X_val, split.y_val)
             # run-dependent timings go to metadata only (as in the pipeline): metrics.json
             # stays the same run to run and has the unified mode's keys

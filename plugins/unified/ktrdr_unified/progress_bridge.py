@@ -157,14 +157,14 @@ class ProgressBridge:
         if self._last_delivered is None:  # rule 1: the first update always passes
             now = self._clock()
             self._look(now)
-            self._deliver(now, epoch, total_epochs, metrics)
+            self._deliver(epoch, total_epochs, metrics)
             return
         self._since_look += 1
         if self._since_look < self.stride:  # rule 2: not a candidate
             if self._pending:  # rule 6: unless a folded epoch is due
                 now = self._clock()
                 if self._pending_overdue(now):
-                    self._deliver(now, epoch, total_epochs, metrics)
+                    self._deliver(epoch, total_epochs, metrics)
             return
         now = self._clock()
         assert self._last_look is not None
@@ -177,7 +177,7 @@ class ProgressBridge:
         elif dt > self.slow_interval:
             self.stride = max(self.stride // 2, MIN_STRIDE)
         if self._due(dt, per_batch * self.stride) or self._pending_overdue(now):  # rules 4, 6
-            self._deliver(now, epoch, total_epochs, metrics)
+            self._deliver(epoch, total_epochs, metrics)
         else:
             self.held += 1
 
@@ -218,7 +218,7 @@ class ProgressBridge:
         if is_epoch:
             self._last_epoch_end = now
         if final or due:
-            self._deliver(now, epoch, total_epochs, metrics, final=final)
+            self._deliver(epoch, total_epochs, metrics, final=final)
             return
         if is_epoch:  # rule 5: fold it into the next update
             assert last is not None
@@ -250,9 +250,13 @@ class ProgressBridge:
         return out
 
     def _deliver(
-        self, now: float, epoch: int, total_epochs: int, metrics: Mapping[str, Any], *, final: bool = False
+        self, epoch: int, total_epochs: int, metrics: Mapping[str, Any], *, final: bool = False
     ) -> None:
         out = self._carry_folded(metrics, epoch)
+        # Copying the update reads its numbers, which the trainer defers until now (a fold of
+        # every batch since the last delivery): time the next interval from when they are
+        # ready, so the sinks never see two updates closer than the floor.
+        now = self._clock()
         if final:
             self.finished = True
         if self._first_delivered is None:
@@ -273,7 +277,7 @@ class ProgressBridge:
         newest = self._pending.pop()
         self._pending_due = None
         metrics = {**newest, "flushed": True}
-        self._deliver(self._clock(), int(newest["epoch"]), self._pending_total, metrics, final=True)
+        self._deliver(int(newest["epoch"]), self._pending_total, metrics, final=True)
         return True
 
     def summary(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import statistics
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -417,3 +418,48 @@ def test_rules_hold_for_any_training_shape(
 
 def test_target_constant_is_300_ms() -> None:
     assert TARGET_INTERVAL == 0.3 and MIN_INTERVAL == 0.1
+
+
+class SlowToRead(Mapping[str, Any]):
+    """A batch update whose loss takes time to read, like the trainer's deferred numbers:
+    every other read costs ``read_seconds`` on the fake clock."""
+
+    reads = 0
+
+    def __init__(self, clock: FakeClock, read_seconds: float, **metrics: Any) -> None:
+        self._clock, self._read_seconds, self._metrics = clock, read_seconds, metrics
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "train_loss":
+            SlowToRead.reads += 1
+            if SlowToRead.reads % 2:
+                self._clock.advance(self._read_seconds)
+        return self._metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._metrics)
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+
+def test_the_floor_holds_where_the_sinks_are_even_when_reading_an_update_takes_time() -> None:
+    """Reading a delivered update's numbers counts before the next interval starts: with the
+    target at the floor and every batch looked at, an update that took 50 ms to read is not
+    followed by one 50 ms after it reached the sink."""
+    clock = FakeClock()
+    sink = Sink(clock)
+    bridge = ProgressBridge(
+        sink,
+        clock=clock,
+        target_interval=MIN_INTERVAL,
+        min_interval=MIN_INTERVAL,
+        initial_stride=1,
+        max_stride=1,
+    )
+    for b in range(1, 400):
+        clock.advance(0.01)
+        bridge(1, 1, SlowToRead(clock, 0.05, **batch(1, b, 1000)))
+    gaps = [b - a for a, b in zip(sink.times, sink.times[1:], strict=False)]
+    assert len(gaps) >= 5 and SlowToRead.reads == len(sink.got)
+    assert min(gaps) >= MIN_INTERVAL - 1e-9, gaps

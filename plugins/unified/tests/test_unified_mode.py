@@ -21,6 +21,7 @@ from ktrdr_core import CancellationError, ThreadingCancellationToken, TrainingRe
 from ktrdr_core.result import RESULT_KEYS
 from ktrdr_core.testing import CancelAtCheck
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
+from ktrdr_core.training.trainer import DeferredSums
 from ktrdr_unified.executor import TrainingExecutor
 from ktrdr_unified.mode import UnifiedMode
 from ktrdr_unified.progress_bridge import MIN_INTERVAL
@@ -78,6 +79,31 @@ def test_real_training_updates_come_about_every_300_ms(ktrdr_home: Path) -> None
     summary = result.metadata["progress"]
     assert summary["delivered"] == len(sink.got)
     assert summary["received"] > 20 * summary["delivered"]
+
+
+def test_running_numbers_are_summed_only_for_delivered_updates(
+    ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unified's trainer leaves each batch's loss and hits on the device; they are summed
+    (a host read) only when the bridge delivers an update, plus once per epoch end."""
+    folds: list[int] = []
+    real_fold = DeferredSums._fold
+
+    def counting_fold(self: DeferredSums, count: int) -> None:
+        folds.append(count)
+        real_fold(self, count)
+
+    monkeypatch.setattr(DeferredSums, "_fold", counting_fold)
+    sink = TimedSink()
+    result = TrainingExecutor().execute(request(), sink, ThreadingCancellationToken())
+    metrics = result.training_metrics
+    batches = metrics["batches_per_epoch"] * metrics["epochs_trained"]
+    delivered_batches = sum(m["progress_type"] == "batch" for *_, m in sink.got)
+    assert sum(folds) == batches  # every batch summed exactly once
+    assert len(folds) <= delivered_batches + metrics["epochs_trained"]
+    assert len(folds) < batches / 5
+    epoch_updates = [m for *_, m in sink.got if m["progress_type"] == "epoch"]
+    assert epoch_updates[-1]["train_loss"] == metrics["history"]["train_loss"][-1]
 
 
 def test_result_has_the_design_keys_and_a_model(ktrdr_home: Path) -> None:
