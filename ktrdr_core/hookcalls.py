@@ -6,7 +6,10 @@ Every call is a pluggy ``HookCaller`` call, so hook-call monitoring
 order it. The plugin manager (:class:`ktrdr_core.plugins.KtrdrPluginManager`)
 isolates each plain implementation of a hook that is not ``firstresult``: one
 that raises is logged, recorded against its plugin (``ktrdr plugins`` shows
-it) and skipped, and the others still answer. A wrapper is trusted like the
+it) and skipped, and the others still answer. A selector (``select_mode``,
+``firstresult``) that raises is recorded too, but stops the request with a
+:class:`~ktrdr_core.errors.ConfigurationError` naming it: routing by another
+rule instead would be a silent surprise. A wrapper is trusted like the
 call itself: if one raises, the call is logged and recorded against the
 hook's wrapper plugins and answers nothing.
 
@@ -23,7 +26,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ktrdr_core.errors import KtrdrError
+from ktrdr_core.errors import ConfigurationError
 from ktrdr_core.rollout.policy import Decision
 
 if TYPE_CHECKING:
@@ -45,13 +48,13 @@ class HookCalls:
     def __init__(self, pm: KtrdrPluginManager) -> None:
         self._pm = pm
 
-    # -- routing (firstresult: a failing selector is an error, never a silent fallback) --------
+    # -- routing (a selector that raises is an error naming it, never a silent fallback) --------
     def select_mode(
         self, *, request: TrainingRequest, policy: RolloutPolicy, modes: Mapping[str, ExecutionMode]
     ) -> Decision:
         decision = self._pm.hook.select_mode(request=request, policy=policy, modes=modes)
         if not isinstance(decision, Decision):
-            raise KtrdrError(f"the selector returned {decision!r} instead of a Decision")
+            raise ConfigurationError(f"the selector returned {decision!r} instead of a Decision")
         return decision
 
     # -- per request -----------------------------------------------------------------------------

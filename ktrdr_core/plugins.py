@@ -27,7 +27,7 @@ import attrs
 import pluggy
 
 from ktrdr_core import builtin, hookspecs, pluginhost
-from ktrdr_core.errors import NoModeInstalledError, PluginConflictError
+from ktrdr_core.errors import ConfigurationError, NoModeInstalledError, PluginConflictError
 from ktrdr_core.hookcalls import HookCalls
 from ktrdr_core.modes import ExecutionMode
 from ktrdr_core.modes import safe_health as safe_health  # re-exported: its callers import it from here
@@ -119,21 +119,26 @@ class KtrdrPluginManager(pluggy.PluginManager):
         kwargs: Mapping[str, object],
         firstresult: bool,
     ) -> Any:
-        if not firstresult:
-            impls = [self._isolated(hook_name, impl) for impl in impls]
+        impls = [self._isolated(hook_name, impl, firstresult) for impl in impls]
         return plain(hook_name, impls, kwargs, firstresult)
 
-    def _isolated(self, hook_name: str, impl: pluggy.HookImpl) -> pluggy.HookImpl:
+    def _isolated(self, hook_name: str, impl: pluggy.HookImpl, firstresult: bool) -> pluggy.HookImpl:
         if impl.wrapper or impl.hookwrapper:
             return impl
         cached = self._guarded.get((hook_name, id(impl)))
         if cached is not None and cached[0] is impl:
             return cached[1]
-        guarded = self._guard(hook_name, impl)
+        guarded = self._guard(hook_name, impl, firstresult)
         self._guarded[(hook_name, id(impl))] = (impl, guarded)
         return guarded
 
-    def _guard(self, hook_name: str, impl: pluggy.HookImpl) -> pluggy.HookImpl:
+    def _guard(self, hook_name: str, impl: pluggy.HookImpl, firstresult: bool) -> pluggy.HookImpl:
+        """Skip what raises; for a ``firstresult`` hook (the selector) stop the call, naming the plugin.
+
+        A selector that raises must not hand the request to the next one
+        silently: it becomes a :class:`ConfigurationError` (the CLI's exit 2,
+        the service's 503) that names the plugin and how to turn it off.
+        """
         function, plugin_name = impl.function, impl.plugin_name
 
         @functools.wraps(function)
@@ -141,7 +146,12 @@ class KtrdrPluginManager(pluggy.PluginManager):
             try:
                 value = function(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the others
-                self.record_failure(plugin_name, hook_name, exc)
+                description = self.record_failure(plugin_name, hook_name, exc)
+                if firstresult:
+                    raise ConfigurationError(
+                        f"plugin {plugin_name} raised in {hook_name}: {description} "
+                        f"(fix it, or leave it out with {ENV_DISABLE}={plugin_name})"
+                    ) from exc
                 return None
             self._hook_errors.pop((plugin_name, hook_name), None)
             return value

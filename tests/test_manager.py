@@ -293,3 +293,23 @@ def test_a_raising_wrapper_fails_only_its_hook_and_is_recorded() -> None:
     assert recorder.finished and recorder.finished[0][1] == "success"
     infos = {info.name: info for info in manager.plugin_manager.plugin_infos()}
     assert infos["badwrap"].error == "cancellation_sources: RuntimeError: wrapper bug"
+
+
+def test_a_selector_that_raises_stops_the_request_naming_its_plugin() -> None:
+    """Not isolated like the observers: routing by another rule instead would be a silent surprise."""
+    from ktrdr_core.errors import ConfigurationError
+
+    manager, recorder = manager_with(StepMode("legacy"))
+
+    class BadRouter:
+        @hookimpl(tryfirst=True)
+        def select_mode(self, request: Any, policy: Any, modes: Any) -> Any:
+            raise KeyError("region")
+
+    manager.plugin_manager.register_checked(BadRouter(), name="router", distribution="r", version="1")
+    with pytest.raises(ConfigurationError, match=r"plugin router raised in select_mode: KeyError: 'region'"):
+        manager.train(TrainingRequest(strategy="s"))
+    assert recorder.started == []  # nothing ran
+    infos = {info.name: info for info in manager.plugin_manager.plugin_infos()}
+    assert infos["router"].error == "select_mode: KeyError: 'region'"
+    assert manager.train(TrainingRequest(strategy="s"), mode="legacy").success  # --mode skips the selector

@@ -456,3 +456,23 @@ def _imported_after(*argv: str) -> Mapping[str, bool]:
 def test_serve_help_stays_light() -> None:
     for argv in (("--help",), ("serve", "--help")):
         assert _imported_after(*argv) == {"fastapi": False, "uvicorn": False, "torch": False}, argv
+
+
+def test_a_selector_that_raises_is_503_naming_the_plugin(fake_env: None) -> None:
+    class BadRouter:
+        @hookimpl(tryfirst=True)
+        def select_mode(self, request: Any, policy: Any, modes: Any) -> Any:
+            raise RuntimeError("routing table missing")
+
+    pm = make_pm(FakeMode("fake"), FakeMode("fake2"))
+    pm.register_checked(BadRouter(), name="router", distribution="r", version="1")
+    app = create_app(plugin_manager=pm, api_token=TOKEN, metrics=False, preload=False)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        response = client.post(
+            "/api/v1/trainings", json={"strategy": "s"}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert response.status_code == 503, response.text
+    assert (
+        "plugin router raised in select_mode: RuntimeError: routing table missing"
+        in response.json()["message"]
+    )
