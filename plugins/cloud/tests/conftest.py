@@ -14,7 +14,9 @@ also set by tox); real clusters use ``RAY_AUTH_TOKEN`` (docs/cloud.md).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -58,6 +60,9 @@ class ClusterShape:
 
     address: str
     cpus: tuple[float, ...]
+    #: the workers' temp folder (TMPDIR): the session's own when it started the cluster, so tests
+    #: that look at the workers' job folders never see another process's cluster's folders
+    worker_tmp: Path
 
     def slots(self, task_cpus: float = 1.0) -> int:
         return sum(int(cpus // task_cpus) for cpus in self.cpus)
@@ -68,10 +73,12 @@ def session_cluster() -> Iterator[ClusterShape]:
     """The given cluster, or one started here (see the module docstring)."""
     started = time.monotonic()
     cluster = None
+    worker_tmp = Path(tempfile.gettempdir())
     if GIVEN_ADDRESS:
         address = GIVEN_ADDRESS
     else:
-        cluster = start_cluster(nodes=2, cpus_per_node=1)
+        worker_tmp = Path(tempfile.mkdtemp(prefix="ktrdr-cloud-workers-"))
+        cluster = start_cluster(nodes=2, cpus_per_node=1, env={**os.environ, "TMPDIR": str(worker_tmp)})
         address = cluster.address
     try:
         cpus = node_cpus(address, timeout=120)
@@ -80,10 +87,11 @@ def session_cluster() -> Iterator[ClusterShape]:
         print(
             f"\nRay cluster at {address} ({where}, CPUs per node {cpus}) in {time.monotonic() - started:.1f} s"
         )
-        yield ClusterShape(address, tuple(cpus))
+        yield ClusterShape(address, tuple(cpus), worker_tmp)
     finally:
         if cluster is not None:
             cluster.stop()
+            shutil.rmtree(worker_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cloud_helpers import ProgressRecorder
@@ -20,8 +21,10 @@ from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequ
 RANGE = {"start_date": "2023-01-01", "end_date": "2023-02-15"}
 
 
-def _folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(f"{PREFIX}*"))
+@pytest.fixture
+def worker_folders(session_cluster: Any) -> Callable[[], set[Path]]:
+    """The job folders under the session cluster's workers' temp folder (its own TMPDIR)."""
+    return lambda: set(session_cluster.worker_tmp.glob(f"{PREFIX}*"))
 
 
 def _dead_pid() -> int:
@@ -56,20 +59,26 @@ def test_a_job_folder_is_removed_when_the_job_raises(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("on_cluster")
-def test_a_normal_job_leaves_nothing_behind(ktrdr_home: Path) -> None:
-    before = _folders()
+def test_a_normal_job_leaves_nothing_behind(
+    ktrdr_home: Path, worker_folders: Callable[[], set[Path]]
+) -> None:
+    before = worker_folders()
     request = TrainingRequest(strategy="neuro_mean_reversion", overrides={"epochs": 1}, **RANGE)
     result = TrainingManager().train(request, mode="cloud")
     assert result.status == "success", result.error
-    assert _folders() - before == set()
+    assert worker_folders() - before == set()
 
 
 @pytest.mark.usefixtures("on_cluster")
 def test_a_force_cancelled_jobs_folder_is_gone_after_the_next_job(
-    long_strategy: str, ktrdr_home: Path, monkeypatch: pytest.MonkeyPatch, recorder: ProgressRecorder
+    long_strategy: str,
+    ktrdr_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: ProgressRecorder,
+    worker_folders: Callable[[], set[Path]],
 ) -> None:
     monkeypatch.setenv("KTRDR_CLOUD_GRACE_SECONDS", "1")
-    before = _folders()
+    before = worker_folders()
     token = ThreadingCancellationToken()
     out: dict[str, TrainingResult] = {}
     request = TrainingRequest(strategy=long_strategy, **RANGE)
@@ -79,7 +88,7 @@ def test_a_force_cancelled_jobs_folder_is_gone_after_the_next_job(
     )
     thread.start()
     assert recorder.first.wait(90), "the long job never reported progress"
-    new = _folders() - before
+    new = worker_folders() - before
     assert len(new) == 1, new
     folder = new.pop()
     pid = int(folder.name.rsplit("-", 2)[1])
@@ -102,4 +111,4 @@ def test_a_force_cancelled_jobs_folder_is_gone_after_the_next_job(
     )
     assert after.status == "success", after.error
     assert not folder.exists()
-    assert _folders() - before == set()
+    assert worker_folders() - before == set()
