@@ -101,14 +101,18 @@ def ray_cluster(session_cluster: ClusterShape) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_client(ray_cluster: str) -> Any:
+def ray_client(ray_cluster: str) -> Iterator[Any]:
     """Ray, connected from this process to the session cluster: for tests that act on the
-    cluster themselves (occupy its CPUs, kill an actor). The cloud mode never uses it."""
+    cluster themselves (occupy its CPUs, kill an actor). The cloud mode never uses it.
+
+    Disconnected before the cluster stops: a connected process prints Ray's "Raylet is
+    terminated" dump when its cluster goes away under it."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address=ray_cluster, namespace="ktrdr", log_to_driver=False, configure_logging=False)
-    return ray
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture
