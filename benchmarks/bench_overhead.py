@@ -14,16 +14,17 @@ permutation each epoch), for the same number of epochs (early stopping off):
 - **plain**: the minimal hand-written loop: Adam (fused where available, as
   ModelTrainer builds it), cross-entropy, ``zero_grad / backward / step``,
   one full-batch validation per epoch;
-- **plain_metrics**: the plain loop plus the running loss and accuracy per
-  batch that ModelTrainer's progress contract needs, so the overhead splits
-  into *metrics* (plain_metrics / plain) and *the rest of the framework*
-  (unified / plain_metrics).
+- **plain_metrics**: the plain loop plus a running loss and accuracy read every
+  batch (``loss.item()``, an argmax): what ModelTrainer paid per batch before it
+  deferred those numbers to the updates a consumer reads; unified / plain_metrics
+  shows what deferring saves.
 
-What the ratio prices: per-batch running loss/accuracy (``loss.item()``, an
-argmax), the progress call and the token check, the best-epoch state copy
-and the chunked validation. Both loops compute the same model: the JSON
-records the largest gap between their per-epoch validation losses (float
-rounding only, ~1e-7).
+What the ratio prices: the per-batch bookkeeping of the deferred running
+loss/accuracy (a detach, a few list appends; the sums are folded on the rare
+updates the bridge delivers), the progress call and the token check, the
+best-epoch state copy and the chunked validation. Both loops compute the same
+model: the JSON records the largest gap between their per-epoch validation
+losses (float rounding only, ~1e-7).
 """
 
 from __future__ import annotations

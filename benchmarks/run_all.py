@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 TARGETS = {
-    "overhead": 1.05,
+    "overhead": 1.03,
     "mode_ratio": 1.00,
     "cancel_p99_ms": 100.0,
     "progress_target_s": 0.3,
@@ -240,8 +240,8 @@ def render_table(report: dict[str, Any]) -> str:
                 f"{_f(r, '.3f')} (medians {_f(md['median_seconds']['unified'], '.2f')} s vs "
                 f"{_f(md['median_seconds']['legacy'], '.2f')} s; best-of ratio "
                 f"{_f(md.get('ratio_of_best'), '.3f')})",
-                f"≤ {TARGETS['mode_ratio']:.2f}",
-                _meets(None if r is None else r <= TARGETS["mode_ratio"]),
+                f"< {TARGETS['mode_ratio']:.2f}",
+                _meets(None if r is None else r < TARGETS["mode_ratio"]),
             )
         )
     cl = report.get("cancel")
@@ -356,10 +356,10 @@ def render_table(report: dict[str, Any]) -> str:
     notes = []
     if ov and ov.get("metrics_ratio") is not None:
         notes.append(
-            f"Overhead split: per-batch running loss/accuracy (the progress contract's numbers) "
-            f"{_f(ov['metrics_ratio'], '.3f')}× the plain loop; the rest of the framework "
-            f"(progress call, bridge, token check, best-epoch copy, validation) "
-            f"{_f(ov.get('framework_ratio'), '.3f')}× the plain loop with those metrics."
+            f"Overhead split: the plain loop reading its running loss/accuracy every batch "
+            f"(`.item()`, an argmax: what ModelTrainer did before it deferred them) costs "
+            f"{_f(ov['metrics_ratio'], '.3f')}× the plain loop; unified with deferred numbers costs "
+            f"{_f(ov.get('framework_ratio'), '.3f')}× that per-batch loop."
         )
     if ov and ov.get("max_val_loss_gap") is not None:
         notes.append(
