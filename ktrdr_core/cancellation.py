@@ -9,6 +9,7 @@ calls ``token.cancel(reason=...)`` from any thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +23,12 @@ __all__ = [
     "CancellationSource",
     "CancellationToken",
     "DeadlineCancellation",
+    "CancelCheck",
     "ThreadingCancellationToken",
+    "cancel_check",
     "create_cancellation_token",
+    "no_cancel_check",
+    "raise_if_cancelled",
 ]
 
 CANCELLATION_BOUND_SECONDS = 0.1
@@ -31,6 +36,15 @@ CANCELLATION_BOUND_SECONDS = 0.1
 
 The one place the advertised 100 ms is written: the contract suite, ``ktrdr
 compare``'s cancel check and docs/contract.md (a test compares) all use it.
+"""
+
+
+CancelCheck = Callable[[], None]
+"""What a unit of work calls between its parts: returns, or raises :class:`CancellationError`.
+
+Set-up steps (data loading, indicators, fuzzy sets, features, labels) take one
+as ``check`` and call it per series, per indicator, per file phase, so a cancel
+during set-up waits for one small unit of work, not a whole step.
 """
 
 
@@ -92,8 +106,7 @@ class ThreadingCancellationToken:
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`CancellationError` if the token has fired."""
-        if self._event.is_set():
-            raise CancellationError(self._reason or "cancelled")
+        raise_if_cancelled(self)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` passes; True when cancelled."""
@@ -163,3 +176,20 @@ class DeadlineCancellation:
 def create_cancellation_token() -> ThreadingCancellationToken:
     """A fresh, thread-safe token: the one call a caller needs to be able to stop a training."""
     return ThreadingCancellationToken()
+
+
+def raise_if_cancelled(token: CancellationToken | None) -> None:
+    """Raise ``CancellationError(token.reason)`` once ``token`` has fired (no token: never)."""
+    if token is not None and token.is_cancelled():
+        raise CancellationError(token.reason or "cancelled")
+
+
+def no_cancel_check() -> None:
+    """The :data:`CancelCheck` of work nobody can cancel (a step called on its own)."""
+
+
+def cancel_check(token: CancellationToken | None) -> CancelCheck:
+    """The :data:`CancelCheck` of ``token``: one callable a step hands down to its units of work."""
+    if token is None:
+        return no_cancel_check
+    return functools.partial(raise_if_cancelled, token)

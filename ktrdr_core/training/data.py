@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ktrdr_core.cancellation import CancelCheck, no_cancel_check
 from ktrdr_core.errors import BadInputError
 from ktrdr_core.times import parse_iso, try_parse_iso
 
@@ -219,10 +220,17 @@ def load_ohlcv(
     *,
     start: np.datetime64 | None = None,
     end: np.datetime64 | None = None,
+    check: CancelCheck = no_cancel_check,
 ) -> OHLCV:
-    """Read, check and date-filter one file (``start``/``end`` inclusive, UTC)."""
+    """Read, check and date-filter one file (``start``/``end`` inclusive, UTC).
+
+    ``check`` runs after reading, after the timestamps and after each column:
+    parsing a large file is the longest part of set-up, and a cancel should
+    not wait for all of it.
+    """
     path = data_file(Path(data_dir), symbol, timeframe)
     header, rows = _read_rows(path)
+    check()
     time_column = _time_column(header)
     present = [c for c in COLUMNS[1:] if c in header]
     missing = ([] if time_column is not None else ["timestamp"]) + [
@@ -244,6 +252,7 @@ def load_ohlcv(
     timestamps = _parse_timestamps([row[index["timestamp"]].strip() for row in rows], path)
     values: dict[str, np.ndarray | None] = dict.fromkeys(OPTIONAL_COLUMNS)
     for name in present:
+        check()
         column = [row[index[name]].strip() for row in rows]
         try:
             array = np.array([float(v) if v else np.nan for v in column])

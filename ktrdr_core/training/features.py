@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ktrdr_core.cancellation import CancelCheck, no_cancel_check
 from ktrdr_core.errors import BadInputError
 from ktrdr_core.training.fuzzy import fuzzify
 from ktrdr_core.training.indicators import IndicatorSpec, default_registry
@@ -80,13 +81,20 @@ def check_columns(
 
 
 def indicator_values(
-    strategy: StrategyConfig, ohlcv: Mapping[str, np.ndarray | None], where: str = "the data"
+    strategy: StrategyConfig,
+    ohlcv: Mapping[str, np.ndarray | None],
+    where: str = "the data",
+    check: CancelCheck = no_cancel_check,
 ) -> dict[str, np.ndarray]:
-    """Every indicator computed once, by reference: ``{ID: selected output, "ID.OUT": ...}``."""
+    """Every indicator computed once, by reference: ``{ID: selected output, "ID.OUT": ...}``.
+
+    ``check`` runs before each indicator (one may be slow on a long series).
+    """
     check_columns(strategy, ohlcv, where)
     present = {k: v for k, v in ohlcv.items() if v is not None}
     values: dict[str, np.ndarray] = {}
     for ind in strategy.indicators:
+        check()
         spec = spec_of(ind)
         outputs = spec.compute(present, ind.params)
         for reference, output in ind.references(spec.outputs).items():
@@ -99,10 +107,12 @@ def warmup_bars(strategy: StrategyConfig) -> int:
     return max((spec_of(ind).warmup(ind.params) for ind in strategy.indicators), default=0)
 
 
-def memberships(strategy: StrategyConfig, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def memberships(
+    strategy: StrategyConfig, values: Mapping[str, np.ndarray], check: CancelCheck = no_cancel_check
+) -> dict[str, np.ndarray]:
     """The fuzzy membership columns of the strategy, each set reading its reference."""
     inputs = {key: values[strategy.reference_of(key)] for key in strategy.fuzzy_sets}
-    return fuzzify(inputs, strategy.fuzzy_sets)
+    return fuzzify(inputs, strategy.fuzzy_sets, check)
 
 
 def feature_matrix(columns: Mapping[str, np.ndarray], lookback: int) -> tuple[np.ndarray, list[str]]:

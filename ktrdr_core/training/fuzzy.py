@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ktrdr_core.cancellation import CancelCheck, no_cancel_check
+
 __all__ = [
     "MEMBERSHIP_FUNCTIONS",
     "MIN_MEMBERSHIP",
@@ -91,17 +93,21 @@ def membership(x: Any, kind: str, parameters: Sequence[float]) -> np.ndarray:
 
 
 def fuzzify(
-    values: Mapping[str, np.ndarray], fuzzy_sets: Mapping[str, Sequence[Any]]
+    values: Mapping[str, np.ndarray],
+    fuzzy_sets: Mapping[str, Sequence[Any]],
+    check: CancelCheck = no_cancel_check,
 ) -> dict[str, np.ndarray]:
     """``{f"{feature_id}_{set}": membership}`` for every set of every indicator, in order.
 
     ``fuzzy_sets`` maps a feature id to objects with ``name``, ``type`` and
-    ``parameters`` (:class:`~ktrdr_core.training.strategy.FuzzySetConfig`).
+    ``parameters`` (:class:`~ktrdr_core.training.strategy.FuzzySetConfig`);
+    ``check`` runs before each set (a cancel need not wait for all of them).
     """
     out: dict[str, np.ndarray] = {}
     for feature_id, sets in fuzzy_sets.items():
         series = values[feature_id]
         for fuzzy_set in sets:
+            check()
             value = membership(series, fuzzy_set.type, fuzzy_set.parameters)
             out[f"{feature_id}_{fuzzy_set.name}"] = np.where(value < MIN_MEMBERSHIP, 0.0, value)
     return out

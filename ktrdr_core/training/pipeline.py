@@ -8,8 +8,10 @@ Steps, in order (``STEP_NAMES``)::
 
 Each step is a plain function that a mode may also call on its own (the legacy
 mode composes them its old way, the unified mode runs :func:`run_training`).
-:func:`run_training` checks the cancellation token between every two steps
-(and the trainer checks it at every batch), calls ``on_step(index, total,
+:func:`run_training` checks the cancellation token between every two steps,
+the set-up steps check it between their units of work (each file and its
+columns, each series, indicator and fuzzy set: their ``check`` argument), and
+the trainer checks it at every batch; it calls ``on_step(index, total,
 name)`` (1-based) before each step, and returns a :class:`TrainingResult`
 with the result keys of docs/contract.md.
 
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 from ktrdr_core._version import __version__
-from ktrdr_core.cancellation import CancellationToken
+from ktrdr_core.cancellation import CancelCheck, CancellationToken, no_cancel_check, raise_if_cancelled
 from ktrdr_core.errors import BadInputError, CancellationError, KtrdrError, TrainingFailedError
 from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.request import TrainingRequest, check_strategy_name
@@ -265,6 +267,7 @@ def load_data(
     *,
     start_date: str | None = None,
     end_date: str | None = None,
+    check: CancelCheck = no_cancel_check,
 ) -> list[OHLCV]:
     """One checked, date-filtered :class:`OHLCV` per (symbol, timeframe)."""
     start = parse_date_bound(start_date, what="start_date")
@@ -272,25 +275,27 @@ def load_data(
     if start is not None and end is not None and end < start:
         raise BadInputError(f"end_date {end_date} is before start_date {start_date}")
     return [
-        load_ohlcv(symbol, timeframe, data_dir, start=start, end=end)
+        load_ohlcv(symbol, timeframe, data_dir, start=start, end=end, check=check)
         for symbol in symbols
         for timeframe in timeframes
     ]
 
 
-def compute_indicators(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[dict[str, np.ndarray]]:
+def compute_indicators(
+    strategy: StrategyConfig, data: Sequence[OHLCV], check: CancelCheck = no_cancel_check
+) -> list[dict[str, np.ndarray]]:
     """Per series: ``{reference: series}`` (``ID`` and ``ID.OUTPUT`` for every indicator)."""
     return [
-        feature_mod.indicator_values(strategy, series.columns(), series.path or series.symbol)
+        feature_mod.indicator_values(strategy, series.columns(), series.path or series.symbol, check)
         for series in data
     ]
 
 
 def compute_memberships(
-    strategy: StrategyConfig, values: Sequence[Mapping[str, np.ndarray]]
+    strategy: StrategyConfig, values: Sequence[Mapping[str, np.ndarray]], check: CancelCheck = no_cancel_check
 ) -> list[dict[str, np.ndarray]]:
     """Per series: ``{f"{key}_{set}": membership}`` (``key`` a ``fuzzy_sets`` key)."""
-    return [feature_mod.memberships(strategy, v) for v in values]
+    return [feature_mod.memberships(strategy, v, check) for v in values]
 
 
 def base_series(strategy: StrategyConfig, data: Sequence[OHLCV]) -> list[OHLCV]:
@@ -303,6 +308,7 @@ def build_features(
     strategy: StrategyConfig,
     memberships: Sequence[Mapping[str, np.ndarray]],
     data: Sequence[OHLCV] | None = None,
+    check: CancelCheck = no_cancel_check,
 ) -> tuple[list[np.ndarray], list[str]]:
     """Per symbol one matrix, a row per base bar, and the shared column names.
 
@@ -312,11 +318,13 @@ def build_features(
     close (:func:`~ktrdr_core.training.timeframes.align_closed`), NaN before its
     first one. With several timeframes, columns are prefixed ``{timeframe}_``.
     Without ``data``, each membership mapping is one single-timeframe series.
+    ``check`` runs before each series' matrix.
     """
     if data is None:
-        pairs = [
-            feature_mod.feature_matrix(columns, strategy.model.lookback_periods) for columns in memberships
-        ]
+        pairs = []
+        for columns in memberships:
+            check()
+            pairs.append(feature_mod.feature_matrix(columns, strategy.model.lookback_periods))
         return [m for m, _ in pairs], (pairs[-1][1] if pairs else [])
     timeframes = list(dict.fromkeys(s.timeframe for s in data))
     base = base_of(strategy, timeframes)
@@ -338,6 +346,7 @@ def build_features(
             ]
             if not wanted:
                 continue
+            check()
             matrix, block = feature_mod.feature_matrix(
                 {n: columns[n] for n in wanted}, strategy.model.lookback_periods
             )
@@ -371,11 +380,15 @@ def series_labels(strategy: StrategyConfig, series: OHLCV) -> np.ndarray:
 
 
 def build_labels(
-    strategy: StrategyConfig, data: Sequence[OHLCV], matrices: Sequence[np.ndarray]
+    strategy: StrategyConfig,
+    data: Sequence[OHLCV],
+    matrices: Sequence[np.ndarray],
+    check: CancelCheck = no_cancel_check,
 ) -> list[SeriesSamples]:
     """Labels on each symbol's base bars, keeping rows with a label and complete features."""
     out = []
     for series, matrix in zip(base_series(strategy, data), matrices, strict=True):
+        check()
         labels = series_labels(strategy, series)
         labelled = labels >= 0
         complete = np.isfinite(matrix).all(axis=1)
@@ -570,8 +583,8 @@ class _Run:
     started: float = attrs.field(factory=time.perf_counter)
 
     def check(self) -> None:
-        if self.token is not None and self.token.is_cancelled():
-            raise CancellationError(self.token.reason or "cancelled")
+        """The run's :data:`~ktrdr_core.cancellation.CancelCheck`, handed to every set-up step."""
+        raise_if_cancelled(self.token)
 
     # one method per step, in STEP_NAMES order
     def load_strategy(self) -> None:
@@ -584,7 +597,7 @@ class _Run:
         try:
             start, end = date_range(self.request, self._strategy)
             self.data = load_data(
-                self.symbols, self.timeframes, self.data_dir, start_date=start, end_date=end
+                self.symbols, self.timeframes, self.data_dir, start_date=start, end_date=end, check=self.check
             )
         except BadInputError as exc:
             if self.data_source == "KTRDR_DATA_DIR":
@@ -592,16 +605,18 @@ class _Run:
             raise
 
     def indicators(self) -> None:
-        self.values = compute_indicators(self._strategy, self.data)
+        self.values = compute_indicators(self._strategy, self.data, self.check)
 
     def fuzzy(self) -> None:
-        self.memberships = compute_memberships(self._strategy, self.values)
+        self.memberships = compute_memberships(self._strategy, self.values, self.check)
 
     def features(self) -> None:
-        self.matrices, self.feature_names = build_features(self._strategy, self.memberships, self.data)
+        self.matrices, self.feature_names = build_features(
+            self._strategy, self.memberships, self.data, self.check
+        )
 
     def labels(self) -> None:
-        self.labelled = build_labels(self._strategy, self.data, self.matrices)
+        self.labelled = build_labels(self._strategy, self.data, self.matrices, self.check)
 
     def balance(self) -> None:
         self.balanced = balance_step(self.labelled)

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from ktrdr_core._version import __version__
-from ktrdr_core.cancellation import CancellationToken
-from ktrdr_core.errors import BadInputError, CancellationError, KtrdrError, TrainingFailedError
+from ktrdr_core.cancellation import CancellationToken, cancel_check
+from ktrdr_core.errors import BadInputError, KtrdrError, TrainingFailedError
 from ktrdr_core.progress import ProgressCallback
 from ktrdr_core.request import TrainingRequest, check_strategy_name
 from ktrdr_core.training import pipeline
@@ -80,11 +80,6 @@ class StrategyTrainer:
         self.environ = environ
         self.home = home
 
-    @staticmethod
-    def _check_cancelled(token: CancellationToken | None) -> None:
-        if token is not None and token.is_cancelled():
-            raise CancellationError(token.reason or "cancelled")
-
     def train_multi_symbol_strategy(  # noqa: C901 - the old flow is one long method, on purpose
         self,
         strategy_config_path: str,
@@ -112,6 +107,7 @@ class StrategyTrainer:
         """
         started = time.perf_counter()
         token = cancellation_token
+        check = cancel_check(token)  # between steps, and handed to the set-up steps' units of work
         step = "load strategy"
         try:
             # -- strategy (by name only, never a path) ---------------------------------------------
@@ -139,36 +135,36 @@ class StrategyTrainer:
                 ",".join(symbols_used),
                 ",".join(timeframes_used),
             )
-            self._check_cancelled(token)
+            check()
 
             # -- data --------------------------------------------------------------------------
             step = "load data"
             data_dir, data_source = resolve_data_dir({"data_dir": options.data_dir}, self.environ)
             start_date, end_date = pipeline.date_range(request, strategy)
             data = pipeline.load_data(
-                symbols_used, timeframes_used, data_dir, start_date=start_date, end_date=end_date
+                symbols_used, timeframes_used, data_dir, start_date=start_date, end_date=end_date, check=check
             )
             logger.info("legacy: loaded %d series from %s", len(data), data_source)
-            self._check_cancelled(token)
+            check()
 
             # -- indicators, fuzzy memberships, features --------------------------------------
             step = "indicators"
-            values = pipeline.compute_indicators(strategy, data)
-            self._check_cancelled(token)
+            values = pipeline.compute_indicators(strategy, data, check)
+            check()
             step = "fuzzy memberships"
-            memberships = pipeline.compute_memberships(strategy, values)
-            self._check_cancelled(token)
+            memberships = pipeline.compute_memberships(strategy, values, check)
+            check()
             step = "features"
-            matrices, feature_names = pipeline.build_features(strategy, memberships, data)
-            self._check_cancelled(token)
+            matrices, feature_names = pipeline.build_features(strategy, memberships, data, check)
+            check()
 
             # -- labels, balance, split --------------------------------------------------------
             step = "labels"
-            labelled = pipeline.build_labels(strategy, data, matrices)
-            self._check_cancelled(token)
+            labelled = pipeline.build_labels(strategy, data, matrices, check)
+            check()
             step = "balance symbols"
             balanced = pipeline.balance_step(labelled)
-            self._check_cancelled(token)
+            check()
             step = "split"
             split = split_series(
                 balanced,
@@ -179,13 +175,13 @@ class StrategyTrainer:
                 seed=options.seed,
             )
             logger.info("legacy: %d features, split %s", len(feature_names), split.sizes())
-            self._check_cancelled(token)
+            check()
 
             # -- model and training (ModelTrainer unchanged, callback passed straight through) -
             step = "build model"
             device = select_device(options.device)
             model = pipeline.build_model(strategy, len(feature_names), options.seed)
-            self._check_cancelled(token)
+            check()
             step = "train"
             # the old flow sums its running loss/accuracy every batch, as it always has: it is
             # the control, and its per-batch updates are all read anyway
@@ -206,7 +202,7 @@ class StrategyTrainer:
                 raw_metrics["val_loss"],
                 raw_metrics["val_accuracy"],
             )
-            self._check_cancelled(token)
+            check()
 
             # -- evaluation and feature importance --------------------------------------------
             step = "evaluate"
@@ -214,12 +210,12 @@ class StrategyTrainer:
             warnings = result_warnings(split, feature_names, test_metrics)
             for warning in warnings:
                 logger.info("legacy: %s: warning: %s", strategy.name, warning)
-            self._check_cancelled(token)
+            check()
             step = "feature importance"
             importance = pipeline.feature_importance_step(
-                model, split, feature_names, options.seed, device, check=lambda: self._check_cancelled(token)
+                model, split, feature_names, options.seed, device, check=check
             )
-            self._check_cancelled(token)
+            check()
 
             # -- metadata, then the (atomic, versioned) save -----------------------------------
             metadata: dict[str, Any] = {
