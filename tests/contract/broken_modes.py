@@ -186,3 +186,11 @@ class ForgetsTheModel(QuickMode):
 
     def execute(self, request: Any, progress: Any, cancel: Any) -> TrainingResult:
         return attrs.evolve(super().execute(request, progress, cancel), model_path=None, model_id=None)
+
+
+class SlowSetUp(QuickMode):
+    """Parses its data in one unchecked piece (a third of a second) before the first token check."""
+
+    def validate(self, request: Any) -> Any:
+        time.sleep(0.3)  # e.g. reads and parses every file at once
+        return super().validate(request)

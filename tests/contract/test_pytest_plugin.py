@@ -119,7 +119,7 @@ def test_a_capability_the_mode_does_not_promise_is_declared_on_the_command_line(
         "-rs",
     )
     assert declared.returncode == 0, declared.stdout[-3000:]
-    assert "3 skipped" in declared.stdout and "declares cancellable = False" in declared.stdout
+    assert "4 skipped" in declared.stdout and "declares cancellable = False" in declared.stdout
     unknown = pytest_in(tmp_path, site, "--ktrdr-mode", "neverstops", "--ktrdr-without", "fast")
     assert unknown.returncode == 4
     assert "--ktrdr-without fast: no such capability; the capabilities are installed," in unknown.stderr

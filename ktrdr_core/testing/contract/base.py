@@ -58,6 +58,7 @@ class ContractBase:
     reports_progress: ClassVar[bool] = True
     cancellable_before_start: ClassVar[bool] = True
     cancellable: ClassVar[bool] = True
+    cancellable_during_setup: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
     stores_models: ClassVar[bool] = True
 
@@ -78,6 +79,8 @@ class ContractBase:
     cancel_epochs: ClassVar[int] = 40
     #: the longest delay (seconds) before cancelling from another thread
     max_cancel_delay: ClassVar[float] = 0.4
+    #: the set-up cancels are sent 1 ms to this many seconds after ``execute()`` starts
+    max_setup_cancel_delay: ClassVar[float] = 0.05
 
     # -- bounds --------------------------------------------------------------------------------
     #: from ``token.cancel()`` to ``execute()`` raising CancellationError, judged as the p95 of

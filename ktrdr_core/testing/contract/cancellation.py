@@ -1,4 +1,4 @@
-"""Checks on cancellation: before start, mid-training, and how fast (docs/contract.md#cancellation).
+"""Checks on cancellation: before start, in set-up, mid-training, how fast (docs/contract.md#cancellation).
 
 Each cancel is judged for what the mode did (raised ``CancellationError``,
 left no model folder, did not run on regardless). The latency bound is judged
@@ -166,40 +166,73 @@ class CancellationChecks(ContractBase):
         with self.capability("reports_progress"), self.capability("cancellable"):
             check()
 
+    def timed_cancels(
+        self, mode: Any, contract_request: TrainingRequest, first: float, last: float, *, once_training: bool
+    ) -> list[float]:
+        """The latencies of ``cancel_samples`` cancels sent ``first``..``last`` s in (those that landed)."""
+        samples = max(1, self.cancel_samples)
+        latencies: list[float] = []
+        for index in range(samples):
+            delay = first + (last - first) * index / max(1, samples - 1)
+            request = self.variant(contract_request, overrides={"seed": index, "epochs": self.cancel_epochs})
+            outcome = self.cancel_once(mode, request, delay=delay, once_training=once_training)
+            if outcome.latency is not None:
+                latencies.append(outcome.latency)
+        if len(latencies) < (samples + 1) // 2:
+            raise ContractViolation(
+                f"only {len(latencies)} of {samples} cancels landed before the training ended, too "
+                f"few to judge; raise cancel_epochs (now {self.cancel_epochs}) so a training outlasts "
+                f"the {last:g} s delay of the last cancel"
+            )
+        return latencies
+
+    def judge_latencies(self, latencies: list[float], when: str, advice: str) -> None:
+        """Fail when the p95 of ``latencies`` (cancels sent ``when``) is over the bound."""
+        bound = self.cancellation_bound_seconds
+        judged = percentile(latencies, CANCELLATION_PERCENTILE)
+        if judged > bound:
+            each = ", ".join(f"{latency * 1000:.0f}" for latency in sorted(latencies))
+            raise ContractViolation(
+                f"execute() raised CancellationError {judged * 1000:.0f} ms after token.cancel() at the "
+                f"{CANCELLATION_PERCENTILE * 100:.0f}th percentile of {len(latencies)} cancels sent {when} "
+                f"(each, ms: {each}); the bound is {bound * 1000:.0f} ms "
+                f"({CONTRACT_PAGE}#cancellation): {advice}"
+            )
+
     def test_cancellation_is_within_the_bound(self, mode: Any, contract_request: TrainingRequest) -> None:
         """``cancel_samples`` cancels from another thread while the mode trains; their p95.
 
         The delays are spread over 0..max_cancel_delay from the first progress
         update (from the call when the mode reports no progress): the bound is a
-        training's, where a mode checks at every batch. Cancels during set-up are
-        judged by the other checks for what the mode does, not how fast.
+        training's, where a mode checks at every batch.
         """
         with self.capability("cancellable"):
-            samples = max(1, self.cancel_samples)
-            latencies: list[float] = []
-            for index in range(samples):
-                delay = 0.01 + (self.max_cancel_delay - 0.01) * index / max(1, samples - 1)
-                request = self.variant(
-                    contract_request, overrides={"seed": index, "epochs": self.cancel_epochs}
-                )
-                outcome = self.cancel_once(mode, request, delay=delay, once_training=self.reports_progress)
-                if outcome.latency is not None:
-                    latencies.append(outcome.latency)
-            needed = (samples + 1) // 2
-            if len(latencies) < needed:
-                raise ContractViolation(
-                    f"only {len(latencies)} of {samples} cancels landed before the training ended, too "
-                    f"few to judge; raise cancel_epochs (now {self.cancel_epochs}) so a training outlasts "
-                    f"max_cancel_delay ({self.max_cancel_delay:g} s)"
-                )
-            bound = self.cancellation_bound_seconds
-            judged = percentile(latencies, CANCELLATION_PERCENTILE)
-            if judged > bound:
-                each = ", ".join(f"{latency * 1000:.0f}" for latency in sorted(latencies))
-                raise ContractViolation(
-                    f"execute() raised CancellationError {judged * 1000:.0f} ms after token.cancel() at the "
-                    f"{CANCELLATION_PERCENTILE * 100:.0f}th percentile of {len(latencies)} cancels "
-                    f"(each, ms: {each}); the bound is {bound * 1000:.0f} ms "
-                    f"({CONTRACT_PAGE}#cancellation): check cancel.is_cancelled() more often (at every "
-                    "batch, and between steps)"
-                )
+            start = "the first progress update" if self.reports_progress else "execute() started"
+            latencies = self.timed_cancels(
+                mode, contract_request, 0.01, self.max_cancel_delay, once_training=self.reports_progress
+            )
+            self.judge_latencies(
+                latencies,
+                f"0.01-{self.max_cancel_delay:g} s after {start}",
+                "check cancel.is_cancelled() more often (at every batch, and between steps)",
+            )
+
+    def test_setup_cancellation_is_within_the_bound(
+        self, mode: Any, contract_request: TrainingRequest
+    ) -> None:
+        """``cancel_samples`` cancels sent 1 ms..max_setup_cancel_delay after ``execute()`` starts; their p95.
+
+        That is while a mode sets up (strategy, data, indicators, features),
+        where one long unchecked step holds a cancel however often training
+        checks.
+        """
+        with self.capability("cancellable"), self.capability("cancellable_during_setup"):
+            latencies = self.timed_cancels(
+                mode, contract_request, 0.001, self.max_setup_cancel_delay, once_training=False
+            )
+            self.judge_latencies(
+                latencies,
+                f"0.001-{self.max_setup_cancel_delay:g} s after execute() started (during set-up)",
+                "check cancel.is_cancelled() between the units of set-up work too (per file, per "
+                "series, per indicator), not only between steps",
+            )

@@ -54,6 +54,12 @@ CAPABILITIES: dict[str, Capability] = {
             "cancels) and leaves no model folder",
         ),
         Capability(
+            "cancellable_during_setup",
+            True,
+            "a cancel during set-up (a few ms after execute() starts: loading data, indicators) raises "
+            "CancellationError within the bound too (p95 of several cancels)",
+        ),
+        Capability(
             "deterministic",
             True,
             "two runs with one overrides['seed'] give the same metrics",

@@ -21,6 +21,8 @@ class TestCloudModeContract(ExecutionModeContract):
     # judged for its outcome only, as for every mode.
     # a Ray task takes a moment to start: let drawn cancels also land once it trains
     max_cancel_delay = 1.5
+    # the task's start-up holds a cancel ~1.3 s: the 100 ms set-up bound is not promised
+    cancellable_during_setup = False
     # With KTRDR_RAY_ADDRESS set the first health() asks the cluster itself, in a child process
     # bounded by KTRDR_CLOUD_CONNECT_TIMEOUT + 2 s (5 s by default); later calls answer from the
     # cache at once. The suite's 1 s is widened to that bound plus slack for a loaded machine.
