@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -229,16 +229,9 @@ def test_mode_capacity_is_optional_and_checked() -> None:
                 raise self.answer
             return self.answer
 
-    class Plugin:
-        @hookimpl
-        def register_execution_modes(self, register: Callable[[ExecutionMode], None]) -> None:
-            register(Sized("two", 2))
-            register(Sized("bad", "lots"))
-            register(Sized("boom", RuntimeError("x")))
-            register(FakeMode("plain"))
-
-    pm = KtrdrPluginManager()
-    pm.register(Plugin(), name="sized")
+    pm = plugin_manager_with(
+        Sized("two", 2), Sized("bad", "lots"), Sized("boom", RuntimeError("x")), FakeMode("plain")
+    )
     assert mode_capacity(pm, "two") == 2
     assert [mode_capacity(pm, m) for m in ("bad", "boom", "plain", "missing")] == [None] * 4
 

@@ -11,9 +11,10 @@ import pytest
 from cli_inprocess import run_ktrdr
 from integration_support import SHORT, STRATEGY
 
-from ktrdr_core import ModeHealth, TrainingManager, TrainingRequest, get_plugin_manager, hookimpl
+from ktrdr_core import ModeHealth, TrainingManager, TrainingRequest, get_plugin_manager
 from ktrdr_core.compare import Experiment
 from ktrdr_core.ledger.store import RunLedger, ledger_path
+from ktrdr_core.testing import ModeProvider
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHORT_ARGS = ["--epochs", "2", "--start", SHORT["start_date"], "--end", SHORT["end_date"]]
@@ -47,17 +48,10 @@ class BrokenMode:
         raise RuntimeError("boom: the candidate fell over")
 
 
-class TestModes:
-    @hookimpl
-    def register_execution_modes(self, register: Any) -> None:
-        register(LearningRateMode())
-        register(BrokenMode())
-
-
 @pytest.fixture
 def test_modes() -> None:
     """Register the two test modes on this test's (fresh) plugin manager."""
-    get_plugin_manager().register(TestModes(), name="test-compare-modes")
+    get_plugin_manager().register(ModeProvider(LearningRateMode(), BrokenMode()), name="test-compare-modes")
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:

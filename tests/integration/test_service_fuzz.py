@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +23,15 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from ktrdr_core import builtin  # noqa: E402
 from ktrdr_core.cancellation import CancellationToken  # noqa: E402
 from ktrdr_core.errors import CancellationError  # noqa: E402
-from ktrdr_core.hookspecs import hookimpl  # noqa: E402
-from ktrdr_core.modes import ExecutionMode, ModeHealth  # noqa: E402
+from ktrdr_core.modes import ModeHealth  # noqa: E402
 from ktrdr_core.plugins import KtrdrPluginManager  # noqa: E402
 from ktrdr_core.progress import ProgressCallback  # noqa: E402
 from ktrdr_core.request import TrainingRequest  # noqa: E402
 from ktrdr_core.result import TrainingResult  # noqa: E402
 from ktrdr_core.service import create_app  # noqa: E402
+from ktrdr_core.testing import plugin_manager_with  # noqa: E402
 
 MAX_EXAMPLES = 50
 TOKEN = "fuzz-token"
@@ -58,17 +57,7 @@ class SleepyMode:
 
 
 def fake_pm() -> KtrdrPluginManager:
-    pm = KtrdrPluginManager()
-    pm.register_checked(builtin, name="ktrdr-core", distribution="ktrdr-core", version="dev")
-
-    class Plugin:
-        @hookimpl
-        def register_execution_modes(self, register: Callable[[ExecutionMode], None]) -> None:
-            register(SleepyMode("legacy"))
-            register(SleepyMode("unified"))
-
-    pm.register_checked(Plugin(), name="sleepy", distribution="sleepy", version="0")
-    return pm
+    return plugin_manager_with(SleepyMode("legacy"), SleepyMode("unified"), distribution="sleepy")
 
 
 @pytest.fixture
