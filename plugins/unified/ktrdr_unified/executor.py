@@ -10,8 +10,9 @@ with two differences that are the point of the migration:
   (``step 3/13: indicators``) and one summary line at the end, never a line
   per batch. Step timings are logged at DEBUG.
 
-Cancellation: the engine checks the token between every two steps and before
-every batch, so a cancel lands within one batch (or one step); the executor
+Cancellation: the engine checks the token between every two steps, between
+the units of set-up work (each file, series, indicator) and before every
+batch, so a cancel lands within one batch or one unit of work; the executor
 then raises :class:`~ktrdr_core.CancellationError`, and the engine's storage
 guarantees that no model folder is left behind.
 """
