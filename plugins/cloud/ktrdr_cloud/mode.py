@@ -51,6 +51,7 @@ from ktrdr_core import (
     TrainingRequest,
     TrainingResult,
 )
+from ktrdr_core.cancellation import cancel_check
 
 __all__ = ["CloudMode", "ProgressPacer"]
 
@@ -222,7 +223,9 @@ class CloudMode:
         _raise_if_cancelled(cancel)
         from ktrdr_cloud.payload import build_payload
 
-        payload = build_payload(request, torch_threads=settings.torch_threads, environ=self._environ)
+        payload = build_payload(
+            request, torch_threads=settings.torch_threads, environ=self._environ, check=cancel_check(cancel)
+        )
         if settings.address:
             # a refused port or an unknown host fails at once, with no driver process started
             probe = probe_address(settings.address, settings.connect_timeout)
@@ -261,6 +264,8 @@ class _CloudJob:
         self._cancel_lock = threading.Lock()
         self.cancel_sent_at: float | None = None
         self.done = False
+        #: the worker reported progress: a cancel from then on waits for its confirmation
+        self.trained = False
 
     # -- cancellation --------------------------------------------------------------------
 
@@ -304,6 +309,7 @@ class _CloudJob:
                 if message is not None:
                     kind = message[0]
                     if kind == "progress":
+                        self.trained = True
                         self.pacer.add(*message[2:5])
                     elif kind == "output":
                         self.pacer.flush()
@@ -319,6 +325,11 @@ class _CloudJob:
                 self.pacer.pump()
                 if self.cancel_sent_at is None and self.cancel.is_cancelled():
                     self._forward_cancel()
+                if self.cancel_sent_at is not None and not self.trained:
+                    # still queued or starting on the cluster: the driver has the cancel and the
+                    # task stops when it starts (or is force-cancelled after the grace period);
+                    # nothing comes back to save, so the run ends now, not after a cold start
+                    raise self._cancelled()
                 if self.cancel_sent_at is not None and time.monotonic() - self.cancel_sent_at > give_up_after:
                     logger.error(
                         "cloud job %s: the Ray driver did not confirm the cancellation within %g s; "

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ktrdr_core.cancellation import CancelCheck, no_cancel_check
 from ktrdr_core.request import TrainingRequest
 
 if TYPE_CHECKING:
@@ -69,9 +70,16 @@ class JobPayload:
 
 
 def build_payload(
-    request: TrainingRequest, *, torch_threads: int = 1, environ: Mapping[str, str] | None = None
+    request: TrainingRequest,
+    *,
+    torch_threads: int = 1,
+    environ: Mapping[str, str] | None = None,
+    check: CancelCheck = no_cancel_check,
 ) -> JobPayload:
-    """Resolve and read what ``request`` needs; bad input is raised here, before any Ray call."""
+    """Resolve and read what ``request`` needs; bad input is raised here, before any Ray call.
+
+    ``check`` runs before each data file is read and sliced (the longest part): a cancel
+    during set-up ends the run there instead of after every file."""
     from ktrdr_core.training.data import data_file, parse_date_bound, resolve_data_dir
     from ktrdr_core.training.pipeline import (
         date_range,
@@ -96,11 +104,13 @@ def build_payload(
     whole: dict[str, int] = {}
     for symbol in symbols:
         for timeframe in timeframes:
+            check()
             path = data_file(data_dir, symbol, timeframe)
             files[path.name], whole[path.name] = _data_bytes(
                 symbol, timeframe, data_dir, start, end, strategy, path
             )
             paths[path.name] = str(path)
+    check()
     return JobPayload(
         request=request.to_dict(),
         strategy_name=request.strategy,
