@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 #: a strategy that trains until it is stopped (no early stopping, many epochs)
@@ -29,3 +30,34 @@ class ProgressRecorder:
     def intervals(self) -> list[float]:
         times = [t for t, _, _ in self.calls]
         return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+# -- processes and waiting (the fault, health and training tests) ------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s direct children (Linux ``/proc``); none once it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> Any:
+    """``predicate()``'s first truthy value, polled for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

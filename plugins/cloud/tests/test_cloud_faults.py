@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cloud_helpers import LONG_STRATEGY, ProgressRecorder
+from cloud_helpers import LONG_STRATEGY, ProgressRecorder, alive, children, wait_for
 
 from ktrdr_cloud.mode import CloudMode
 from ktrdr_cloud.testing import LocalCluster, start_cluster
@@ -64,21 +64,6 @@ def _env(ktrdr_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -87,17 +72,7 @@ def _cmdline(pid: int) -> str:
 
 
 def _driver_children(pid: int) -> list[int]:
-    return [child for child in _children(pid) if "ktrdr_cloud.driver" in _cmdline(child)]
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return [child for child in children(pid) if "ktrdr_cloud.driver" in _cmdline(child)]
 
 
 class Background:
@@ -203,7 +178,7 @@ def test_the_heads_death_fails_only_the_cloud_run_and_the_service_goes_on(
             assert cloud.status_code == 202, cloud.text
             assert cloud.json()["decision"]["mode"] == "cloud", cloud.json()["decision"]
             cloud_id = cloud.json()["id"]
-            _wait_for(lambda: _updates(client, cloud_id) >= 1, 120, "the cloud run's progress")
+            wait_for(lambda: _updates(client, cloud_id) >= 1, 120, "the cloud run's progress")
             local = client.post(
                 "/api/v1/trainings",
                 json={
@@ -217,12 +192,12 @@ def test_the_heads_death_fails_only_the_cloud_run_and_the_service_goes_on(
             assert local.status_code == 202, local.text
             assert local.json()["decision"]["mode"] == "unified", local.json()["decision"]
             local_id = local.json()["id"]
-            _wait_for(lambda: _updates(client, local_id) >= 1, 60, "the unified run's progress")
+            wait_for(lambda: _updates(client, local_id) >= 1, 60, "the unified run's progress")
 
             throwaway.kill_head()
             killed_at = time.monotonic()
 
-            ended = _wait_for(
+            ended = wait_for(
                 lambda: (t := _training(client, cloud_id))["status"] in TERMINAL and t,
                 30,
                 "the cloud run to end",
@@ -234,11 +209,11 @@ def test_the_heads_death_fails_only_the_cloud_run_and_the_service_goes_on(
                 server.output()[-3000:],
             )
             # the unified run in the same process never noticed
-            other = _wait_for(
+            other = wait_for(
                 lambda: (t := _training(client, local_id))["status"] in TERMINAL and t, 240, "the unified run"
             )
             assert other["status"] == "completed", other
-            health = _wait_for(
+            health = wait_for(
                 lambda: not (h := client.get("/api/v1/health").json())["modes"]["cloud"]["healthy"] and h,
                 30,
                 "health to call cloud unhealthy",
@@ -365,7 +340,7 @@ def test_ctrl_c_while_connecting_exits_at_once_and_leaves_no_driver(
         text=True,
     )
     try:
-        drivers = _wait_for(lambda: _driver_children(proc.pid), 60, "the driver process to start")
+        drivers = wait_for(lambda: _driver_children(proc.pid), 60, "the driver process to start")
         time.sleep(1.0)  # let it get into ray.init
         proc.send_signal(signal.SIGINT)
         interrupted_at = time.monotonic()
@@ -379,7 +354,7 @@ def test_ctrl_c_while_connecting_exits_at_once_and_leaves_no_driver(
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("mode:")]
     assert len(lines) == 1, err
     assert out == ""
-    _wait_for(lambda: not any(_alive(pid) for pid in drivers), 10, "the driver process to be gone")
+    wait_for(lambda: not any(alive(pid) for pid in drivers), 10, "the driver process to be gone")
 
 
 # --------------------------------------------------------------------------- no address

@@ -8,10 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cloud_helpers import alive, children
 
 from ktrdr_cloud.healthcheck import HEADROOM_SECONDS, run_check
 from ktrdr_cloud.mode import CloudMode
@@ -109,32 +109,16 @@ def test_ctrl_c_interrupts_a_hanging_check_and_leaves_no_child() -> None:
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "checking"
     deadline = time.monotonic() + 60
-    while not _children(process.pid) and time.monotonic() < deadline:
+    while not children(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    children = _children(process.pid)
-    assert children, "the health check's child process never started"
+    started = children(process.pid)
+    assert started, "the health check's child process never started"
     time.sleep(1.0)  # let it get into ray.init
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)  # far less than the check's 122 s bound
     assert process.returncode == 130 and "interrupted" in out
     time.sleep(0.5)
-    assert not [pid for pid in children if _alive(pid)]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not [pid for pid in started if alive(pid)]
 
 
 def _cases(silent: int, session: Any) -> dict[str, tuple[dict[str, str], str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cloud_helpers import ProgressRecorder
+from cloud_helpers import ProgressRecorder, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,16 +92,6 @@ def _jobs() -> dict[str, dict[str, Any]]:
     return {} if driver is None or not driver.connected.is_set() else driver.jobs()["jobs"]
 
 
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -163,7 +153,7 @@ def test_progress_has_the_exact_signature_and_is_throttled(
     long_strategy: str, recorder: ProgressRecorder, ktrdr_home: Path
 ) -> None:
     run = Background(_request(long_strategy), recorder)
-    _wait_for(lambda: len(recorder.calls) >= 6, 60, "six progress updates")
+    wait_for(lambda: len(recorder.calls) >= 6, 60, "six progress updates")
     run.token.cancel(reason="enough updates")
     result = run.join(30)
     assert result.status == "cancelled"
@@ -228,13 +218,13 @@ def test_cancel_before_the_task_starts_is_honoured(
 
     # every CPU of the cluster is busy
     blockers = [occupy.remote(1.5) for _ in range(session_cluster.slots())]
-    _wait_for(
+    wait_for(
         lambda: len(ray.wait(blockers, timeout=0)[0]) == 0 and ray.available_resources().get("CPU", 0) == 0,
         10,
         "the blockers to start",
     )
     run = Background(_request(long_strategy))
-    job = _wait_for(lambda: next(iter(_jobs().values()), None), 30, "the job to open")
+    job = wait_for(lambda: next(iter(_jobs().values()), None), 30, "the job to open")
     log_offset = len(_driver_log(_driver()))
     assert "pid" not in job  # queued, not started
     cancelled_at = time.monotonic()
@@ -284,7 +274,7 @@ def test_a_killed_worker_gives_a_failed_result_not_a_hang(
 ) -> None:
     run = Background(_request(long_strategy), recorder)
     assert recorder.first.wait(60)
-    job = _wait_for(lambda: next((j for j in _jobs().values() if "pid" in j), None), 10, "the worker pid")
+    job = wait_for(lambda: next((j for j in _jobs().values() if "pid" in j), None), 10, "the worker pid")
     killed_at = time.monotonic()
     os.kill(job["pid"], signal.SIGKILL)
     result = run.join(60)
@@ -380,7 +370,7 @@ def test_never_more_trainings_at_once_than_the_cluster_has_cpus(
 
     slots = session_cluster.slots()
     runs = [Background(_request(long_strategy)) for _ in range(slots + 1)]
-    _wait_for(
+    wait_for(
         lambda: sum("pid" in job for job in _jobs().values()) >= slots, 60, f"{slots} trainings to start"
     )
     peak = 0
