@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequest, TrainingResult
+
 #: a strategy that trains until it is stopped (no early stopping, many epochs)
 LONG_STRATEGY = "cloud_test_long"
 
@@ -61,3 +63,32 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Background:
+    """``manager.train`` on a thread, so the test can act while it runs (the training and fault tests)."""
+
+    def __init__(
+        self,
+        request: TrainingRequest,
+        progress: Any = None,
+        token: ThreadingCancellationToken | None = None,
+        mode: str = "cloud",
+    ) -> None:
+        self.token = token or ThreadingCancellationToken()
+        self.result: TrainingResult | None = None
+        self.ended_at: float | None = None
+        self._thread = threading.Thread(target=self._run, args=(request, progress, mode), daemon=True)
+        self._thread.start()
+
+    def _run(self, request: TrainingRequest, progress: Any, mode: str) -> None:
+        try:
+            self.result = TrainingManager().train(request, progress, self.token, mode=mode)
+        finally:
+            self.ended_at = time.monotonic()
+
+    def join(self, timeout: float) -> TrainingResult:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the training did not end within {timeout} s"
+        assert self.result is not None
+        return self.result

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
-from cloud_helpers import LONG_STRATEGY, ProgressRecorder, alive, children, wait_for
+from cloud_helpers import LONG_STRATEGY, Background, ProgressRecorder, alive, children, wait_for
 
 from ktrdr_cloud.mode import CloudMode
 from ktrdr_cloud.testing import LocalCluster, start_cluster
-from ktrdr_core import ThreadingCancellationToken, TrainingManager, TrainingRequest, TrainingResult
+from ktrdr_core import TrainingManager, TrainingRequest
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
 KTRDR = str(Path(sys.executable).with_name("ktrdr"))
@@ -73,29 +72,6 @@ def _cmdline(pid: int) -> str:
 
 def _driver_children(pid: int) -> list[int]:
     return [child for child in children(pid) if "ktrdr_cloud.driver" in _cmdline(child)]
-
-
-class Background:
-    """``manager.train`` on a thread."""
-
-    def __init__(self, request: TrainingRequest, progress: Any = None) -> None:
-        self.token = ThreadingCancellationToken()
-        self.result: TrainingResult | None = None
-        self.ended_at: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(request, progress), daemon=True)
-        self._thread.start()
-
-    def _run(self, request: TrainingRequest, progress: Any) -> None:
-        try:
-            self.result = TrainingManager().train(request, progress, self.token, mode="cloud")
-        finally:
-            self.ended_at = time.monotonic()
-
-    def join(self, timeout: float) -> TrainingResult:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), f"the training did not end within {timeout} s"
-        assert self.result is not None
-        return self.result
 
 
 # --------------------------------------------------------------------------- the head dies

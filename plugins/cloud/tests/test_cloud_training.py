@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cloud_helpers import ProgressRecorder, wait_for
+from cloud_helpers import Background, ProgressRecorder, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ktrdr_core import (
-    ThreadingCancellationToken,
     TrainingManager,
     TrainingRequest,
-    TrainingResult,
 )
 from ktrdr_core.testing import leftover_model_dirs as model_dirs
 
@@ -38,35 +36,6 @@ SMALL = {"start_date": "2023-01-01", "end_date": "2023-03-15"}
 
 def _request(strategy: str = "neuro_mean_reversion", **overrides: Any) -> TrainingRequest:
     return TrainingRequest(strategy=strategy, overrides={"seed": 7, **overrides}, **SMALL)
-
-
-class Background:
-    """``manager.train`` on a thread, so the test can act while it runs."""
-
-    def __init__(
-        self,
-        request: TrainingRequest,
-        progress: Any = None,
-        token: ThreadingCancellationToken | None = None,
-        mode: str = "cloud",
-    ) -> None:
-        self.token = token or ThreadingCancellationToken()
-        self.result: TrainingResult | None = None
-        self.ended_at: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(request, progress, mode), daemon=True)
-        self._thread.start()
-
-    def _run(self, request: TrainingRequest, progress: Any, mode: str) -> None:
-        try:
-            self.result = TrainingManager().train(request, progress, self.token, mode=mode)
-        finally:
-            self.ended_at = time.monotonic()
-
-    def join(self, timeout: float) -> TrainingResult:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), f"the training did not end within {timeout} s"
-        assert self.result is not None
-        return self.result
 
 
 def _driver() -> Any:
