@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from ktrdr_core.cli.options import check_date_options, run_options
 from ktrdr_core.cli.output import echo_json
 from ktrdr_core.errors import BadInputError
 
@@ -107,25 +108,12 @@ def _record(
     show_default=True,
     help="Largest allowed |control - candidate| of each metric.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the strategy's epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the batch size.")
-@click.option("--symbols", default=None, help="Comma list; default: the strategy's.")
-@click.option("--timeframes", default=None, help="Comma list; default: the strategy's.")
-@click.option("--start", "start_date", default=None, help="First date (ISO, UTC).")
-@click.option("--end", "end_date", default=None, help="Last date (ISO, UTC).")
+@run_options
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
     help="Folder of {SYMBOL}_{timeframe}.csv files.",
-)
-@click.option(
-    "--set",
-    "set_items",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change one strategy setting for this run, e.g. "
-    "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).",
 )
 @click.option("--user", "user_id", default="default", show_default=True, help="User id of both runs.")
 @click.option(
@@ -188,7 +176,6 @@ def compare(
     report), 2 for bad input.
     """
     from ktrdr_core.cli.sinks import CliPlugin
-    from ktrdr_core.cli.train import check_date_options
     from ktrdr_core.extras import require_extra
 
     # the report (its curves.png) is always written: say what is missing before any training

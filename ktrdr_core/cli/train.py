@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ktrdr_core.cli.options import check_date_options, run_options
 from ktrdr_core.cli.output import echo_json
 from ktrdr_core.errors import BadInputError
 from ktrdr_core.request import TrainingRequest, check_strategy_name, check_user_id
@@ -46,39 +47,17 @@ def _summary(result: TrainingResult) -> None:
         click.echo(f"  warning:    {warning}")
 
 
-def check_date_options(start_date: str | None, end_date: str | None) -> None:
-    """``--start``/``--end`` read as the engine and the HTTP API read them: refused before any training."""
-    from ktrdr_core.times import parse_iso
-
-    for option, value in (("--start", start_date), ("--end", end_date)):
-        if value is not None:
-            parse_iso(value, what=option)
-
-
 @click.command()
 @click.argument("strategy")
 @click.option("--user", "user_id", default="default", show_default=True, help="User id the rollout hashes.")
 @click.option("--mode", default=None, help="Force an execution mode, bypassing the rollout.")
-@click.option("--symbols", default=None, help="Comma list; default: the strategy's.")
-@click.option("--timeframes", default=None, help="Comma list; default: the strategy's.")
-@click.option("--start", "start_date", default=None, help="First date (ISO, UTC).")
-@click.option("--end", "end_date", default=None, help="Last date (ISO, UTC).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the strategy's epochs.")
+@run_options
 @click.option("--seed", type=int, default=None, help="Random seed (default 42).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the batch size.")
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
     help="Folder of {SYMBOL}_{timeframe}.csv files (default: $KTRDR_DATA_DIR, else the sample set).",
-)
-@click.option(
-    "--set",
-    "set_items",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Change one strategy setting for this run, e.g. "
-    "training.labels.zigzag_threshold=0.002 (repeatable; validated like the file).",
 )
 @click.option("--timeout", type=float, default=None, callback=_positive, help="Cancel after SECONDS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
